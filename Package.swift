@@ -1,0 +1,136 @@
+// swift-tools-version:6.2
+// ImageStore: an OpenStack Image API v2 (Glance) server with a guarded filesystem store.
+import PackageDescription
+
+// Shared by every target, as Hummingbird does: explicit existentials and imports.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "imagestore",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "imagestore", targets: ["imagestore"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
+        // written against those seams only. No server, no direct I/O.
+        .target(
+            name: "ImageStoreCore",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // glance-api.conf-style INI parsing into typed, validated configuration.
+        .target(
+            name: "ImageStoreConfig",
+            dependencies: ["ImageStoreCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Image data stores: the filesystem store (streaming, hashing, crash-safe commit) and an in-memory one.
+        .target(
+            name: "ImageStoreStorage",
+            dependencies: [
+                "ImageStoreCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Image metadata: SQLite (GRDB) repository and an in-memory one.
+        .target(
+            name: "ImageStoreMetadata",
+            dependencies: [
+                "ImageStoreCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Debian's libnfs-dev, reached as a C module.
+        .systemLibrary(
+            name: "CLibNFS",
+            pkgConfig: "libnfs",
+            providers: [.apt(["libnfs-dev"])]
+        ),
+        // NFS client: probes an NFS server through libnfs, each call on its own thread under a deadline.
+        .target(
+            name: "ImageStoreNFS",
+            dependencies: ["CLibNFS", "ImageStoreCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
+        .target(
+            name: "ImageStoreAPI",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The `imagestore` command.
+        .executableTarget(
+            name: "imagestore",
+            dependencies: [
+                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test helpers shared by several test targets (temp dirs, real ganesha server, process control).
+        .target(
+            name: "ImageStoreTestSupport",
+            dependencies: ["ImageStoreCore"],
+            path: "Tests/ImageStoreTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreStorageTests",
+            dependencies: [
+                "ImageStoreStorage", "ImageStoreTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreMetadataTests", dependencies: ["ImageStoreMetadata", "ImageStoreTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreNFSTests", dependencies: ["ImageStoreNFS", "ImageStoreTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreAPITests",
+            dependencies: [
+                "ImageStoreAPI", "ImageStoreTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
+    ]
+)

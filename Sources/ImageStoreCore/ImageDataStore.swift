@@ -1,0 +1,87 @@
+import NIOCore
+
+/// Where image bytes live (the filesystem store, an in-memory one for tests).
+///
+/// Writes are two-phase so nothing half-written is ever visible: `beginWrite` streams into a
+/// temporary object, `finish` makes it durable and reports size and hashes, and only `commit`
+/// publishes it under the image id. `abort` (or any failure) leaves nothing behind.
+/// Every implementation passes the same conformance suite (`ImageDataStoreConformance`).
+public protocol ImageDataStore: Sendable {
+    /// Starts writing data for `id`. Throws `.conflict` if data for `id` is already committed,
+    /// or the mapped I/O error (`.storageFull`, `.writeDenied`, `.storeUnavailable`).
+    func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter
+
+    /// Opens the data of `id`, or the byte range `range` of it. Throws `.notFound` when absent.
+    func read(_ id: ImageID, range: Range<Int64>?) async throws -> any ImageDataReader
+
+    /// Size in bytes of the committed data. Throws `.notFound` when absent.
+    func size(_ id: ImageID) async throws -> Int64
+
+    /// Removes committed data. Returns false if there was none.
+    @discardableResult
+    func delete(_ id: ImageID) async throws -> Bool
+
+    /// Ids of all committed data, for reconciliation at start-up.
+    func storedIDs() async throws -> [ImageID]
+
+    /// Removes temporary files left by an earlier process. Returns how many were removed.
+    @discardableResult
+    func sweepTemporaryFiles() async throws -> Int
+
+    /// Total and free bytes of the backing storage.
+    func capacity() async throws -> StoreCapacity
+}
+
+/// A write in progress. Not shared between tasks: one upload drives one writer.
+public protocol ImageDataWriter: Sendable {
+    /// Appends bytes (hashing them on the way). Throws `.sizeMismatch` as soon as more bytes
+    /// than the expected size arrive, or the mapped I/O error.
+    func write(_ buffer: ByteBuffer) async throws
+
+    /// Ends the stream: flushes, fsyncs, checks the size against the expected one (`.sizeMismatch`)
+    /// and returns what was written. The data is not visible yet.
+    func finish() async throws -> StagedImageData
+
+    /// Publishes finished data under the image id (rename, then fsync of the directory).
+    func commit() async throws
+
+    /// Throws the data away; safe to call at any point, any number of times, also after commit
+    /// failed. Never throws.
+    func abort() async
+}
+
+/// What `finish` reports.
+public struct StagedImageData: Sendable, Equatable {
+    public var size: Int64
+    /// md5 hex, Glance's `checksum`.
+    public var md5: String
+    /// Multihash algorithm name (`sha512`) and hex value, Glance's `os_hash_algo`/`os_hash_value`.
+    public var hashAlgorithm: String
+    public var hashValue: String
+
+    public init(size: Int64, md5: String, hashAlgorithm: String = "sha512", hashValue: String) {
+        self.size = size
+        self.md5 = md5
+        self.hashAlgorithm = hashAlgorithm
+        self.hashValue = hashValue
+    }
+}
+
+/// An open read of image data.
+public protocol ImageDataReader: Sendable {
+    /// How many bytes `forEachChunk` will deliver.
+    var length: Int64 { get }
+    /// Streams the bytes in chunks, then closes. Call once.
+    func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws
+    /// Closes without reading (safe after `forEachChunk` too).
+    func close() async
+}
+
+public struct StoreCapacity: Sendable, Equatable {
+    public var totalBytes: Int64
+    public var freeBytes: Int64
+    public init(totalBytes: Int64, freeBytes: Int64) {
+        self.totalBytes = totalBytes
+        self.freeBytes = freeBytes
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// The image-data workflows (upload, download, delete) written against the seams only:
+/// metadata repository, data store and write guard. This is where "nothing is ever lost" is decided.
+///
+/// Upload, in order: status `queued`→`saving` by compare-and-set (so two uploads cannot both win),
+/// guard check, stream into a temporary object while counting against cap/quota/declared size,
+/// finish (fsync), guard check again, commit (rename), then `saving`→`active` by compare-and-set.
+/// Any failure aborts the temporary object and puts the image back to `queued`.
+public struct ImageService: Sendable {
+    public struct Limits: Sendable {
+        /// `image_size_cap`: the largest image accepted.
+        public var imageSizeCap: Int64
+        /// `user_storage_quota`: bytes per owner; 0 means no quota.
+        public var userStorageQuota: Int64
+        public init(imageSizeCap: Int64 = 1 << 40, userStorageQuota: Int64 = 0) {
+            self.imageSizeCap = imageSizeCap
+            self.userStorageQuota = userStorageQuota
+        }
+    }
+
+    public let repository: any ImageRepository
+    public let store: any ImageDataStore
+    public let writeGuard: any WriteGuard
+    public let limits: Limits
+    /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
+    public let processToken: String
+    let logger: Logger
+
+    public init(
+        repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
+        limits: Limits = .init(), processToken: String = ImageService.makeProcessToken(),
+        logger: Logger = Logger(label: "imagestore.images")
+    ) {
+        self.repository = repository
+        self.store = store
+        self.writeGuard = writeGuard
+        self.limits = limits
+        self.processToken = processToken
+        self.logger = logger
+    }
+
+    public static func makeProcessToken() -> String {
+        let host = ProcessInfo.processInfo.hostName
+        return "\(host):\(getpid()):\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    // MARK: Upload
+
+    /// Streams `body` into the store as the data of image `id`; returns the now-active image.
+    public func upload<Body: AsyncSequence>(
+        _ id: ImageID, body: Body, declaredSize: Int64?
+    ) async throws -> Image where Body.Element == ByteBuffer {
+        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        guard image.diskFormat != nil, image.containerFormat != nil else {
+            throw ImageStoreError.badRequest("Properties disk_format, container_format must be set prior to saving data.")
+        }
+        guard image.status == .queued else {
+            throw ImageStoreError.conflict("Image status transition from \(image.status.rawValue) to saving is not allowed")
+        }
+        if let declaredSize {
+            guard declaredSize >= 0 else { throw ImageStoreError.badRequest("Image size must not be negative") }
+            if declaredSize > limits.imageSizeCap { throw tooLarge() }
+        }
+        let quotaLeft = try await remainingQuota(for: image)
+        if let declaredSize, let quotaLeft, declaredSize > quotaLeft { throw quotaExceeded(quotaLeft) }
+
+        try await writeGuard.checkWritable()
+
+        let token = processToken
+        try await repository.update(id, expecting: [.queued]) { image in
+            image.status = .saving
+            image.uploadOwner = token
+        }
+
+        var writer: (any ImageDataWriter)?
+        var committed = false
+        do {
+            let w = try await store.beginWrite(id, expectedSize: declaredSize)
+            writer = w
+            var received: Int64 = 0
+            do {
+                for try await chunk in body {
+                    received += Int64(chunk.readableBytes)
+                    if received > limits.imageSizeCap { throw tooLarge() }
+                    if let quotaLeft, received > quotaLeft { throw quotaExceeded(quotaLeft) }
+                    try await w.write(chunk)
+                }
+            } catch let error as ImageStoreError {
+                throw error
+            } catch is CancellationError {
+                throw ImageStoreError(.clientDisconnected, "The upload was cancelled")
+            } catch {
+                // Errors from the body sequence are the client going away.
+                throw ImageStoreError(.clientDisconnected, "The client stopped sending the image data: \(error)")
+            }
+            let staged = try await w.finish()
+            // The share may have gone away while we streamed: check again before publishing.
+            try await writeGuard.checkWritable()
+            try await w.commit()
+            committed = true
+            do {
+                return try await repository.update(id, expecting: [.saving]) { image in
+                    image.status = .active
+                    image.size = staged.size
+                    image.checksum = staged.md5
+                    image.osHashAlgo = staged.hashAlgorithm
+                    image.osHashValue = staged.hashValue
+                    image.uploadOwner = nil
+                }
+            } catch let error as ImageStoreError where error.code == .notFound || error.code == .conflict {
+                // Deleted while uploading: the delete wins, and our committed data goes (in the clean-up).
+                throw ImageStoreError(
+                    .deletedDuringUpload,
+                    "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded."
+                )
+            }
+        } catch {
+            await cleanUpFailedUpload(id, writer: writer, committed: committed, error: error)
+            throw error
+        }
+    }
+
+    /// Removes the temporary data and puts the image back to `queued`. Runs detached so a cancelled
+    /// request (client gone) still cleans up completely.
+    private func cleanUpFailedUpload(_ id: ImageID, writer: (any ImageDataWriter)?, committed: Bool, error: any Error) async {
+        let repository = self.repository
+        let store = self.store
+        let logger = self.logger
+        let token = processToken
+        await Task.detached {
+            await writer?.abort()
+            // Committed data whose image did not become active is an orphan: never leave it.
+            if committed { _ = try? await store.delete(id) }
+            do {
+                try await repository.update(id, expecting: [.saving]) { image in
+                    guard image.uploadOwner == token else { return }
+                    image.status = .queued
+                    image.uploadOwner = nil
+                }
+            } catch {
+                // Deleted meanwhile, or another state: nothing to restore.
+            }
+            logger.info("upload failed, image back to queued", metadata: ["image_id": "\(id)", "error": "\(error)"])
+        }.value
+    }
+
+    private func remainingQuota(for image: Image) async throws -> Int64? {
+        guard limits.userStorageQuota > 0 else { return nil }
+        let used = try await repository.storageUsed(owner: image.owner, excluding: image.id)
+        return max(0, limits.userStorageQuota - used)
+    }
+
+    private func tooLarge() -> ImageStoreError {
+        ImageStoreError(.imageTooLarge, "The incoming image is too large: the limit is \(limits.imageSizeCap) bytes (image_size_cap)")
+    }
+
+    private func quotaExceeded(_ left: Int64) -> ImageStoreError {
+        ImageStoreError(
+            .quotaExceeded,
+            "Image exceeds the storage quota: \(left) bytes remaining of \(limits.userStorageQuota) (user_storage_quota)")
+    }
+
+    // MARK: Download
+
+    /// Opens the image's data (or a range of it). Returns nil when the image has no data (→ 204).
+    public func download(_ image: Image, range: Range<Int64>?) async throws -> (any ImageDataReader)? {
+        guard image.hasData else { return nil }
+        try await writeGuard.checkReadable()
+        do {
+            return try await store.read(image.id, range: range)
+        } catch let error as ImageStoreError where error.code == .notFound {
+            return nil
+        }
+    }
+
+    // MARK: Delete
+
+    /// Deletes an image and its data. A delete refused by the guard changes nothing.
+    public func delete(_ id: ImageID) async throws {
+        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        if image.isProtected { throw ImageStoreError.forbidden("Image \(id) is protected and cannot be deleted.") }
+        let hasData = image.hasData || image.status == .pendingDelete
+        if hasData {
+            try await writeGuard.checkWritable()
+            // pending_delete first: a crash between here and the row removal is finished at start-up,
+            // and a failed data delete can be rolled back to the previous status.
+            let previous = image.status
+            try await repository.update(id, expecting: [previous]) { $0.status = .pendingDelete }
+            do {
+                try await store.delete(id)
+            } catch {
+                _ = try? await repository.update(id, expecting: [.pendingDelete]) { $0.status = previous }
+                throw error
+            }
+        }
+        // An upload in flight (saving) sees the row gone at its final compare-and-set and cleans up.
+        try await repository.delete(id)
+    }
+}

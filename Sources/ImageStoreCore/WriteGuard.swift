@@ -1,0 +1,16 @@
+/// Decides whether the store may be written to right now (the mount guard implements it).
+///
+/// Asked before every write (upload, stage, delete of data) and again before an upload is
+/// committed. Throws `.storeUnavailable` with the reason when writes must be refused.
+public protocol WriteGuard: Sendable {
+    func checkWritable() async throws
+    /// Whether reads can be served; throws `.readUnavailable` if not (answered 503 + Retry-After).
+    func checkReadable() async throws
+}
+
+/// A guard that always allows: for a plain local directory with no guard configured.
+public struct UnguardedStore: WriteGuard {
+    public init() {}
+    public func checkWritable() async throws {}
+    public func checkReadable() async throws {}
+}
