@@ -127,7 +127,9 @@ let package = Package(
         .testTarget(
             name: "ImageStoreAPITests",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreTestSupport",
+                "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

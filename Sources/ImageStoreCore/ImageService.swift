@@ -200,3 +200,44 @@ public struct ImageService: Sendable {
         try await repository.delete(id)
     }
 }
+
+// MARK: Start-up recovery
+
+extension ImageService {
+    /// What `recoverAfterRestart` did, for the log.
+    public struct RecoveryReport: Sendable, Equatable {
+        public var uploadsReset = 0
+        public var temporaryFilesRemoved = 0
+        public var deletesFinished = 0
+    }
+
+    /// Repairs what a crashed process of this host left behind: uploads it held go back to `queued`,
+    /// its temporary files are removed, and interrupted deletes are finished. Uploads held by other
+    /// hosts (other replicas) are left alone.
+    public func recoverAfterRestart() async throws -> RecoveryReport {
+        var report = RecoveryReport()
+        let host = processToken.split(separator: ":").first.map(String.init) ?? ""
+        for image in try await repository.images(withStatus: [.saving]) {
+            let owner = image.uploadOwner ?? ""
+            guard owner.isEmpty || owner.split(separator: ":").first.map(String.init) == host else { continue }
+            guard owner != processToken else { continue }
+            try await repository.update(image.id, expecting: [.saving]) { image in
+                image.status = .queued
+                image.uploadOwner = nil
+            }
+            report.uploadsReset += 1
+        }
+        report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+        for image in try await repository.images(withStatus: [.pendingDelete]) {
+            do {
+                try await writeGuard.checkWritable()
+                try await store.delete(image.id)
+                try await repository.delete(image.id)
+                report.deletesFinished += 1
+            } catch {
+                logger.warning("could not finish an interrupted delete", metadata: ["image_id": "\(image.id)", "error": "\(error)"])
+            }
+        }
+        return report
+    }
+}

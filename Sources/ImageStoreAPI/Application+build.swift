@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import ImageStoreConfig
+import ImageStoreCore
+import ImageStoreMetadata
+import ImageStoreStorage
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The parts the API runs on. `buildApplication` makes them from the configuration; tests may pass
+/// their own (in-memory repository and store, a scripted guard).
+public struct ApplicationDependencies: Sendable {
+    public var repository: any ImageRepository
+    public var store: any ImageDataStore
+    public var writeGuard: any WriteGuard
+    /// Long-running background work (monitors) started with the server and stopped with it.
+    public var services: [any Service]
+
+    public init(
+        repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
+        services: [any Service] = []
+    ) {
+        self.repository = repository
+        self.store = store
+        self.writeGuard = writeGuard
+        self.services = services
+    }
+
+    /// SQLite + filesystem store from the configuration.
+    public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
+        let repository: any ImageRepository
+        switch configuration.database {
+        case .sqlite(let path):
+            if path != ":memory:" {
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            }
+            repository = try SQLiteImageRepository(path: path, logger: logger)
+        case .postgresql:
+            throw ImageStoreError.badRequest("[database] connection: postgresql is not supported yet; use sqlite:////path.db")
+        }
+        let options = configuration.store
+        // Like glance_store, create a missing plain directory; a guarded store (marker, mount) is the
+        // admin's to provide, and creating it would write into the bare mountpoint.
+        if !options.isNFSConfigured && !options.requireMountpoint {
+            try FileManager.default.createDirectory(atPath: options.datadir, withIntermediateDirectories: true)
+        }
+        let store = FilesystemImageStore(
+            directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize, logger: logger)
+        return ApplicationDependencies(repository: repository, store: store)
+    }
+}
+
+/// Assembles the ImageStore application: the only place where configuration, dependencies, routes,
+/// middleware and background services are put together. `imagestore serve` and the tests call it.
+public func buildApplication(
+    configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger
+) throws -> some ApplicationProtocol {
+    let dependencies = try dependencies ?? .make(from: configuration, logger: logger)
+    let service = ImageService(
+        repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
+        limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
+        logger: logger)
+
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestMiddleware(logger: logger))
+    let routes = RouteTable(router: router)
+    let multiStore = !configuration.enabledBackends.isEmpty
+    VersionsController().addRoutes(to: routes)
+    SchemasController().addRoutes(to: routes)
+    ImagesController(
+        repository: dependencies.repository, service: service, storeID: multiStore ? configuration.defaultBackend : nil
+    ).addRoutes(to: routes)
+    ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
+    InfoController(
+        backends: configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
+        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir, store: dependencies.store
+    ).addRoutes(to: routes)
+    routes.finish()
+
+    var app = Application(
+        router: router,
+        server: .http1(
+            configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .seconds(300))),
+        configuration: .init(
+            address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
+        services: dependencies.services,
+        logger: logger
+    )
+    app.beforeServerStarts {
+        // Never fatal: with the share missing the service must still start (store disabled).
+        guard let report = try? await service.recoverAfterRestart() else {
+            logger.warning("start-up recovery skipped: the store is not reachable")
+            return
+        }
+        logger.info(
+            "start-up recovery done",
+            metadata: [
+                "uploads_reset": "\(report.uploadsReset)", "temp_files_removed": "\(report.temporaryFilesRemoved)",
+                "deletes_finished": "\(report.deletesFinished)",
+            ])
+    }
+    return app
+}

@@ -1,0 +1,108 @@
+import Logging
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ImageStoreCore
+import NIOCore
+
+/// `PUT`/`GET /v2/images/{id}/file`: streamed upload and download of image data.
+struct ImageDataController {
+    let repository: any ImageRepository
+    let service: ImageService
+
+    func addRoutes(to routes: RouteTable) {
+        routes.add(.put, "/v2/images/{image_id}/file", upload)
+        routes.add(.get, "/v2/images/{image_id}/file", download)
+    }
+
+    @Sendable func upload(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let id = try context.imageID()
+        guard JSONPatch.mediaType(request.headers[.contentType] ?? "") == "application/octet-stream" else {
+            throw ImageStoreError(.unsupportedMediaType, "The Content-Type of image data must be application/octet-stream.")
+        }
+        let declared = try declaredSize(request.headers)
+        let image = try await service.upload(id, body: request.body, declaredSize: declared)
+        context.logger.info(
+            "image uploaded",
+            metadata: ["image_id": "\(id)", "size": "\(image.size ?? 0)", "checksum": "\(image.checksum ?? "")"])
+        return Response(status: .noContent)
+    }
+
+    /// `x-openstack-image-size` wins over Content-Length; a chunked body without either is unknown.
+    private func declaredSize(_ headers: HTTPFields) throws -> Int64? {
+        if let text = headers[.imageSize] {
+            guard let size = Int64(text.trimmingCharacters(in: .whitespaces)), size >= 0 else {
+                throw ImageStoreError.badRequest("x-openstack-image-size must be a non-negative integer")
+            }
+            return size
+        }
+        return headers[.contentLength].flatMap { Int64($0) }
+    }
+
+    @Sendable func download(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let id = try context.imageID()
+        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        if image.status == .deactivated && !context.isAdmin {
+            throw ImageStoreError.forbidden("The requested image has been deactivated. Image data download is forbidden.")
+        }
+        guard image.hasData, let size = image.size else { return Response(status: .noContent) }
+
+        var range: Range<Int64>?
+        if let header = request.headers[.range] {
+            range = try ByteRange.parse(header, size: size)
+        }
+        guard let reader = try await service.download(image, range: range) else { return Response(status: .noContent) }
+
+        var headers: HTTPFields = [.contentType: "application/octet-stream", .contentLength: "\(reader.length)"]
+        if let checksum = image.checksum { headers[.contentMD5] = checksum }
+        var status = HTTPResponse.Status.ok
+        if let range {
+            status = .partialContent
+            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"
+        }
+        let body = ResponseBody(contentLength: Int(reader.length)) { writer in
+            let sink = BodySink(writer)
+            defer { writer = sink.writer }
+            do {
+                try await reader.forEachChunk { chunk in try await sink.write(chunk) }
+            } catch {
+                await reader.close()
+                throw error
+            }
+            try await sink.writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+}
+
+/// Lets the store's chunk callback write into Hummingbird's `inout` body writer. Used by one
+/// task at a time, strictly sequentially.
+private final class BodySink: @unchecked Sendable {
+    var writer: any ResponseBodyWriter
+    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
+    func write(_ buffer: ByteBuffer) async throws { try await writer.write(buffer) }
+}
+
+/// `Range: bytes=…` for a single range, as Glance: multi-range → 400, unsatisfiable or garbage → 416.
+enum ByteRange {
+    static func parse(_ header: String, size: Int64) throws -> Range<Int64> {
+        let notSatisfiable = ImageStoreError(.rangeNotSatisfiable, "Requested range \(header) is not satisfiable for an image of \(size) bytes.")
+        let text = header.trimmingCharacters(in: .whitespaces)
+        guard text.lowercased().hasPrefix("bytes=") else { throw notSatisfiable }
+        let spec = text.dropFirst(6)
+        if spec.contains(",") { throw ImageStoreError.badRequest("Multiple ranges are not supported.") }
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw notSatisfiable }
+        let first = parts[0].trimmingCharacters(in: .whitespaces)
+        let last = parts[1].trimmingCharacters(in: .whitespaces)
+        if first.isEmpty {
+            // bytes=-n: the last n bytes.
+            guard let n = Int64(last), n > 0, size > 0 else { throw notSatisfiable }
+            return max(0, size - n)..<size
+        }
+        guard let start = Int64(first), start >= 0, start < size else { throw notSatisfiable }
+        if last.isEmpty { return start..<size }
+        guard let end = Int64(last), end >= start else { throw notSatisfiable }
+        return start..<(min(end, size - 1) + 1)
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import Hummingbird
+import ImageStoreCore
+
+/// `GET /v2/schemas/*`. python-glanceclient builds a validating model (warlock) from the image
+/// schema and validates the POST response against it, so this schema and `Image.glanceJSON` must agree.
+struct SchemasController {
+    func addRoutes(to routes: RouteTable) {
+        routes.add(.get, "/v2/schemas/image") { _, _ in .json(Schemas.image) }
+        routes.add(.get, "/v2/schemas/images") { _, _ in .json(Schemas.images) }
+        routes.add(.get, "/v2/schemas/metadefs/namespace") { _, _ in .json(Schemas.metadefNamespace) }
+        routes.add(.get, "/v2/schemas/metadefs/resource_type") { _, _ in .json(Schemas.metadefResourceType) }
+    }
+}
+
+enum Schemas {
+    static let uuidPattern = "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
+
+    static func nullableEnum(_ values: [String], _ description: String) -> JSONValue {
+        ["type": ["null", "string"], "description": .string(description), "enum": .array([.null] + values.map { .string($0) })]
+    }
+
+    static func readOnly(_ type: JSONValue, _ description: String, maxLength: Int64? = nil) -> JSONValue {
+        var property: [String: JSONValue] = ["type": type, "readOnly": true, "description": .string(description)]
+        if let maxLength { property["maxLength"] = .int(maxLength) }
+        return .object(property)
+    }
+
+    /// Common optional properties Glance documents but does not treat as base properties.
+    static func extra(_ description: String, pattern: String? = nil) -> JSONValue {
+        var property: [String: JSONValue] = ["type": ["null", "string"], "description": .string(description), "is_base": false]
+        if let pattern { property["pattern"] = .string(pattern) }
+        return .object(property)
+    }
+
+    static let imageProperties: [String: JSONValue] = [
+        "id": ["type": "string", "description": "An identifier for the image", "pattern": .string(uuidPattern)],
+        "name": ["type": ["null", "string"], "description": "Descriptive name for the image", "maxLength": 255],
+        "status": [
+            "type": "string", "readOnly": true, "description": "Status of the image",
+            "enum": .array(ImageStatus.allCases.map { .string($0.rawValue) }),
+        ],
+        "visibility": [
+            "type": "string", "description": "Scope of image accessibility",
+            "enum": ["community", "public", "private", "shared"],
+        ],
+        "protected": ["type": "boolean", "description": "If true, image will not be deletable."],
+        "os_hidden": ["type": "boolean", "description": "If true, image will not appear in default image list response."],
+        "checksum": readOnly(["null", "string"], "md5 hash of image contents.", maxLength: 32),
+        "os_hash_algo": readOnly(["null", "string"], "Algorithm to calculate the os_hash_value", maxLength: 64),
+        "os_hash_value": readOnly(["null", "string"], "Hexdigest of the image contents using the algorithm specified by the os_hash_algo", maxLength: 128),
+        "owner": ["type": ["null", "string"], "description": "Owner of the image", "maxLength": 255],
+        "size": readOnly(["null", "integer"], "Size of image file in bytes"),
+        "virtual_size": readOnly(["null", "integer"], "Virtual size of image in bytes"),
+        "container_format": nullableEnum(ImageFormats.container, "Format of the container"),
+        "disk_format": nullableEnum(ImageFormats.disk, "Format of the disk"),
+        "created_at": readOnly("string", "Date and time of image registration"),
+        "updated_at": readOnly("string", "Date and time of the last image modification"),
+        "tags": ["type": "array", "description": "List of strings related to the image", "items": ["type": "string", "maxLength": 255]],
+        "direct_url": readOnly("string", "URL to access the image file kept in external store"),
+        "min_ram": ["type": "integer", "description": "Amount of ram (in MB) required to boot image."],
+        "min_disk": ["type": "integer", "description": "Amount of disk space (in GB) required to boot image."],
+        "self": readOnly("string", "An image self url"),
+        "file": readOnly("string", "An image file url"),
+        "stores": readOnly("string", "Store in which image data resides.  Only present when the operator has enabled multiple stores.  May be a comma-separated list of store identifiers."),
+        "schema": readOnly("string", "An image schema url"),
+        "locations": [
+            "type": "array", "description": "A set of URLs to access the image file kept in external store",
+            "items": [
+                "type": "object", "required": ["url", "metadata"],
+                "properties": ["url": ["type": "string", "maxLength": 255], "metadata": ["type": "object"]],
+            ],
+        ],
+        "kernel_id": extra("ID of image stored in Glance that should be used as the kernel when booting an AMI-style image.", pattern: uuidPattern),
+        "ramdisk_id": extra("ID of image stored in Glance that should be used as the ramdisk when booting an AMI-style image.", pattern: uuidPattern),
+        "instance_uuid": ["type": "string", "description": "Metadata which can be used to record which instance this image is associated with. (Informational only, does not create an instance snapshot.)", "is_base": false],
+        "architecture": ["type": "string", "description": "Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false],
+        "os_distro": ["type": "string", "description": "Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false],
+        "os_version": ["type": "string", "description": "Operating system version as specified by the distributor.", "is_base": false],
+        "description": ["type": "string", "description": "A human-readable string describing this image.", "is_base": false],
+    ]
+
+    static let image: JSONValue = [
+        "name": "image",
+        "properties": .object(imageProperties),
+        "additionalProperties": ["type": "string"],
+        "links": [
+            ["href": "{self}", "rel": "self"], ["href": "{file}", "rel": "enclosure"],
+            ["href": "{schema}", "rel": "describedby"],
+        ],
+    ]
+
+    static let images: JSONValue = [
+        "name": "images",
+        "properties": [
+            "images": ["type": "array", "items": image],
+            "schema": ["type": "string"], "first": ["type": "string"], "next": ["type": "string"],
+        ],
+        "links": [
+            ["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"],
+            ["rel": "describedby", "href": "{schema}"],
+        ],
+    ]
+
+    static let metadefNamespace: JSONValue = [
+        "name": "namespace",
+        "properties": [
+            "namespace": ["type": "string", "maxLength": 80], "display_name": ["type": "string", "maxLength": 80],
+            "description": ["type": "string", "maxLength": 500],
+            "visibility": ["type": "string", "enum": ["public", "private"]],
+            "protected": ["type": "boolean"], "owner": ["type": "string", "maxLength": 255],
+        ],
+        "additionalProperties": false, "required": ["namespace"],
+    ]
+
+    static let metadefResourceType: JSONValue = [
+        "name": "resource_type_association",
+        "properties": [
+            "name": ["type": "string", "maxLength": 80], "prefix": ["type": "string", "maxLength": 80],
+            "properties_target": ["type": "string", "maxLength": 80],
+        ],
+        "additionalProperties": false, "required": ["name"],
+    ]
+
+    /// Names clients may set on create/patch, with their schema type.
+    static let readOnlyAttributes: Set<String> = [
+        "created_at", "updated_at", "status", "checksum", "size", "virtual_size", "direct_url", "self", "file",
+        "schema", "os_hash_algo", "os_hash_value", "stores",
+    ]
+    static let reservedAttributes: Set<String> = ["location", "deleted", "deleted_at"]
+}

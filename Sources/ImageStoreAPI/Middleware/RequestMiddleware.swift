@@ -1,0 +1,59 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ImageStoreCore
+import Logging
+
+/// The outermost middleware: gives each request its id, applies noauth identity headers, turns every
+/// error into a Glance-style JSON response through the one mapping table, stamps
+/// `x-openstack-request-id` on every response, and logs each request exactly once.
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
+        async throws -> Response
+    {
+        var context = context
+        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        applyNoAuthIdentity(request.headers, to: &context)
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = APIError(error).response(requestID: context.requestID, logger: context.logger)
+        }
+        response.headers[.openstackRequestID] = context.requestID
+        let elapsed = ContinuousClock.now - start
+        let ms = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        logger.info(
+            "\(request.method) \(request.uri.path) \(response.status.code)",
+            metadata: ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))])
+        return response
+    }
+
+    /// noauth: every caller is admin; `X-Project-Id`/`X-Tenant-Id` and `X-Roles` set owner and roles.
+    private func applyNoAuthIdentity(_ headers: HTTPFields, to context: inout AppRequestContext) {
+        if let project = headers[.projectID] ?? headers[.tenantID], !project.isEmpty {
+            context.projectID = project
+        }
+        if let roles = headers[.roles] {
+            context.roles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                .filter { !$0.isEmpty }
+        }
+        context.isAdmin = true
+    }
+}
+
+extension HTTPField.Name {
+    static let openstackRequestID = Self("x-openstack-request-id")!
+    static let projectID = Self("X-Project-Id")!
+    static let tenantID = Self("X-Tenant-Id")!
+    static let roles = Self("X-Roles")!
+    static let imageSize = Self("x-openstack-image-size")!
+    static let contentMD5 = Self("Content-MD5")!
+    static let acceptPatch = Self("Accept-Patch")!
+    static let importMethods = Self("OpenStack-image-import-methods")!
+    static let storeIDs = Self("OpenStack-image-store-ids")!
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import ImageStoreAPI
+import ImageStoreConfig
+import Logging
+
+@main
+struct ImageStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imagestore",
+        abstract: "An OpenStack Image API v2 (Glance) server that never writes to a missing NFS share.",
+        discussion: """
+            With no configuration file, `imagestore serve` runs on an embedded default: SQLite and a store \
+            directory under ./data, listening on 127.0.0.1:9292, noauth (development only).
+            """,
+        subcommands: [Serve.self, InitStore.self],
+        defaultSubcommand: nil
+    )
+}
+
+/// Options shared by subcommands that read the configuration.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("config-file"), help: "A glance-api.conf-style INI file (see etc/imagestore.conf.sample).")
+    var configFile: String?
+
+    func load(logger: Logger) throws -> ServiceConfiguration {
+        guard let configFile else {
+            let base = FileManager.default.currentDirectoryPath + "/data"
+            return ServiceConfiguration.embeddedDefault(baseDirectory: base)
+        }
+        let configuration = try ServiceConfiguration.load(path: configFile)
+        for warning in configuration.warnings { logger.warning("\(warning)") }
+        return configuration
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the API server.",
+        discussion: "Stops gracefully on SIGTERM/SIGINT.")
+
+    @OptionGroup var config: ConfigOptions
+
+    @Option(help: "HOST:PORT to listen on; overrides bind_host and bind_port.")
+    var bind: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        var logger = Logger(label: "imagestore")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var configuration: ServiceConfiguration
+        do {
+            configuration = try config.load(logger: logger)
+        } catch {
+            throw ValidationError("configuration: \(error)")
+        }
+        if let bind {
+            guard let colon = bind.lastIndex(of: ":"), let port = Int(bind[bind.index(after: colon)...]),
+                (0...65535).contains(port)
+            else { throw ValidationError("--bind must be HOST:PORT, got \(bind)") }
+            configuration.bindHost = String(bind[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            configuration.bindPort = port
+        }
+        let app = try buildApplication(configuration: configuration, logger: logger)
+        try await app.runService()
+    }
+}
+
+struct InitStore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init-store",
+        abstract: "Create the store directory's marker file (.glance).",
+        discussion: """
+            The marker belongs on the mounted NFS share: run this only with the share mounted at DIR. \
+            ImageStore itself never creates the marker, so its absence means "this is not the share".
+            """)
+
+    @Argument(help: "The store directory (filesystem_store_datadir).")
+    var directory: String
+
+    @Option(help: "Marker file name (filesystem_store_marker_file).")
+    var marker: String = ".glance"
+
+    func run() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(directory) is not a directory")
+        }
+        let path = (directory as NSString).appendingPathComponent(marker)
+        guard FileManager.default.createFile(atPath: path, contents: Data()) else {
+            throw ValidationError("could not create \(path)")
+        }
+        print("created \(path)")
+        print("warning: the marker belongs on the mounted share; if \(directory) is not the mounted NFS share, remove it.")
+    }
+}

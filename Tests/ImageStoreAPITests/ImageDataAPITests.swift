@@ -1,0 +1,262 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import ImageStoreAPI
+import ImageStoreConfig
+import ImageStoreCore
+import NIOCore
+import Testing
+
+@Suite struct ImageDataAPITests {
+    @Test func uploadDownload_roundTripWithChecksums() async throws {
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let data = randomBytes(3 << 20 + 17)
+            let upload = try await client.upload(id, data)
+            #expect(upload.status == .noContent)
+            let image = try await client.image(id)
+            #expect(image["status"] == "active")
+            #expect(image["size"] == .int(Int64(data.count)))
+            #expect(image["checksum"]?.stringValue == md5Hex(data))
+            #expect(image["os_hash_algo"] == "sha512")
+            #expect(image["os_hash_value"]?.stringValue == sha512Hex(data))
+            // Bytes on disk are exactly the upload, under the image id and nothing else.
+            #expect(try harness.storeFiles() == [id])
+            let onDisk = try Data(contentsOf: URL(fileURLWithPath: harness.datadir + "/" + id))
+            #expect(onDisk == Data(data))
+
+            let download = try await client.execute(uri: "/v2/images/\(id)/file", method: .get)
+            #expect(download.status == .ok)
+            #expect(Array(download.body.readableBytesView) == data)
+            #expect(download.headers[.contentLength] == "\(data.count)")
+            #expect(download.headers[HTTPField.Name("Content-MD5")!] == md5Hex(data))
+            #expect(download.headers[.contentType] == "application/octet-stream")
+        }
+    }
+
+    @Test func download_ranges() async throws {
+        try await APITestHarness().run { client in
+            let id = try await client.createImage()
+            let data = randomBytes(1000)
+            #expect(try await client.upload(id, data).status == .noContent)
+            for (header, expected, contentRange) in [
+                ("bytes=0-9", Array(data[0..<10]), "bytes 0-9/1000"),
+                ("bytes=990-", Array(data[990...]), "bytes 990-999/1000"),
+                ("bytes=-5", Array(data[995...]), "bytes 995-999/1000"),
+                ("bytes=500-5000", Array(data[500...]), "bytes 500-999/1000"),
+            ] {
+                let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
+                #expect(response.status == .partialContent, "\(header)")
+                #expect(Array(response.body.readableBytesView) == expected, "\(header)")
+                #expect(response.headers[.contentRange] == contentRange)
+                #expect(response.headers[HTTPField.Name("Content-MD5")!] == md5Hex(data))
+            }
+            for header in ["bytes=1000-", "bytes=5-2", "bytes=abc", "items=0-1", "bytes=-0"] {
+                let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
+                #expect(response.status == .rangeNotSatisfiable, "\(header)")
+            }
+            let multi = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: "bytes=0-1,5-6"])
+            #expect(multi.status == .badRequest)
+        }
+    }
+
+    @Test func download_noData_is204() async throws {
+        try await APITestHarness().run { client in
+            let id = try await client.createImage()
+            let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get)
+            #expect(response.status == .noContent)
+            #expect(try await client.execute(uri: "/v2/images/8a5b5dbd-5c55-4b05-8e5a-0f86bb8b0dd0/file", method: .get).status == .notFound)
+        }
+    }
+
+    @Test func upload_errors() async throws {
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            let id = try await client.createImage()
+            // Wrong Content-Type → 415.
+            let wrongType = try await client.execute(
+                uri: "/v2/images/\(id)/file", method: .put, headers: [.contentType: "application/json"], body: .init(string: "x"))
+            #expect(wrongType.status == .unsupportedMediaType)
+            #expect(wrongType.headers[.contentType]?.hasPrefix("application/json") == true)
+            // Formats unset → 400.
+            let bare = try await client.createImage(#"{"name": "noformats"}"#)
+            let noFormats = try await client.upload(bare, [1, 2, 3])
+            #expect(noFormats.status == .badRequest)
+            #expect(noFormats.errorMessage?.contains("disk_format") == true)
+            // Declared size larger than the body → 400, image back to queued, nothing on disk.
+            let mismatch = try await client.upload(id, [1, 2, 3], headers: [HTTPField.Name("x-openstack-image-size")!: "10"])
+            #expect(mismatch.status == .badRequest)
+            #expect(mismatch.errorMessage?.contains("Size mismatch") == true)
+            // Declared smaller than the body → 400 too.
+            let over = try await client.upload(id, [1, 2, 3, 4, 5], headers: [HTTPField.Name("x-openstack-image-size")!: "2"])
+            #expect(over.status == .badRequest)
+            let bad = try await client.upload(id, [1], headers: [HTTPField.Name("x-openstack-image-size")!: "many"])
+            #expect(bad.status == .badRequest)
+            #expect(try await client.image(id)["status"] == "queued")
+            #expect(try harness.storeFiles() == [])
+            // Then a good upload works, and a second one is 409.
+            #expect(try await client.upload(id, [7, 7, 7]).status == .noContent)
+            let second = try await client.upload(id, [8])
+            #expect(second.status == .conflict)
+            #expect(try harness.storeFiles() == [id])
+            #expect(try await client.upload("8a5b5dbd-5c55-4b05-8e5a-0f86bb8b0dd0", [1]).status == .notFound)
+            #expect(try await client.upload("../../etc/passwd", [1]).status == .notFound)
+        }
+    }
+
+    @Test func upload_overImageSizeCap_is413_andQueued() async throws {
+        let harness = try APITestHarness { $0.imageSizeCap = 1000 }
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let response = try await client.upload(id, randomBytes(1001))
+            #expect(response.status == .contentTooLarge)
+            #expect(response.errorMessage?.contains("too large") == true)
+            #expect(try await client.image(id)["status"] == "queued")
+            #expect(try harness.storeFiles() == [])
+            #expect(try await client.upload(id, randomBytes(1000)).status == .noContent)
+        }
+    }
+
+    @Test func upload_overUserQuota_is413() async throws {
+        let harness = try APITestHarness { $0.userStorageQuota = 1500 }
+        try await harness.run { client in
+            let first = try await client.createImage()
+            #expect(try await client.upload(first, randomBytes(1000)).status == .noContent)
+            let second = try await client.createImage()
+            let response = try await client.upload(second, randomBytes(600))
+            #expect(response.status == .contentTooLarge)
+            #expect(response.errorMessage?.contains("quota") == true)
+            #expect(try await client.image(second)["status"] == "queued")
+            #expect(try harness.storeFiles() == [first])
+            #expect(try await client.upload(second, randomBytes(500)).status == .noContent)
+        }
+    }
+
+    @Test func upload_diskFull_is413_andLeavesNothing() async throws {
+        let harness = try APITestHarness()
+        let datadir = harness.datadir
+        try FileManager.default.createDirectory(atPath: datadir, withIntermediateDirectories: true)
+        try Mounts.tmpfs(at: datadir, sizeBytes: 1 << 20)
+        defer { Mounts.unmount(datadir) }
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let response = try await client.upload(id, randomBytes(3 << 20))
+            #expect(response.status == .contentTooLarge)
+            #expect(response.errorMessage?.contains("full") == true)
+            #expect(try await client.image(id)["status"] == "queued")
+            #expect(try harness.storeFiles() == [])
+        }
+    }
+
+    @Test func concurrentUploads_eightImagesAllSucceed_oneImageOnlyOneWins() async throws {
+        try await APITestHarness().run { client in
+            var ids: [String] = []
+            for _ in 0..<8 { ids.append(try await client.createImage()) }
+            let payloads = ids.map { _ in randomBytes(256 << 10) }
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for (id, data) in zip(ids, payloads) {
+                    group.addTask { try await HTTPOneShot.put(port: client.port!, path: "/v2/images/\(id)/file", body: data) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.allSatisfy { $0 == .noContent }, "\(statuses)")
+            for (id, data) in zip(ids, payloads) {
+                let image = try await client.image(id)
+                #expect(image["status"] == "active")
+                #expect(image["checksum"]?.stringValue == md5Hex(data))
+            }
+            // Two uploads racing for one image: exactly one wins, the other is 409.
+            let contested = try await client.createImage()
+            let race = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await HTTPOneShot.put(port: client.port!, path: "/v2/images/\(contested)/file", body: randomBytes(4 << 20))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(race.sorted { $0.code < $1.code } == [.noContent, .conflict])
+            #expect(try await client.image(contested)["status"] == "active")
+        }
+    }
+
+    @Test func clientDisconnectMidUpload_leavesNoTempFile_andImageQueued() async throws {
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let connection = try RawHTTPConnection(port: client.port!)
+            try connection.send(
+                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 10485760\r\n\r\n")
+            try connection.send(randomBytes(2 << 20))
+            // Wait until the upload is really in progress, then vanish.
+            try await waitFor { try await client.image(id)["status"] == "saving" }
+            connection.reset()
+            try await waitFor { try await client.image(id)["status"] == "queued" }
+            try await waitFor { try harness.storeFiles().isEmpty }
+            #expect(try harness.storeFiles() == [])
+            // The client can upload again.
+            #expect(try await client.upload(id, [1, 2, 3]).status == .noContent)
+        }
+    }
+
+    @Test func expect100Continue_isAnswered() async throws {
+        try await APITestHarness().run { client in
+            let id = try await client.createImage()
+            let connection = try RawHTTPConnection(port: client.port!)
+            defer { connection.closeNormally() }
+            try connection.send(
+                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+            let interim = connection.receive(until: "\r\n\r\n", timeout: 5)
+            #expect(interim.hasPrefix("HTTP/1.1 100 Continue"))
+            try connection.send([1, 2, 3, 4])
+            let final = connection.receive(until: "\r\n\r\n", timeout: 5)
+            #expect(final.contains("204"))
+        }
+    }
+
+    @Test func chunkedUpload_withDeclaredSize() async throws {
+        try await APITestHarness().run { client in
+            let id = try await client.createImage()
+            let connection = try RawHTTPConnection(port: client.port!)
+            defer { connection.closeNormally() }
+            let data = randomBytes(100_000)
+            try connection.send(
+                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nx-openstack-image-size: \(data.count)\r\n\r\n")
+            for chunk in stride(from: 0, to: data.count, by: 30_000) {
+                let part = Array(data[chunk..<min(chunk + 30_000, data.count)])
+                try connection.send(String(part.count, radix: 16) + "\r\n")
+                try connection.send(part + Array("\r\n".utf8))
+            }
+            try connection.send("0\r\n\r\n")
+            #expect(connection.receive(until: "\r\n\r\n").contains("204"))
+            #expect(try await client.image(id)["checksum"]?.stringValue == md5Hex(data))
+        }
+    }
+}
+
+/// Polls `condition` for up to 10 s (the server's cleanup is asynchronous to the client).
+func waitFor(_ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("condition not met within 10 s")
+}
+
+/// One request on its own connection (the test client has a single connection).
+enum HTTPOneShot {
+    static func put(port: Int, path: String, body: [UInt8]) async throws -> HTTPResponse.Status {
+        try await Task.detached {
+            let connection = try RawHTTPConnection(port: port)
+            defer { connection.closeNormally() }
+            try connection.send(
+                "PUT \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+            try? connection.send(body)
+            let reply = connection.receive(until: "\r\n\r\n", timeout: 30)
+            let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            return HTTPResponse.Status(code: code)
+        }.value
+    }
+}
