@@ -39,8 +39,9 @@ struct OptionValue {
     }
 
     func int64(in range: ClosedRange<Int64>) throws -> Int64 {
+        // Always both bounds: for byte sizes the maximum (8 EiB) is worth showing.
         guard let value = Int64(text), range.contains(value) else {
-            throw invalid("\(quoted(text)) is not \(describe(range))")
+            throw invalid("\(quoted(text)) is not an integer between \(range.lowerBound) and \(range.upperBound)")
         }
         return value
     }
