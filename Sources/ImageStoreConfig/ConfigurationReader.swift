@@ -1,0 +1,363 @@
+import Foundation
+
+/// Turns a parsed `INIFile` into a validated `ServiceConfiguration`: reads every option we know with
+/// its type and range, applies the paste file's `[app:healthcheck]` overrides, and collects warnings
+/// for whatever it does not know.
+struct ConfigurationReader {
+    let file: INIFile
+    private var warnings: [String] = []
+
+    init(file: INIFile) { self.file = file }
+
+    // MARK: Names
+
+    enum Section {
+        static let defaults = INIFile.defaultSection
+        static let glanceStore = "glance_store"
+        static let database = "database"
+        static let pasteDeploy = "paste_deploy"
+        static let healthcheck = "healthcheck"
+        /// Glance registers these stores itself (staging and tasks areas); their sections are valid.
+        static let reservedStores: Set<String> = ["os_glance_staging_store", "os_glance_tasks_store"]
+        /// The paste file's section whose keys override `[healthcheck]`.
+        static let pasteHealthcheck = "app:healthcheck"
+        static let ours: Set<String> = [defaults, glanceStore, database, pasteDeploy, healthcheck]
+    }
+
+    enum Key {
+        static let bindHost = "bind_host"
+        static let bindPort = "bind_port"
+        static let imageSizeCap = "image_size_cap"
+        static let userStorageQuota = "user_storage_quota"
+        static let enabledBackends = "enabled_backends"
+        static let drainTimeout = "shutdown_drain_timeout"
+        static let defaultBackend = "default_backend"
+        /// Deprecated legacy glance_store options: accepted, `default_store` must be `file`.
+        static let stores = "stores"
+        static let defaultStore = "default_store"
+        static let connection = "connection"
+        static let flavor = "flavor"
+        static let configFile = "config_file"
+        /// paste-deploy's own keys in an app section; they select the Python factory and mean nothing here.
+        static let pasteFactoryKeys: Set<String> = ["paste.app_factory", "use"]
+
+        static let defaults: Set<String> = [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout]
+        static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
+    }
+
+    // MARK: Reading
+
+    mutating func read() throws -> ServiceConfiguration {
+        var config = ServiceConfiguration(sourcePath: file.path, file: file)
+        try readDefaults(into: &config)
+        let storeSection = try readBackends(into: &config)
+        config.store = try readStore(section: storeSection)
+        if let v = value(Section.database, Key.connection) {
+            switch DatabaseLocation.parse(try v.nonEmptyString()) {
+            case .success(let location): config.database = location
+            case .failure(let reason): throw v.invalid(reason.description)
+            }
+        }
+        try readPaste(into: &config)
+        warnAboutUnknownNames(backendIDs: Set(config.enabledBackends.map(\.id)))
+        config.warnings = warnings
+        return config
+    }
+
+    private func readDefaults(into config: inout ServiceConfiguration) throws {
+        let section = Section.defaults
+        if let v = value(section, Key.bindHost) {
+            let host = try v.nonEmptyString()
+            guard !host.contains(where: \.isWhitespace) else { throw v.invalid("\(quoted(host)) is not a host name or IP address") }
+            config.bindHost = host
+        }
+        if let v = value(section, Key.bindPort) { config.bindPort = try v.int(in: 1...65535) }
+        if let v = value(section, Key.imageSizeCap) {
+            config.imageSizeCap = try v.int64(in: 0...ServiceConfiguration.maxImageSizeCap)
+        }
+        if let v = value(section, Key.userStorageQuota) {
+            guard let quota = ValueSyntax.byteSize(v.text) else {
+                throw v.invalid(
+                    "\(quoted(v.text)) is not a size: digits and an optional unit B, KB, MB, GB or TB without a space (e.g. 10GB); 0 turns the quota off"
+                )
+            }
+            config.userStorageQuota = quota
+        }
+        if let v = value(section, Key.drainTimeout) { config.drainTimeout = try v.seconds(greaterThan: 0, orEqual: true) }
+    }
+
+    /// Reads `enabled_backends` and `default_backend`; returns the section holding the store's options.
+    private mutating func readBackends(into config: inout ServiceConfiguration) throws -> String {
+        guard let enabled = value(Section.defaults, Key.enabledBackends), !enabled.list.isEmpty else {
+            // Legacy single-store mode: the store's options are in [glance_store].
+            config.enabledBackends = [StoreBackend(id: StoreBackend.legacyID, type: "file")]
+            config.defaultBackend = StoreBackend.legacyID
+            if let entry = file.section(Section.glanceStore)?.entry(Key.defaultBackend) {
+                warn(entry, "ignored: enabled_backends is not set, so the single store's options are read from [glance_store]")
+            }
+            if let v = value(Section.glanceStore, Key.defaultStore), v.text != "file" {
+                throw v.invalid("\(quoted(v.text)) is not supported: the only store type is \"file\"")
+            }
+            return Section.glanceStore
+        }
+        config.enabledBackends = try parseBackends(enabled)
+        let ids = config.enabledBackends.map(\.id)
+        let idList = ids.joined(separator: ", ")
+        guard let chosen = value(Section.glanceStore, Key.defaultBackend) else {
+            throw ConfigurationError(
+                path: file.path, line: file.section(Section.glanceStore)?.line, section: Section.glanceStore,
+                key: Key.defaultBackend, reason: "must be set to one of the enabled_backends ids (\(idList))")
+        }
+        let id = try chosen.nonEmptyString()
+        guard ids.contains(id) else {
+            throw chosen.invalid("\(quoted(id)) is not one of the enabled_backends ids (\(idList))")
+        }
+        config.defaultBackend = id
+        for other in ids where other != id {
+            warn(
+                enabled.entry,
+                "backend \(quoted(other)) is not the default backend; ImageStore serves only the default backend, so [\(other)] is not used"
+            )
+        }
+        for entry in file.section(Section.glanceStore)?.entries ?? [] where FilesystemStoreOptions.Key.all.contains(entry.key) {
+            warn(entry, "ignored: enabled_backends is set, so the store's options are read from [\(id)]")
+        }
+        if let entry = file.section(Section.glanceStore)?.entry(Key.defaultStore) {
+            warn(entry, "ignored: deprecated legacy option, default_backend chooses the store")
+        }
+        return id
+    }
+
+    /// `id:type[,id:type]`, like oslo.config's DictOpt.
+    private func parseBackends(_ v: OptionValue) throws -> [StoreBackend] {
+        var backends: [StoreBackend] = []
+        for item in v.list {
+            let parts = item.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            let id = parts[0].trimmingCharacters(in: .whitespaces)
+            let type = parts.count == 2 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+            guard !id.isEmpty, !type.isEmpty else {
+                throw v.invalid("\(quoted(item)) is not id:type (e.g. enabled_backends = default_backend:file)")
+            }
+            guard !id.hasPrefix(StoreBackend.reservedIDPrefix) else {
+                throw v.invalid("store id \(quoted(id)) starts with \"\(StoreBackend.reservedIDPrefix)\", which Glance reserves for its own stores")
+            }
+            guard !Section.ours.contains(id), !Section.reservedStores.contains(id) else {
+                throw v.invalid("store id \(quoted(id)) is the name of another section; choose another id")
+            }
+            guard !backends.contains(where: { $0.id == id }) else { throw v.invalid("store id \(quoted(id)) is given twice") }
+            guard StoreBackend.supportedTypes.contains(type) else {
+                throw v.invalid("store \(quoted(id)) has type \(quoted(type)): only \"file\" is supported")
+            }
+            backends.append(StoreBackend(id: id, type: type))
+        }
+        return backends
+    }
+
+    private mutating func readStore(section: String) throws -> FilesystemStoreOptions {
+        typealias K = FilesystemStoreOptions.Key
+        var options = FilesystemStoreOptions()
+        if let v = value(section, K.datadir) { options.datadir = try v.nonEmptyString() }
+        if let v = value(section, K.filePerm) { options.filePerm = try parseFilePerm(v) }
+        if let v = value(section, K.chunkSize) { options.chunkSize = try v.int(in: 1...Int.max) }
+        if let v = value(section, K.description) { options.description = v.optionalString }
+        if let v = value(section, K.weight) { options.weight = try v.int(in: Int.min...Int.max) }
+        if let v = value(section, K.markerFile) { options.markerFile = try v.nonEmptyString() }
+        if let v = value(section, K.mountTypes) {
+            guard !v.list.isEmpty else { throw v.invalid("must name at least one filesystem type (e.g. nfs, nfs4)") }
+            options.mountTypes = v.list
+        }
+        if let v = value(section, K.isNFSConfigured) { options.isNFSConfigured = try v.bool() }
+        if let v = value(section, K.nfsHost) { options.nfsHost = v.optionalString }
+        if let v = value(section, K.nfsSharePath) {
+            options.nfsSharePath = v.optionalString
+            if let share = options.nfsSharePath, !share.hasPrefix("/") {
+                throw v.invalid("\(quoted(share)) is not an absolute export path (e.g. /exports/glance)")
+            }
+        }
+        if let v = value(section, K.nfsMountOptions) { options.nfsMountOptions = v.optionalString }
+        if let v = value(section, K.guardInterval) { options.guardInterval = try v.seconds(greaterThan: 0) }
+        if let v = value(section, K.guardTimeout) { options.guardTimeoutMilliseconds = try v.int(in: 1...Int.max) }
+        if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
+
+        if options.isNFSConfigured {
+            let switchLine = value(section, K.isNFSConfigured)?.entry.line
+            for (key, present) in [(K.nfsHost, options.nfsHost != nil), (K.nfsSharePath, options.nfsSharePath != nil)] where !present {
+                throw ConfigurationError(
+                    path: file.path, line: switchLine, section: section, key: key,
+                    reason: "must be set when \(K.isNFSConfigured) is true")
+            }
+        }
+        // An NFS store must never be written through an unmounted mount point: the images would land
+        // on the local disk underneath and vanish from the share, so NFS forces the check on.
+        var requireMountpoint = FilesystemStoreOptions.defaultRequireMountpoint
+        if let v = value(section, K.requireMountpoint) {
+            requireMountpoint = try v.bool()
+            if !requireMountpoint && options.isNFSConfigured {
+                warn(v.entry, "overridden to true: \(K.isNFSConfigured) = true requires the mount point check")
+            }
+        }
+        options.requireMountpoint = requireMountpoint || options.isNFSConfigured
+
+        if let v = value(section, K.mountpoint), let mountpoint = v.optionalString {
+            let mount = ValueSyntax.pathComponents(mountpoint)
+            let data = ValueSyntax.pathComponents(options.datadir)
+            let sameAnchor = mountpoint.hasPrefix("/") == options.datadir.hasPrefix("/")
+            guard sameAnchor, data.starts(with: mount) else {
+                throw v.invalid(
+                    "\(quoted(mountpoint)) is neither the datadir \(quoted(options.datadir)) nor a directory above it")
+            }
+            options.mountpointPath = mountpoint
+        }
+        return options
+    }
+
+    /// Octal text as glance_store reads `filesystem_store_file_perm` (`0640` or `640`); 0 leaves the mode.
+    private func parseFilePerm(_ v: OptionValue) throws -> Int {
+        guard !v.text.isEmpty, v.text.allSatisfy({ ("0"..."7").contains($0) }), let mode = Int(v.text, radix: 8), mode <= 0o7777
+        else {
+            throw v.invalid("\(quoted(v.text)) is not an octal file mode such as 0640 (0 leaves the mode unchanged)")
+        }
+        if mode != 0 && mode & 0o400 == 0 {
+            throw v.invalid(
+                "\(quoted(v.text)) does not let the owner read (0400): the server could not read the images it writes")
+        }
+        return mode
+    }
+
+    // MARK: Paste file and health check
+
+    private mutating func readPaste(into config: inout ServiceConfiguration) throws {
+        if let v = value(Section.pasteDeploy, Key.flavor), let flavor = v.optionalString {
+            if flavor.contains("keystone") {
+                throw v.invalid(
+                    "\(quoted(flavor)) is not supported yet: ImageStore has no Keystone authentication; use flavor = noauth")
+            }
+            guard ServiceConfiguration.supportedPasteFlavors.contains(flavor) else {
+                throw v.invalid("\(quoted(flavor)) is not a supported flavor; the only one is \"noauth\"")
+            }
+            config.pasteFlavor = flavor
+        }
+        var paste: INIFile?
+        if let v = value(Section.pasteDeploy, Key.configFile), let pastePath = v.optionalString {
+            do {
+                // Paste files use configparser syntax, where `/v2: apiv2app` lines are common.
+                paste = try INIFile.load(path: pastePath, allowColonSeparator: true)
+            } catch let error as ConfigurationError where error.line == nil {
+                throw v.invalid("paste file \(quoted(pastePath)): \(error.reason)")
+            }
+            config.pasteConfigFile = pastePath
+        }
+        config.healthcheck = try readHealthcheck(paste: paste)
+    }
+
+    /// `[healthcheck]`, where each key of the paste file's `[app:healthcheck]` wins (oslo.middleware's
+    /// `_conf_get`: the paste value is set as an override of the oslo option).
+    private mutating func readHealthcheck(paste: INIFile?) throws -> HealthcheckOptions {
+        typealias K = HealthcheckOptions.Key
+        let pasteApp = paste?.section(Section.pasteHealthcheck)
+        func lookup(_ key: String) -> OptionValue? {
+            // paste-deploy hands the app its section merged over the file's [DEFAULT] (global_conf).
+            if let paste, pasteApp != nil, let entry = paste.entry(section: Section.pasteHealthcheck, key: key) {
+                return OptionValue(path: paste.path, entry: entry)
+            }
+            return value(Section.healthcheck, key)
+        }
+        if let paste, let pasteApp {
+            for entry in pasteApp.entries where !K.all.contains(entry.key) && !Key.pasteFactoryKeys.contains(entry.key) {
+                warnings.append(
+                    ConfigurationError.format(
+                        path: paste.path, line: entry.line, section: pasteApp.name, key: entry.key,
+                        message: "unknown option, ignored"))
+            }
+        }
+
+        var options = HealthcheckOptions()
+        if let v = lookup(K.backends) {
+            let known = HealthcheckOptions.knownBackends
+            for name in v.list where !known.contains(name) {
+                throw v.invalid("unknown backend \(quoted(name)); known backends: \(known.joined(separator: ", "))")
+            }
+            if v.list.contains("enable_by_files") && v.list.contains("disable_by_file") {
+                // oslo.middleware's ConfigInvalid text, word for word.
+                throw v.invalid(
+                    "`enable_by_files` plugin and `disable_by_file` plugin should not be enabled at the same time.")
+            }
+            options.backends = v.list
+        }
+        if let v = lookup(K.detailed) { options.detailed = try v.bool() }
+        if let v = lookup(K.allowedSourceRanges) {
+            for range in v.list where !ValueSyntax.isNetwork(range) {
+                throw v.invalid("\(quoted(range)) is not an IPv4 or IPv6 network (e.g. 10.0.0.0/8 or fd00::/8)")
+            }
+            options.allowedSourceRanges = v.list
+        }
+        if let v = lookup(K.ignoreProxiedRequests) { options.ignoreProxiedRequests = try v.bool() }
+        if let v = lookup(K.disableByFilePath) { options.disableByFilePath = v.optionalString }
+        if let v = lookup(K.disableByFilePaths) {
+            var byPort: [String: String] = [:]
+            for item in v.list {
+                // Split on the first ":" like oslo.middleware, so a path may contain colons.
+                let parts = item.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+                let portText = parts[0].trimmingCharacters(in: .whitespaces)
+                let path = parts.count == 2 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+                guard let port = Int(portText), (1...65535).contains(port), !path.isEmpty else {
+                    throw v.invalid("\(quoted(item)) is not port:path with a port between 1 and 65535 (e.g. 9292:/etc/imagestore/disable)")
+                }
+                guard byPort[String(port)] == nil else { throw v.invalid("port \(port) is given twice") }
+                byPort[String(port)] = path
+            }
+            options.disableByFilePaths = byPort
+        }
+        if let v = lookup(K.enableByFilePaths) { options.enableByFilePaths = v.list }
+        if let v = lookup(K.interval) { options.checkInterval = try v.seconds(greaterThan: 0) }
+        if let v = lookup(K.checkTimeout) { options.checkTimeoutMilliseconds = try v.int(in: 1...Int.max) }
+        if let v = lookup(K.failureThreshold) { options.failureThreshold = try v.int(in: 1...Int.max) }
+        if let v = lookup(K.path) {
+            warnings.append(
+                v.invalid("ignored: the health check always answers at /healthcheck (the option was removed in oslo.middleware 7.0)")
+                    .description)
+        }
+        return options
+    }
+
+    // MARK: Warnings
+
+    /// One warning per unknown section, and per unknown option in a section we know.
+    private mutating func warnAboutUnknownNames(backendIDs: Set<String>) {
+        let storeSections = backendIDs.union(Section.reservedStores)
+        let storeKeys = FilesystemStoreOptions.Key.all
+        // [DEFAULT] is every section's fallback, so any option that some section knows is valid there.
+        let everyKey = Key.defaults.union(Key.glanceStore).union(storeKeys).union(HealthcheckOptions.Key.all)
+            .union([Key.connection, Key.flavor, Key.configFile])
+        for section in file.sections {
+            let known: Set<String>
+            switch section.name {
+            case Section.defaults: known = everyKey
+            // Store options here are read (legacy mode) or already warned about (multi-store mode).
+            case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
+            case Section.database: known = [Key.connection]
+            case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
+            case Section.healthcheck: known = HealthcheckOptions.Key.all
+            case let name where storeSections.contains(name): known = storeKeys
+            default:
+                warnings.append(
+                    ConfigurationError.format(
+                        path: file.path, line: section.line, section: section.name, key: nil,
+                        message: "unknown section, ignored"))
+                continue
+            }
+            for entry in section.entries where !known.contains(entry.key) {
+                warn(entry, "unknown option, ignored")
+            }
+        }
+    }
+
+    private mutating func warn(_ entry: INIFile.Entry, _ message: String) {
+        warnings.append(
+            ConfigurationError.format(path: file.path, line: entry.line, section: entry.section, key: entry.key, message: message))
+    }
+
+    private func value(_ section: String, _ key: String) -> OptionValue? {
+        file.entry(section: section, key: key).map { OptionValue(path: file.path, entry: $0) }
+    }
+}

@@ -1,0 +1,117 @@
+/// The filesystem store's options: glance_store's filesystem driver options plus ImageStore's mount
+/// guard (all read from the store's own section, `[<backend id>]`, or `[glance_store]` in legacy mode).
+public struct FilesystemStoreOptions: Sendable, Equatable {
+    /// `filesystem_store_datadir`: where image files live.
+    public var datadir: String
+    /// `filesystem_store_file_perm`: mode given to image files (octal text); 0 leaves the umask's mode.
+    public var filePerm: Int
+    /// `filesystem_store_chunk_size`: read and write chunk size in bytes.
+    public var chunkSize: Int
+    /// `store_description`: shown to users by the stores API.
+    public var description: String?
+    /// `weight`: store preference when listing locations.
+    public var weight: Int
+
+    // MARK: Mount guard
+
+    /// `filesystem_store_marker_file`: a file that must exist on the share; relative names are
+    /// inside `datadir`, absolute paths are used as they are.
+    public var markerFile: String
+    /// `filesystem_store_require_mountpoint`: refuse writes unless the mount point is mounted.
+    /// Always true when `isNFSConfigured` (writing into the empty directory under a missing mount
+    /// would put images where the share cannot see them).
+    public var requireMountpoint: Bool
+    /// `filesystem_store_mountpoint`: the ancestor of `datadir` (or `datadir` itself) that must be
+    /// a mount point; nil means `datadir`.
+    public var mountpointPath: String?
+    /// `filesystem_store_mount_types`: filesystem types the mount point may have.
+    public var mountTypes: [String]
+    /// `filesystem_is_nfs_configured`: the store is an NFS share the server probes.
+    public var isNFSConfigured: Bool
+    /// `filesystem_nfs_host`: the NFS server (required when `isNFSConfigured`).
+    public var nfsHost: String?
+    /// `filesystem_nfs_share_path`: the export path on the server (required when `isNFSConfigured`).
+    public var nfsSharePath: String?
+    /// `filesystem_nfs_mount_options`: raw mount options text, interpreted by the NFS module.
+    public var nfsMountOptions: String?
+    /// `mount_guard_interval`: seconds between background checks of the mount.
+    public var guardInterval: Double
+    /// `mount_guard_timeout`: how long one check may take before the store counts as gone.
+    public var guardTimeoutMilliseconds: Int
+    /// `mount_guard_max_age`: how old a cached check result may be and still answer a request.
+    public var guardMaxAgeMilliseconds: Int
+
+    public static let defaultDatadir = "/var/lib/glance/images"
+    public static let defaultFilePerm = 0
+    public static let defaultChunkSize = 65536
+    public static let defaultWeight = 0
+    public static let defaultMarkerFile = ".glance"
+    public static let defaultRequireMountpoint = false
+    public static let defaultMountTypes = ["nfs", "nfs4"]
+    public static let defaultIsNFSConfigured = false
+    public static let defaultGuardInterval: Double = 5
+    public static let defaultGuardTimeoutMilliseconds = 2000
+    public static let defaultGuardMaxAgeMilliseconds = 1000
+
+    public init(
+        datadir: String = Self.defaultDatadir, filePerm: Int = Self.defaultFilePerm, chunkSize: Int = Self.defaultChunkSize,
+        description: String? = nil, weight: Int = Self.defaultWeight, markerFile: String = Self.defaultMarkerFile,
+        requireMountpoint: Bool = Self.defaultRequireMountpoint, mountpointPath: String? = nil,
+        mountTypes: [String] = Self.defaultMountTypes, isNFSConfigured: Bool = Self.defaultIsNFSConfigured,
+        nfsHost: String? = nil, nfsSharePath: String? = nil, nfsMountOptions: String? = nil,
+        guardInterval: Double = Self.defaultGuardInterval,
+        guardTimeoutMilliseconds: Int = Self.defaultGuardTimeoutMilliseconds,
+        guardMaxAgeMilliseconds: Int = Self.defaultGuardMaxAgeMilliseconds
+    ) {
+        self.datadir = datadir
+        self.filePerm = filePerm
+        self.chunkSize = chunkSize
+        self.description = description
+        self.weight = weight
+        self.markerFile = markerFile
+        self.requireMountpoint = requireMountpoint || isNFSConfigured
+        self.mountpointPath = mountpointPath
+        self.mountTypes = mountTypes
+        self.isNFSConfigured = isNFSConfigured
+        self.nfsHost = nfsHost
+        self.nfsSharePath = nfsSharePath
+        self.nfsMountOptions = nfsMountOptions
+        self.guardInterval = guardInterval
+        self.guardTimeoutMilliseconds = guardTimeoutMilliseconds
+        self.guardMaxAgeMilliseconds = guardMaxAgeMilliseconds
+    }
+
+    /// The marker file's full path (`markerFile` inside `datadir` unless it is absolute).
+    public var markerPath: String {
+        if markerFile.hasPrefix("/") { return markerFile }
+        return datadir.hasSuffix("/") ? datadir + markerFile : datadir + "/" + markerFile
+    }
+
+    /// The directory that must be a mount point: `mountpointPath`, or else `datadir`.
+    public var effectiveMountpoint: String { mountpointPath ?? datadir }
+
+    /// Option names, as they appear in the file.
+    enum Key {
+        static let datadir = "filesystem_store_datadir"
+        static let filePerm = "filesystem_store_file_perm"
+        static let chunkSize = "filesystem_store_chunk_size"
+        static let description = "store_description"
+        static let weight = "weight"
+        static let markerFile = "filesystem_store_marker_file"
+        static let requireMountpoint = "filesystem_store_require_mountpoint"
+        static let mountpoint = "filesystem_store_mountpoint"
+        static let mountTypes = "filesystem_store_mount_types"
+        static let isNFSConfigured = "filesystem_is_nfs_configured"
+        static let nfsHost = "filesystem_nfs_host"
+        static let nfsSharePath = "filesystem_nfs_share_path"
+        static let nfsMountOptions = "filesystem_nfs_mount_options"
+        static let guardInterval = "mount_guard_interval"
+        static let guardTimeout = "mount_guard_timeout"
+        static let guardMaxAge = "mount_guard_max_age"
+
+        static let all: Set<String> = [
+            datadir, filePerm, chunkSize, description, weight, markerFile, requireMountpoint, mountpoint, mountTypes,
+            isNFSConfigured, nfsHost, nfsSharePath, nfsMountOptions, guardInterval, guardTimeout, guardMaxAge,
+        ]
+    }
+}

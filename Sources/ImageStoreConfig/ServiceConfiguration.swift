@@ -1,0 +1,114 @@
+/// The server's whole configuration, read from a glance-api.conf-style file, typed and validated
+/// up front: a bad value throws a `ConfigurationError` (start-up stops), an unknown section or
+/// option only adds a line to `warnings`.
+///
+/// ```swift
+/// let config = try ServiceConfiguration.load(path: "/etc/imagestore/imagestore.conf")
+/// for warning in config.warnings { logger.warning("\(warning)") }
+/// ```
+///
+/// Options keep Glance's names and sections; see `docs/configuration.md` and
+/// `etc/imagestore.conf.sample` for every option.
+public struct ServiceConfiguration: Sendable {
+    /// The file the configuration came from; nil for the embedded default.
+    public var sourcePath: String?
+    /// `[DEFAULT] bind_host`: the address to listen on.
+    public var bindHost: String
+    /// `[DEFAULT] bind_port`.
+    public var bindPort: Int
+    /// `[DEFAULT] image_size_cap`: the largest image accepted, in bytes.
+    public var imageSizeCap: Int64
+    /// `[DEFAULT] user_storage_quota`: bytes each owner may store; 0 means no quota.
+    public var userStorageQuota: Int64
+    /// `[DEFAULT] enabled_backends`; in legacy mode (not set) a single `file` backend.
+    public var enabledBackends: [StoreBackend]
+    /// `[glance_store] default_backend`: the backend that stores images.
+    public var defaultBackend: String
+    /// The default backend's options (its `[<id>]` section, or `[glance_store]` in legacy mode).
+    public var store: FilesystemStoreOptions
+    /// `[database] connection`.
+    public var database: DatabaseLocation
+    /// `[paste_deploy] flavor`; only `noauth` is supported.
+    public var pasteFlavor: String
+    /// `[paste_deploy] config_file`: the paste file whose `[app:healthcheck]` was applied.
+    public var pasteConfigFile: String?
+    /// `[healthcheck]`, overridden by the paste file's `[app:healthcheck]`.
+    public var healthcheck: HealthcheckOptions
+    /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.
+    public var drainTimeout: Double
+    /// Unknown sections and options, and options that were ignored, each naming file, line,
+    /// section and key. Log them at start-up.
+    public var warnings: [String]
+    /// The parsed file itself, for modules that read options of their own; nil for the embedded default.
+    public var file: INIFile?
+
+    // MARK: Defaults
+
+    public static let defaultBindHost = "0.0.0.0"
+    public static let defaultBindPort = 9292
+    /// 1 TiB, Glance's default.
+    public static let defaultImageSizeCap: Int64 = 1_099_511_627_776
+    /// 8 EiB - 1, Glance's maximum for `image_size_cap`.
+    public static let maxImageSizeCap: Int64 = 9_223_372_036_854_775_807
+    /// No quota.
+    public static let defaultUserStorageQuota: Int64 = 0
+    public static let defaultPasteFlavor = "noauth"
+    public static let defaultDrainTimeout: Double = 30
+    /// The only flavor this server implements so far.
+    public static let supportedPasteFlavors: Set<String> = ["noauth"]
+
+    public init(
+        sourcePath: String? = nil, bindHost: String = Self.defaultBindHost, bindPort: Int = Self.defaultBindPort,
+        imageSizeCap: Int64 = Self.defaultImageSizeCap, userStorageQuota: Int64 = Self.defaultUserStorageQuota,
+        enabledBackends: [StoreBackend] = [StoreBackend(id: StoreBackend.legacyID, type: "file")],
+        defaultBackend: String = StoreBackend.legacyID, store: FilesystemStoreOptions = FilesystemStoreOptions(),
+        database: DatabaseLocation = .defaultLocation, pasteFlavor: String = Self.defaultPasteFlavor,
+        pasteConfigFile: String? = nil, healthcheck: HealthcheckOptions = HealthcheckOptions(),
+        drainTimeout: Double = Self.defaultDrainTimeout, warnings: [String] = [], file: INIFile? = nil
+    ) {
+        self.sourcePath = sourcePath
+        self.bindHost = bindHost
+        self.bindPort = bindPort
+        self.imageSizeCap = imageSizeCap
+        self.userStorageQuota = userStorageQuota
+        self.enabledBackends = enabledBackends
+        self.defaultBackend = defaultBackend
+        self.store = store
+        self.database = database
+        self.pasteFlavor = pasteFlavor
+        self.pasteConfigFile = pasteConfigFile
+        self.healthcheck = healthcheck
+        self.drainTimeout = drainTimeout
+        self.warnings = warnings
+        self.file = file
+    }
+
+    // MARK: Loading
+
+    /// Reads and validates a configuration file (and the paste file it names, if any).
+    /// Paths inside the file are used as given, like oslo.config: relative ones are relative to the
+    /// working directory, not to the file.
+    /// - Throws: `ConfigurationError` for a missing or unreadable file, a syntax error or a bad value.
+    public static func load(path: String) throws -> ServiceConfiguration {
+        try parse(text: readTextFile(path), path: path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in messages.
+    /// - Throws: `ConfigurationError` for a syntax error or a bad value.
+    public static func parse(text: String, path: String) throws -> ServiceConfiguration {
+        var reader = ConfigurationReader(file: try INIFile(text: text, path: path))
+        return try reader.read()
+    }
+
+    /// The configuration used when no file is given: everything under `baseDirectory`, for a
+    /// developer's machine or a quick try. Listens on 127.0.0.1:9292, images in
+    /// `<base>/images`, metadata in `<base>/imagestore.db`, no authentication, no mount guard.
+    public static func embeddedDefault(baseDirectory: String) -> ServiceConfiguration {
+        let base = baseDirectory.hasSuffix("/") && baseDirectory.count > 1 ? String(baseDirectory.dropLast()) : baseDirectory
+        return ServiceConfiguration(
+            bindHost: "127.0.0.1",
+            store: FilesystemStoreOptions(datadir: base + "/images"),
+            database: .sqlite(path: base + "/imagestore.db")
+        )
+    }
+}

@@ -1,0 +1,443 @@
+import ImageStoreConfig
+import Testing
+
+@Suite struct ServiceConfigurationTests {
+    static let path = "/etc/imagestore/imagestore.conf"
+
+    private func parse(_ text: String) throws -> ServiceConfiguration {
+        try ServiceConfiguration.parse(text: text, path: Self.path)
+    }
+
+    // MARK: Good files
+
+    @Test func parse_whenFullFile_readsEveryOption() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            bind_host = 192.0.2.10
+            bind_port = 8292
+            image_size_cap = 2147483648
+            user_storage_quota = 10GB
+            enabled_backends = fast:file
+            shutdown_drain_timeout = 12.5
+
+            [glance_store]
+            default_backend = fast
+
+            [fast]
+            filesystem_store_datadir = /mnt/share/images
+            filesystem_store_file_perm = 0640
+            filesystem_store_chunk_size = 1048576
+            store_description = NFS share
+            weight = 3
+            filesystem_store_marker_file = /mnt/share/.imagestore
+            filesystem_store_require_mountpoint = true
+            filesystem_store_mountpoint = /mnt/share
+            filesystem_store_mount_types = nfs4, fuse.sshfs
+            filesystem_is_nfs_configured = yes
+            filesystem_nfs_host = nfs.example.org
+            filesystem_nfs_share_path = /exports/glance
+            filesystem_nfs_mount_options = vers=4.1,timeo=50
+            mount_guard_interval = 2.5
+            mount_guard_timeout = 1500
+            mount_guard_max_age = 0
+
+            [database]
+            connection = sqlite:////var/lib/imagestore/meta.db
+
+            [paste_deploy]
+            flavor = noauth
+
+            [healthcheck]
+            backends = enable_by_files, disable_by_files_ports, nfs
+            detailed = On
+            allowed_source_ranges = 10.0.0.0/8, fd00::/8, 192.0.2.1
+            ignore_proxied_requests = 1
+            disable_by_file_path = /etc/imagestore/disabled
+            disable_by_file_paths = 9292:/etc/imagestore/d9292, 9293:/x:y
+            enable_by_file_paths = /mnt/share/images/.glance
+            interval = 3
+            check_timeout = 700
+            failure_threshold = 2
+            """)
+        #expect(config.sourcePath == Self.path)
+        #expect(config.bindHost == "192.0.2.10")
+        #expect(config.bindPort == 8292)
+        #expect(config.imageSizeCap == 2_147_483_648)
+        #expect(config.userStorageQuota == 10 << 30)
+        #expect(config.enabledBackends == [StoreBackend(id: "fast", type: "file")])
+        #expect(config.defaultBackend == "fast")
+        #expect(config.drainTimeout == 12.5)
+        #expect(
+            config.store
+                == FilesystemStoreOptions(
+                    datadir: "/mnt/share/images", filePerm: 0o640, chunkSize: 1_048_576, description: "NFS share",
+                    weight: 3, markerFile: "/mnt/share/.imagestore", requireMountpoint: true, mountpointPath: "/mnt/share",
+                    mountTypes: ["nfs4", "fuse.sshfs"], isNFSConfigured: true, nfsHost: "nfs.example.org",
+                    nfsSharePath: "/exports/glance", nfsMountOptions: "vers=4.1,timeo=50", guardInterval: 2.5,
+                    guardTimeoutMilliseconds: 1500, guardMaxAgeMilliseconds: 0))
+        #expect(config.store.markerPath == "/mnt/share/.imagestore")
+        #expect(config.store.effectiveMountpoint == "/mnt/share")
+        #expect(config.database == .sqlite(path: "/var/lib/imagestore/meta.db"))
+        #expect(config.pasteFlavor == "noauth")
+        #expect(config.pasteConfigFile == nil)
+        #expect(
+            config.healthcheck
+                == HealthcheckOptions(
+                    backends: ["enable_by_files", "disable_by_files_ports", "nfs"], detailed: true,
+                    allowedSourceRanges: ["10.0.0.0/8", "fd00::/8", "192.0.2.1"], ignoreProxiedRequests: true,
+                    disableByFilePath: "/etc/imagestore/disabled",
+                    disableByFilePaths: ["9292": "/etc/imagestore/d9292", "9293": "/x:y"],
+                    enableByFilePaths: ["/mnt/share/images/.glance"], checkInterval: 3, checkTimeoutMilliseconds: 700,
+                    failureThreshold: 2))
+        #expect(config.warnings == [])
+        #expect(config.file?.value(section: "fast", key: "weight") == "3")
+    }
+
+    @Test func parse_whenEmptyFile_usesEveryDefault() throws {
+        let config = try parse("")
+        #expect(config.bindHost == "0.0.0.0")
+        #expect(config.bindPort == 9292)
+        #expect(config.imageSizeCap == 1_099_511_627_776)
+        #expect(config.userStorageQuota == 0)
+        #expect(config.enabledBackends == [StoreBackend(id: "file", type: "file")])
+        #expect(config.defaultBackend == "file")
+        #expect(config.drainTimeout == 30)
+        #expect(config.database == .sqlite(path: "/var/lib/glance/glance.sqlite"))
+        #expect(config.pasteFlavor == "noauth")
+        #expect(config.pasteConfigFile == nil)
+        #expect(config.warnings == [])
+
+        let store = config.store
+        #expect(store.datadir == "/var/lib/glance/images")
+        #expect(store.filePerm == 0)
+        #expect(store.chunkSize == 65536)
+        #expect(store.description == nil)
+        #expect(store.weight == 0)
+        #expect(store.markerFile == ".glance")
+        #expect(store.markerPath == "/var/lib/glance/images/.glance")
+        #expect(store.requireMountpoint == false)
+        #expect(store.mountpointPath == nil)
+        #expect(store.effectiveMountpoint == "/var/lib/glance/images")
+        #expect(store.mountTypes == ["nfs", "nfs4"])
+        #expect(store.isNFSConfigured == false)
+        #expect(store.nfsHost == nil)
+        #expect(store.nfsSharePath == nil)
+        #expect(store.nfsMountOptions == nil)
+        #expect(store.guardInterval == 5)
+        #expect(store.guardTimeoutMilliseconds == 2000)
+        #expect(store.guardMaxAgeMilliseconds == 1000)
+
+        let health = config.healthcheck
+        #expect(health.backends == [])
+        #expect(health.detailed == false)
+        #expect(health.allowedSourceRanges == [])
+        #expect(health.ignoreProxiedRequests == false)
+        #expect(health.disableByFilePath == nil)
+        #expect(health.disableByFilePaths == [:])
+        #expect(health.enableByFilePaths == [])
+        #expect(health.checkInterval == 5)
+        #expect(health.checkTimeoutMilliseconds == 1000)
+        #expect(health.failureThreshold == 1)
+    }
+
+    @Test func parse_whenOptionOnlyInDefault_fallsBackForEverySection() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            enabled_backends = main:file
+            default_backend = main
+            filesystem_store_datadir = /from/default
+            connection = sqlite:///relative.db
+            detailed = true
+            [main]
+            weight = 9
+            """)
+        #expect(config.defaultBackend == "main")
+        #expect(config.store.datadir == "/from/default")
+        #expect(config.store.weight == 9)
+        #expect(config.database == .sqlite(path: "relative.db"))
+        #expect(config.healthcheck.detailed)
+        #expect(config.warnings == [])
+    }
+
+    @Test func parse_whenCommentsAndContinuationLines_readsTheValues() throws {
+        let config = try parse(
+            """
+            # comment
+            ; comment
+            [healthcheck]
+              # indented comment
+            backends = enable_by_files,
+                nfs
+            enable_by_file_paths = /a
+                /b
+            """)
+        #expect(config.healthcheck.backends == ["enable_by_files", "nfs"])
+        #expect(config.healthcheck.enableByFilePaths == ["/a", "/b"])
+    }
+
+    @Test func parse_whenLegacyGlanceStoreSection_readsStoreOptionsFromIt() throws {
+        let config = try parse(
+            """
+            [glance_store]
+            stores = file,http
+            default_store = file
+            filesystem_store_datadir = /srv/images
+            filesystem_store_chunk_size = 10
+            """)
+        #expect(config.enabledBackends == [StoreBackend(id: "file", type: "file")])
+        #expect(config.defaultBackend == "file")
+        #expect(config.store.datadir == "/srv/images")
+        #expect(config.store.chunkSize == 10)
+        #expect(config.warnings == [])
+    }
+
+    @Test func parse_whenTwoBackendsAndDefault_usesTheDefaultsSection() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            enabled_backends = fast:file, slow:file
+            [glance_store]
+            default_backend = slow
+            [fast]
+            filesystem_store_datadir = /fast
+            [slow]
+            filesystem_store_datadir = /slow
+            store_description = cheap disks
+            """)
+        #expect(config.enabledBackends == [StoreBackend(id: "fast", type: "file"), StoreBackend(id: "slow", type: "file")])
+        #expect(config.defaultBackend == "slow")
+        #expect(config.store.datadir == "/slow")
+        #expect(config.store.description == "cheap disks")
+        #expect(
+            config.warnings == [
+                "\(Self.path):2: [DEFAULT] enabled_backends: backend \"fast\" is not the default backend; ImageStore serves only the default backend, so [fast] is not used"
+            ])
+    }
+
+    @Test func parse_whenStoreOptionsInGlanceStoreWithMultiStore_warnsTheyAreIgnored() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            enabled_backends = main:file
+            [glance_store]
+            default_backend = main
+            filesystem_store_datadir = /ignored
+            """)
+        #expect(config.store.datadir == "/var/lib/glance/images")
+        #expect(
+            config.warnings == [
+                "\(Self.path):5: [glance_store] filesystem_store_datadir: ignored: enabled_backends is set, so the store's options are read from [main]"
+            ])
+    }
+
+    @Test func parse_whenNFSConfigured_forcesTheMountpointCheck() throws {
+        let config = try parse(
+            """
+            [glance_store]
+            filesystem_is_nfs_configured = true
+            filesystem_nfs_host = 192.0.2.5
+            filesystem_nfs_share_path = /exports/images
+            filesystem_store_require_mountpoint = false
+            """)
+        #expect(config.store.isNFSConfigured)
+        #expect(config.store.requireMountpoint)
+        #expect(
+            config.warnings == [
+                "\(Self.path):5: [glance_store] filesystem_store_require_mountpoint: overridden to true: filesystem_is_nfs_configured = true requires the mount point check"
+            ])
+    }
+
+    // MARK: Warnings
+
+    @Test func parse_whenUnknownOptionsAndSections_warnsInsteadOfFailing() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            debug = true
+            filesystem_store_datadir = /known/through/fallback
+            [database]
+            max_pool_size = 5
+            [oslo_policy]
+            enforce_scope = true
+            [healthcheck]
+            path = /healthcheck
+            """)
+        #expect(
+            config.warnings.sorted() == [
+                "\(Self.path):2: [DEFAULT] debug: unknown option, ignored",
+                "\(Self.path):5: [database] max_pool_size: unknown option, ignored",
+                "\(Self.path):6: [oslo_policy]: unknown section, ignored",
+                "\(Self.path):9: [healthcheck] path: ignored: the health check always answers at /healthcheck (the option was removed in oslo.middleware 7.0)",
+            ])
+        #expect(config.store.datadir == "/known/through/fallback")
+    }
+
+    // MARK: Values
+
+    @Test(arguments: [
+        ("0", Int64(0)),
+        ("1", 1),
+        ("100B", 100),
+        ("2KB", 2048),
+        ("3MB", 3 << 20),
+        ("10GB", 10 << 30),
+        ("1TB", 1 << 40),
+        ("8388607TB", 8_388_607 << 40),
+    ])
+    func parse_whenQuotaWithUnit_convertsWith1024(text: String, bytes: Int64) throws {
+        #expect(try parse("[DEFAULT]\nuser_storage_quota = \(text)\n").userStorageQuota == bytes)
+    }
+
+    @Test(arguments: ["10 GB", "-1", "abc", "10gb", "10G", "GB", "", "+5", "1.5GB", "8388608TB"])
+    func parse_whenBadQuota_throwsNamingTheOption(text: String) throws {
+        let error = try #require(throws: ConfigurationError.self) {
+            try parse("[DEFAULT]\nuser_storage_quota = \(text)\n")
+        }
+        #expect(error.description.hasPrefix("\(Self.path):2: [DEFAULT] user_storage_quota: \"\(text)\" is not a size"))
+    }
+
+    @Test(arguments: [
+        ("true", true), ("TRUE", true), ("yes", true), ("On", true), ("1", true),
+        ("false", false), ("No", false), ("off", false), ("0", false),
+    ])
+    func parse_whenBooleanWord_readsItLikeOslo(text: String, value: Bool) throws {
+        #expect(try parse("[healthcheck]\ndetailed = \(text)\n").healthcheck.detailed == value)
+    }
+
+    @Test(arguments: [
+        ("sqlite:////var/lib/x.db", DatabaseLocation.sqlite(path: "/var/lib/x.db")),
+        ("sqlite:///rel/x.db", .sqlite(path: "rel/x.db")),
+        ("sqlite://", .sqlite(path: ":memory:")),
+        ("sqlite:///:memory:", .sqlite(path: ":memory:")),
+        ("postgresql://glance:secret@db.example.org:5432/glance", .postgresql(url: "postgresql://glance:secret@db.example.org:5432/glance")),
+        ("postgresql+psycopg2://glance@/glance?host=/run/postgresql", .postgresql(url: "postgresql+psycopg2://glance@/glance?host=/run/postgresql")),
+    ])
+    func parse_whenDatabaseURL_readsTheLocation(url: String, location: DatabaseLocation) throws {
+        #expect(try parse("[database]\nconnection = \(url)\n").database == location)
+    }
+
+    @Test(arguments: [
+        ("mysql+pymysql://glance:secret@db/glance", "\"mysql+pymysql\" databases are not supported"),
+        ("postgresql://glance:secret@db.example.org", "the PostgreSQL URL does not name a database"),
+        ("postgresql://db/", "the PostgreSQL URL does not name a database"),
+        ("sqlite:///", "is not a SQLite URL with a file path"),
+        ("sqlite:///x.db?mode=ro", "is not a SQLite URL with a file path"),
+        ("", "must not be empty"),
+    ])
+    func parse_whenBadDatabaseURL_throwsNamingTheKey(url: String, fragment: String) throws {
+        let error = try #require(throws: ConfigurationError.self) { try parse("[database]\nconnection = \(url)\n") }
+        #expect(error.description.hasPrefix("\(Self.path):2: [database] connection: "))
+        #expect(error.reason.contains(fragment))
+        #expect(!error.description.contains("secret"))  // URLs may carry passwords: never echoed
+    }
+
+    /// Each row: the file, then the line, section and key the error must name, and part of the reason.
+    @Test(arguments: [
+        ("[DEFAULT]\nbind_port = abc", 2, "DEFAULT", "bind_port", "\"abc\" is not an integer between 1 and 65535"),
+        ("[DEFAULT]\nbind_port = 0", 2, "DEFAULT", "bind_port", "\"0\" is not an integer between 1 and 65535"),
+        ("[DEFAULT]\nbind_port = 65536", 2, "DEFAULT", "bind_port", "between 1 and 65535"),
+        ("[DEFAULT]\nbind_host =", 2, "DEFAULT", "bind_host", "must not be empty"),
+        ("[DEFAULT]\nbind_host = a b", 2, "DEFAULT", "bind_host", "is not a host name or IP address"),
+        ("[DEFAULT]\nimage_size_cap = -1", 2, "DEFAULT", "image_size_cap", "between 0 and 9223372036854775807"),
+        ("[DEFAULT]\nimage_size_cap = 9223372036854775808", 2, "DEFAULT", "image_size_cap", "between 0 and"),
+        ("[DEFAULT]\nshutdown_drain_timeout = -1", 2, "DEFAULT", "shutdown_drain_timeout", "at least 0"),
+        ("[DEFAULT]\nenabled_backends = a", 2, "DEFAULT", "enabled_backends", "\"a\" is not id:type"),
+        ("[DEFAULT]\nenabled_backends = a:s3", 2, "DEFAULT", "enabled_backends", "store \"a\" has type \"s3\": only \"file\" is supported"),
+        ("[DEFAULT]\nenabled_backends = os_glance_x:file", 2, "DEFAULT", "enabled_backends", "starts with \"os_glance_\""),
+        ("[DEFAULT]\nenabled_backends = a:file,a:file", 2, "DEFAULT", "enabled_backends", "given twice"),
+        ("[DEFAULT]\nenabled_backends = database:file", 2, "DEFAULT", "enabled_backends", "is the name of another section"),
+        ("[DEFAULT]\nenabled_backends = a:file\n[glance_store]\ndefault_backend = b", 4, "glance_store", "default_backend", "\"b\" is not one of the enabled_backends ids (a)"),
+        ("[DEFAULT]\nenabled_backends = a:file, c:file\n[glance_store]\n", 3, "glance_store", "default_backend", "must be set to one of the enabled_backends ids (a, c)"),
+        ("[glance_store]\ndefault_store = swift", 2, "glance_store", "default_store", "the only store type is \"file\""),
+        ("[glance_store]\nfilesystem_store_datadir =", 2, "glance_store", "filesystem_store_datadir", "must not be empty"),
+        ("[glance_store]\nfilesystem_store_file_perm = 0200", 2, "glance_store", "filesystem_store_file_perm", "does not let the owner read (0400)"),
+        ("[glance_store]\nfilesystem_store_file_perm = 0968", 2, "glance_store", "filesystem_store_file_perm", "is not an octal file mode"),
+        ("[glance_store]\nfilesystem_store_file_perm = 17777", 2, "glance_store", "filesystem_store_file_perm", "is not an octal file mode"),
+        ("[glance_store]\nfilesystem_store_chunk_size = 0", 2, "glance_store", "filesystem_store_chunk_size", "an integer of at least 1"),
+        ("[glance_store]\nweight = heavy", 2, "glance_store", "weight", "\"heavy\" is not an integer"),
+        ("[glance_store]\nfilesystem_store_marker_file =", 2, "glance_store", "filesystem_store_marker_file", "must not be empty"),
+        ("[glance_store]\nfilesystem_store_require_mountpoint = maybe", 2, "glance_store", "filesystem_store_require_mountpoint", "\"maybe\" is not a boolean"),
+        ("[glance_store]\nfilesystem_store_datadir = /var/lib/x\nfilesystem_store_mountpoint = /mnt", 3, "glance_store", "filesystem_store_mountpoint", "is neither the datadir \"/var/lib/x\" nor a directory above it"),
+        ("[glance_store]\nfilesystem_store_datadir = /var/lib/xy\nfilesystem_store_mountpoint = /var/lib/x", 3, "glance_store", "filesystem_store_mountpoint", "nor a directory above it"),
+        ("[glance_store]\nfilesystem_store_mount_types = ,", 2, "glance_store", "filesystem_store_mount_types", "at least one filesystem type"),
+        ("[glance_store]\nfilesystem_is_nfs_configured = true\nfilesystem_nfs_share_path = /e", 2, "glance_store", "filesystem_nfs_host", "must be set when filesystem_is_nfs_configured is true"),
+        ("[glance_store]\nfilesystem_is_nfs_configured = true\nfilesystem_nfs_host = h", 2, "glance_store", "filesystem_nfs_share_path", "must be set when filesystem_is_nfs_configured is true"),
+        ("[glance_store]\nfilesystem_nfs_share_path = exports", 2, "glance_store", "filesystem_nfs_share_path", "not an absolute export path"),
+        ("[glance_store]\nmount_guard_interval = 0", 2, "glance_store", "mount_guard_interval", "greater than 0"),
+        ("[glance_store]\nmount_guard_timeout = 0", 2, "glance_store", "mount_guard_timeout", "at least 1"),
+        ("[glance_store]\nmount_guard_max_age = -1", 2, "glance_store", "mount_guard_max_age", "at least 0"),
+        ("[paste_deploy]\nflavor = keystone", 2, "paste_deploy", "flavor", "\"keystone\" is not supported yet"),
+        ("[paste_deploy]\nflavor = keystone+cachemanagement", 2, "paste_deploy", "flavor", "is not supported yet"),
+        ("[paste_deploy]\nflavor = trusted-auth", 2, "paste_deploy", "flavor", "the only one is \"noauth\""),
+        ("[healthcheck]\nbackends = disable_by_file, enable_by_files", 2, "healthcheck", "backends", "`enable_by_files` plugin and `disable_by_file` plugin should not be enabled at the same time."),
+        ("[healthcheck]\nbackends = nfs, http", 2, "healthcheck", "backends", "unknown backend \"http\"; known backends: disable_by_file, disable_by_files_ports, enable_by_files, nfs, mountpoint, store, database"),
+        ("[healthcheck]\nallowed_source_ranges = 10.0.0.0/33", 2, "healthcheck", "allowed_source_ranges", "\"10.0.0.0/33\" is not an IPv4 or IPv6 network"),
+        ("[healthcheck]\nallowed_source_ranges = example.org", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
+        ("[healthcheck]\nallowed_source_ranges = ::1/129", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
+        ("[healthcheck]\ndisable_by_file_paths = web:/x", 2, "healthcheck", "disable_by_file_paths", "\"web:/x\" is not port:path"),
+        ("[healthcheck]\ndisable_by_file_paths = 9292", 2, "healthcheck", "disable_by_file_paths", "is not port:path"),
+        ("[healthcheck]\ndisable_by_file_paths = 1:/a, 1:/b", 2, "healthcheck", "disable_by_file_paths", "port 1 is given twice"),
+        ("[healthcheck]\ninterval = 0", 2, "healthcheck", "interval", "greater than 0"),
+        ("[healthcheck]\ncheck_timeout = 1.5", 2, "healthcheck", "check_timeout", "\"1.5\" is not an integer of at least 1"),
+        ("[healthcheck]\nfailure_threshold = 0", 2, "healthcheck", "failure_threshold", "at least 1"),
+        ("[healthcheck]\nignore_proxied_requests = 2", 2, "healthcheck", "ignore_proxied_requests", "is not a boolean"),
+        ("[DEFAULT]\ndetailed = perhaps\n[healthcheck]\n", 2, "DEFAULT", "detailed", "is not a boolean"),
+    ])
+    func parse_whenBadValue_throwsNamingFileLineSectionAndKey(
+        text: String, line: Int, section: String, key: String, fragment: String
+    ) throws {
+        let error = try #require(throws: ConfigurationError.self) { try parse(text) }
+        #expect(error.path == Self.path)
+        #expect(error.line == line)
+        #expect(error.section == section)
+        #expect(error.key == key)
+        #expect(error.description.hasPrefix("\(Self.path):\(line): [\(section)] \(key): "))
+        #expect(error.reason.contains(fragment))
+    }
+
+    @Test func parse_whenBadPort_messageReadsAsDocumented() throws {
+        let text = String(repeating: "# padding\n", count: 10) + "[DEFAULT]\nbind_port = abc\n"
+        let error = try #require(throws: ConfigurationError.self) {
+            try ServiceConfiguration.parse(text: text, path: "/etc/imagestore.conf")
+        }
+        #expect(error.description == "/etc/imagestore.conf:12: [DEFAULT] bind_port: \"abc\" is not an integer between 1 and 65535")
+    }
+
+    // MARK: Loading
+
+    @Test func load_whenFile_readsItAndRecordsThePath() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile(dir, "imagestore.conf", "[DEFAULT]\nbind_port = 9393\n")
+            let config = try ServiceConfiguration.load(path: path)
+            #expect(config.bindPort == 9393)
+            #expect(config.sourcePath == path)
+        }
+    }
+
+    @Test func load_whenFileMissing_throwsNamingIt() throws {
+        try withTemporaryDirectory { dir in
+            let error = try #require(throws: ConfigurationError.self) {
+                try ServiceConfiguration.load(path: dir + "/none.conf")
+            }
+            #expect(error.description == "\(dir)/none.conf: file not found")
+        }
+    }
+
+    @Test func embeddedDefault_placesEverythingUnderTheBaseDirectory() {
+        let config = ServiceConfiguration.embeddedDefault(baseDirectory: "/tmp/imagestore/")
+        #expect(config.sourcePath == nil)
+        #expect(config.file == nil)
+        #expect(config.bindHost == "127.0.0.1")
+        #expect(config.bindPort == 9292)
+        #expect(config.store.datadir == "/tmp/imagestore/images")
+        #expect(config.database == .sqlite(path: "/tmp/imagestore/imagestore.db"))
+        #expect(config.pasteFlavor == "noauth")
+        #expect(config.store.requireMountpoint == false)
+        #expect(config.store.isNFSConfigured == false)
+        #expect(config.healthcheck.backends == [])
+        #expect(config.defaultBackend == "file")
+        #expect(config.warnings == [])
+    }
+}
