@@ -114,6 +114,8 @@ import Testing
         var byName = ImageListQuery(limit: 25, marker: images[count / 3].id, sort: [.init(key: .name, direction: .asc)])
         byName.osHidden = nil
         let name = try await clock.measure { _ = try await repo.list(byName) }
+        byName.sortKeys = [.init(key: .name, direction: .desc)]
+        let nameDesc = try await clock.measure { _ = try await repo.list(byName) }
         var filtered = ImageListQuery(limit: 25)
         filtered.owner = "alice"
         filtered.tags = ["a", "b"]
@@ -122,7 +124,7 @@ import Testing
 
         print(
             "[metadata perf] \(count) rows: insert \(insert), list first page \(firstPage), page after marker \(deep), "
-                + "name asc after marker \(name), owner+2 tags+property \(filter)")
+                + "name asc after marker \(name), name desc after marker \(nameDesc), owner+2 tags+property \(filter)")
         #expect(deepPage.count == 25)
         #expect(deepPage.allSatisfy { $0.createdAt < images[count / 2].createdAt && !$0.osHidden })
     }
