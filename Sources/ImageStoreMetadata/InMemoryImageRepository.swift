@@ -1,0 +1,82 @@
+import Foundation
+import ImageStoreCore
+
+/// An `ImageRepository` held in memory, for tests and single-process experiments.
+///
+/// Same contract as `SQLiteImageRepository`, checked by the same conformance suite: filtering is
+/// `ImageListQuery.matches` (the reference semantics) and ordering follows SQLite's rules (NULLs first
+/// ascending, text by bytes, `id` as the final tie-breaker), so both list identically. Being an actor
+/// makes every method, the compare-and-set `update` included, atomic.
+public actor InMemoryImageRepository: ImageRepository {
+    private var images: [ImageID: Image] = [:]
+
+    public init(_ images: [Image] = []) {
+        for image in images { self.images[image.id] = image.normalizedForStorage }
+    }
+
+    public func create(_ image: Image) throws {
+        guard images[image.id] == nil else { throw ImageStoreError.conflict("Image with identifier \(image.id) already exists!") }
+        images[image.id] = image.normalizedForStorage
+    }
+
+    public func get(_ id: ImageID) -> Image? { images[id] }
+
+    public func list(_ query: ImageListQuery) throws -> [Image] {
+        let order = query.effectiveSortKeys
+        let marker: Image?
+        if let markerID = query.marker {
+            guard let found = images[markerID] else { throw ImageStoreError.badRequest("marker not found") }
+            marker = found
+        } else {
+            marker = nil
+        }
+        let filter = query.normalizedForStorage
+        let page = images.values.filter { image in
+            // Keyset semantics: strictly after the marker in sort order (the marker need not match the filters).
+            filter.matches(image) && (marker.map { order.orders($0, before: image) } ?? true)
+        }
+        return Array(page.sorted { order.orders($0, before: $1) }.prefix(max(0, query.limit)))
+    }
+
+    @discardableResult
+    public func update(
+        _ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void
+    ) throws -> Image {
+        guard var image = images[id] else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        try checkExpected(image, expected)
+        try change(&image)
+        guard image.id == id else { throw ImageStoreError.internal("An update may not change the image id") }
+        image.updatedAt = Date()
+        image = image.normalizedForStorage
+        images[id] = image
+        return image
+    }
+
+    @discardableResult
+    public func delete(_ id: ImageID) -> Bool { images.removeValue(forKey: id) != nil }
+
+    public func storageUsed(owner: String?, excluding exclude: ImageID?) -> Int64 {
+        images.values.reduce(0) { sum, image in
+            guard image.owner == owner, image.id != exclude, !Self.freesStorage(image.status) else { return sum }
+            return sum + (image.size ?? 0)
+        }
+    }
+
+    public func images(withStatus statuses: Set<ImageStatus>) -> [Image] {
+        // Same order as the SQLite repository: oldest first, id breaking ties.
+        let order = [ImageListQuery.SortSpec(key: .createdAt, direction: .asc), .init(key: .id, direction: .asc)]
+        return images.values.filter { statuses.contains($0.status) }.sorted { order.orders($0, before: $1) }
+    }
+
+    public func ping() {}
+
+    /// Statuses whose size no longer counts against a quota.
+    static func freesStorage(_ status: ImageStatus) -> Bool { status == .deleted || status == .killed }
+}
+
+/// The compare-and-set check shared by both repositories, so they refuse with the same message.
+func checkExpected(_ image: Image, _ expected: Set<ImageStatus>?) throws {
+    guard let expected, !expected.contains(image.status) else { return }
+    let wanted = expected.map(\.rawValue).sorted().joined(separator: ", ")
+    throw ImageStoreError.conflict("Image \(image.id) is \(image.status.rawValue), expected one of: \(wanted)")
+}

@@ -1,0 +1,68 @@
+import GRDB
+
+/// The metadata schema, as versioned migrations. GRDB records each applied migration in
+/// `grdb_migrations`, so running the migrator at every start-up applies only what is new.
+/// Never edit a shipped migration: add the next one.
+enum MetadataSchema {
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-images") { db in
+            // STRICT: SQLite refuses a value of the wrong type instead of storing it silently.
+            // Dates are REAL unix seconds (see `StoredDate`); booleans are 0/1.
+            try db.execute(
+                sql: """
+                    CREATE TABLE images (
+                        id TEXT NOT NULL PRIMARY KEY,
+                        name TEXT,
+                        status TEXT NOT NULL,
+                        visibility TEXT NOT NULL,
+                        protected INTEGER NOT NULL DEFAULT 0,
+                        os_hidden INTEGER NOT NULL DEFAULT 0,
+                        checksum TEXT,
+                        os_hash_algo TEXT,
+                        os_hash_value TEXT,
+                        size INTEGER,
+                        virtual_size INTEGER,
+                        disk_format TEXT,
+                        container_format TEXT,
+                        min_disk INTEGER NOT NULL DEFAULT 0,
+                        min_ram INTEGER NOT NULL DEFAULT 0,
+                        owner TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        upload_owner TEXT
+                    ) STRICT;
+
+                    CREATE TABLE image_tags (
+                        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                        tag TEXT NOT NULL,
+                        PRIMARY KEY (image_id, tag)
+                    ) STRICT, WITHOUT ROWID;
+
+                    CREATE TABLE image_properties (
+                        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                        name TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        PRIMARY KEY (image_id, name)
+                    ) STRICT, WITHOUT ROWID;
+
+                    -- One index per list sort key, each ending in id: the list's ORDER BY (key, id) and its
+                    -- keyset condition then walk an index and stop after `limit` rows, instead of sorting.
+                    CREATE INDEX images_by_created_at ON images(created_at, id);
+                    CREATE INDEX images_by_updated_at ON images(updated_at, id);
+                    CREATE INDEX images_by_name ON images(name, id);
+                    CREATE INDEX images_by_status ON images(status, id);
+                    CREATE INDEX images_by_owner ON images(owner, id);
+                    CREATE INDEX images_by_size ON images(size, id);
+                    CREATE INDEX images_by_visibility ON images(visibility, id);
+                    CREATE INDEX images_by_disk_format ON images(disk_format, id);
+                    CREATE INDEX images_by_container_format ON images(container_format, id);
+                    CREATE INDEX images_by_min_disk ON images(min_disk, id);
+                    CREATE INDEX images_by_min_ram ON images(min_ram, id);
+                    -- The tag filter's lookups go through the primary key; this serves "which images have tag X".
+                    CREATE INDEX image_tags_by_tag ON image_tags(tag);
+                    """)
+        }
+        return migrator
+    }()
+}

@@ -1,0 +1,81 @@
+import Foundation
+import ImageStoreCore
+import ImageStoreMetadata
+import Logging
+import Testing
+
+/// Makes a fresh repository for one test; the conformance suite runs once per factory.
+struct RepositoryFactory: Sendable, CustomTestStringConvertible {
+    let name: String
+    let make: @Sendable () throws -> RepositoryFixture
+
+    var testDescription: String { name }
+
+    static let inMemory = RepositoryFactory(name: "in-memory actor") {
+        RepositoryFixture(repository: InMemoryImageRepository(), cleanup: {})
+    }
+
+    static let sqliteInMemory = RepositoryFactory(name: "SQLite :memory:") {
+        RepositoryFixture(repository: try SQLiteImageRepository(path: ":memory:", logger: testLogger), cleanup: {})
+    }
+
+    static let sqliteFile = RepositoryFactory(name: "SQLite file") {
+        let directory = try TemporaryDirectory()
+        do {
+            let repository = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+            return RepositoryFixture(repository: repository) {
+                try? repository.close()
+                directory.remove()
+            }
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    static let all: [RepositoryFactory] = [.inMemory, .sqliteInMemory, .sqliteFile]
+}
+
+struct RepositoryFixture: Sendable {
+    let repository: any ImageRepository
+    let cleanup: @Sendable () -> Void
+}
+
+let testLogger = Logger(label: "imagestore.metadata.tests")
+
+extension RepositoryFactory {
+    /// Runs `body` with a fresh repository, cleaning up (temp files included) also when it throws.
+    func with(_ body: (any ImageRepository) async throws -> Void) async throws {
+        let fixture = try make()
+        defer { fixture.cleanup() }
+        try await body(fixture.repository)
+    }
+}
+
+/// A directory under the system temp dir, removed by `remove()`.
+struct TemporaryDirectory: Sendable {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("imagestore-metadata-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
+    }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    func remove() { try? FileManager.default.removeItem(at: url) }
+}
+
+/// Expects `body` to throw an `ImageStoreError` with `code`.
+func expectError<T>(
+    _ code: ImageStoreError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T
+) async {
+    do {
+        _ = try await body()
+        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as ImageStoreError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected ImageStoreError \(code), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import GRDB
+import ImageStoreCore
+import Testing
+
+@testable import ImageStoreMetadata
+
+/// What only the SQLite repository has: a file that outlives the process, its settings, its indexes.
+@Suite struct SQLiteImageRepositoryTests {
+    @Test func reopen_afterClose_keepsDataAndMigratesHarmlessly() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("images.sqlite")
+        let image = Image(name: "durable", status: .active, size: 42, tags: ["t"], properties: ["k": "v"])
+
+        let first = try SQLiteImageRepository(path: path, logger: testLogger)
+        try await first.create(image)
+        try await first.update(image.id, expecting: [.active]) { $0.minRam = 512 }
+        try first.close()
+
+        let second = try SQLiteImageRepository(path: path, logger: testLogger)
+        defer { try? second.close() }
+        let got = try #require(try await second.get(image.id))
+        #expect(got.name == "durable" && got.minRam == 512 && got.tags == ["t"] && got.properties == ["k": "v"])
+        let migrations = try await second.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        }
+        #expect(migrations == ["v1-images"])
+    }
+
+    @Test func open_onFile_usesWALAndFullSynchronousAndForeignKeys() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+        defer { try? repo.close() }
+        let (journal, synchronous, foreignKeys) = try await repo.writer.write { db in
+            (
+                try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
+                try Int.fetchOne(db, sql: "PRAGMA foreign_keys")
+            )
+        }
+        #expect(journal == "wal")
+        #expect(synchronous == 2)  // FULL
+        #expect(foreignKeys == 1)
+    }
+
+    @Test func open_whenDirectoryMissing_throwsInternal() async throws {
+        #expect {
+            try SQLiteImageRepository(path: "/nonexistent-\(UUID().uuidString)/images.sqlite", logger: testLogger)
+        } throws: { error in
+            (error as? ImageStoreError)?.code == .internal
+        }
+    }
+
+    @Test func delete_cascadesToTagAndPropertyRows() async throws {
+        let repo = try SQLiteImageRepository(path: ":memory:", logger: testLogger)
+        let image = Image(tags: ["a", "b"], properties: ["k": "v", "l": "w"])
+        try await repo.create(image)
+        let before = try await counts(repo, image.id)
+        #expect(before.tags == 2 && before.properties == 2)
+        #expect(try await repo.delete(image.id))
+        let after = try await counts(repo, image.id)
+        #expect(after.tags == 0 && after.properties == 0)
+    }
+
+    @Test func errors_fromSQLite_leaveAsImageStoreErrorInternal() async throws {
+        let repo = try SQLiteImageRepository(path: ":memory:", logger: testLogger)
+        try await repo.writer.write { db in try db.execute(sql: "DROP TABLE image_properties") }
+        await expectError(.internal) { try await repo.create(Image(properties: ["k": "v"])) }
+        // The failed create was one transaction: no row left behind without its properties.
+        var all = ImageListQuery(limit: 10)
+        all.osHidden = nil
+        #expect(try await repo.list(all).isEmpty)
+    }
+
+    @Test func list_onDefaultSortWithMarker_walksAnIndexWithoutSorting() async throws {
+        let repo = try SQLiteImageRepository(path: ":memory:", logger: testLogger)
+        let image = Image()
+        try await repo.create(image)
+        for sort in [ImageSortKey.createdAt, .name, .size, .status] {
+            for direction in [SortDirection.asc, .desc] {
+                let query = ImageListQuery(marker: image.id, sort: [.init(key: sort, direction: direction)])
+                let plan = try await queryPlan(repo, query)
+                #expect(plan.contains("images_by_\(sort.column)"), "\(sort) \(direction): \(plan)")
+                #expect(!plan.contains("TEMP B-TREE"), "\(sort) \(direction): \(plan)")
+            }
+        }
+    }
+
+    /// Not a pass/fail check on time (the machine is shared): prints how long `list` takes on 100k rows.
+    @Test func list_on100kRows_isFast() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+        defer { try? repo.close() }
+        let clock = ContinuousClock()
+
+        let count = 100_000
+        let images = Fixtures.images(count: count, seed: 5).enumerated().map { i, image in
+            var image = image
+            image.createdAt = Fixtures.base.addingTimeInterval(Double(i) / 10)  // a realistic spread, few ties
+            image.updatedAt = image.createdAt
+            return image
+        }
+        let insert = try await clock.measure {
+            try await repo.writer.write { db in for image in images { try SQLiteImageRepository.insert(image, db) } }
+        }
+
+        var defaultQuery = ImageListQuery(limit: 25)
+        let firstPage = try await clock.measure { _ = try await repo.list(defaultQuery) }
+        defaultQuery.marker = images[count / 2].id
+        var deepPage: [Image] = []
+        let deep = try await clock.measure { deepPage = try await repo.list(defaultQuery) }
+        var byName = ImageListQuery(limit: 25, marker: images[count / 3].id, sort: [.init(key: .name, direction: .asc)])
+        byName.osHidden = nil
+        let name = try await clock.measure { _ = try await repo.list(byName) }
+        byName.sortKeys = [.init(key: .name, direction: .desc)]
+        let nameDesc = try await clock.measure { _ = try await repo.list(byName) }
+        var filtered = ImageListQuery(limit: 25)
+        filtered.owner = "alice"
+        filtered.tags = ["a", "b"]
+        filtered.properties = ["hw_disk_bus": "scsi"]
+        let filter = try await clock.measure { _ = try await repo.list(filtered) }
+
+        print(
+            "[metadata perf] \(count) rows: insert \(insert), list first page \(firstPage), page after marker \(deep), "
+                + "name asc after marker \(name), name desc after marker \(nameDesc), owner+2 tags+property \(filter)")
+        #expect(deepPage.count == 25)
+        #expect(deepPage.allSatisfy { $0.createdAt < images[count / 2].createdAt && !$0.osHidden })
+    }
+
+    /// Prints commit latency with synchronous FULL vs NORMAL (the setting's cost, for the record).
+    @Test func measure_synchronousFullVersusNormal() async throws {
+        for mode in ["FULL", "NORMAL"] {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+            defer { try? repo.close() }
+            try await repo.writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(mode)") }
+            let image = Image()
+            try await repo.create(image)
+            let rounds = 200
+            let elapsed = try await ContinuousClock().measure {
+                for i in 0..<rounds { try await repo.update(image.id, expecting: nil) { $0.minRam = i } }
+            }
+            print("[metadata perf] synchronous=\(mode): \(rounds) committed updates in \(elapsed) (\(elapsed / rounds) each)")
+            #expect(try await repo.get(image.id)?.minRam == rounds - 1)
+        }
+    }
+
+    private func counts(_ repo: SQLiteImageRepository, _ id: ImageID) async throws -> (tags: Int, properties: Int) {
+        try await repo.writer.read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM image_tags WHERE image_id = ?", arguments: [id.description]) ?? -1,
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM image_properties WHERE image_id = ?", arguments: [id.description]) ?? -1
+            )
+        }
+    }
+
+    private func queryPlan(_ repo: SQLiteImageRepository, _ query: ImageListQuery) async throws -> String {
+        try await repo.writer.read { db in
+            let marker = try Row.fetchOne(
+                db, sql: "SELECT \(query.effectiveSortKeys.map(\.key.column).joined(separator: ", ")) FROM images WHERE id = ?",
+                arguments: [query.marker!.description])!
+            let sql = ListSQL(query, markerValues: marker.databaseValues.map { $0 })
+            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql.text, arguments: sql.arguments)
+                .map { $0["detail"] as String }.joined(separator: "; ")
+        }
+    }
+}
