@@ -1,0 +1,151 @@
+import Foundation
+import Synchronization
+
+/// Runs blocking calls (stat, statvfs, reading files that may sit on a hung NFS or FUSE mount) on
+/// one dedicated OS thread and races each against a deadline.
+///
+/// A call that overruns its deadline stays on the thread (a blocked syscall cannot be abandoned), but
+/// its caller gets `.timedOut` at the deadline. While such a call is still stuck, new calls answer
+/// `.timedOut` at once instead of queueing behind it, so a hung mount costs callers a bounded time and
+/// never piles up threads. Never the NIO thread pool or the cooperative pool: those must not block.
+public final class BlockingCallExecutor: Sendable {
+    public enum Outcome<Value: Sendable>: Sendable {
+        case completed(Value)
+        /// No answer within the deadline (or an earlier call is still stuck since `blockedFor` ago).
+        case timedOut(blockedFor: Duration)
+    }
+
+    private let worker: WorkerThread
+    private let state = Mutex(State())
+
+    private struct State {
+        var nextID = 0
+        /// Calls submitted and not finished; `overdue` once their caller gave up.
+        var inFlight: [Int: (started: ContinuousClock.Instant, overdue: Bool)] = [:]
+        var oldestOverdue: ContinuousClock.Instant? { inFlight.values.filter(\.overdue).map(\.started).min() }
+    }
+
+    public init(name: String) {
+        worker = WorkerThread(name: name)
+    }
+
+    deinit { worker.close() }
+
+    /// Runs `body` on the worker thread; answers at the latest at `deadline`.
+    public func run<Value: Sendable>(deadline: Duration, _ body: @escaping @Sendable () -> Value) async -> Outcome<Value> {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let admitted: Int? = state.withLock { state in
+            guard state.oldestOverdue == nil else { return nil }
+            let id = state.nextID
+            state.nextID += 1
+            state.inFlight[id] = (start, false)
+            return id
+        }
+        guard let id = admitted else {
+            let since = state.withLock { $0.oldestOverdue } ?? start
+            return .timedOut(blockedFor: clock.now - since)
+        }
+        let once = ResumeOnce<Outcome<Value>>()
+        return await withCheckedContinuation { continuation in
+            once.install(continuation)
+            let timer = Task { [state] in
+                try? await clock.sleep(until: start + deadline)
+                guard !Task.isCancelled else { return }
+                state.withLock { $0.inFlight[id]?.overdue = true }
+                once.resume(.timedOut(blockedFor: clock.now - start))
+            }
+            let submitted = worker.submit { [state] in
+                defer { _ = state.withLock { $0.inFlight.removeValue(forKey: id) } }
+                guard !once.isResolved else { return }  // the caller already gave up
+                let value = body()
+                timer.cancel()
+                once.resume(.completed(value))
+            }
+            if !submitted {
+                timer.cancel()
+                _ = state.withLock { $0.inFlight.removeValue(forKey: id) }
+                once.resume(.timedOut(blockedFor: .zero))
+            }
+        }
+    }
+}
+
+/// Resumes a continuation exactly once, whoever comes first.
+final class ResumeOnce<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, pending: Value?, resolved: Bool)>((nil, nil, false))
+
+    func install(_ continuation: CheckedContinuation<Value, Never>) {
+        let pending: Value? = state.withLock { state in
+            if let value = state.pending {
+                state.pending = nil
+                return value
+            }
+            state.continuation = continuation
+            return nil
+        }
+        if let pending { continuation.resume(returning: pending) }
+    }
+
+    var isResolved: Bool { state.withLock { $0.resolved } }
+
+    func resume(_ value: Value) {
+        let continuation: CheckedContinuation<Value, Never>? = state.withLock { state in
+            guard !state.resolved else { return nil }
+            state.resolved = true
+            if let c = state.continuation {
+                state.continuation = nil
+                return c
+            }
+            state.pending = value
+            return nil
+        }
+        continuation?.resume(returning: value)
+    }
+}
+
+/// One OS thread running submitted jobs in order.
+final class WorkerThread: @unchecked Sendable {
+    // `jobs` and `closed` are guarded by `condition`.
+    private let condition = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
+    private var closed = false
+
+    init(name: String) {
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    @discardableResult
+    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closed else { return false }
+        jobs.append(job)
+        condition.signal()
+        return true
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !closed { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job()
+        }
+    }
+}
