@@ -16,7 +16,7 @@ public final class LibNFSProbe: NFSProbe {
     private let logger: Logger
     private let worker: SerialWorkerThread
     /// Touched only on `worker`.
-    private let connection: LibNFSConnection
+    private let connection: any BlockingProbeOperation
     private let calls = CallRegistry()
 
     private final class CallRegistry: Sendable {
@@ -36,11 +36,16 @@ public final class LibNFSProbe: NFSProbe {
         }
     }
 
-    public init(target: NFSServerTarget, logger: Logger = Logger(label: "imagestore.nfs")) {
+    public convenience init(target: NFSServerTarget, logger: Logger = Logger(label: "imagestore.nfs")) {
+        self.init(target: target, operation: LibNFSConnection(target: target, logger: logger), logger: logger)
+    }
+
+    /// With another blocking operation in place of libnfs: lets tests drive the deadline race deterministically.
+    init(target: NFSServerTarget, operation: any BlockingProbeOperation, logger: Logger = Logger(label: "imagestore.nfs")) {
         self.target = target
         self.logger = logger
         self.worker = SerialWorkerThread(name: "nfs-probe \(target.host):\(target.sharePath)")
-        self.connection = LibNFSConnection(target: target, logger: logger)
+        self.connection = operation
     }
 
     deinit {
@@ -48,6 +53,13 @@ public final class LibNFSProbe: NFSProbe {
         let connection = self.connection
         worker.submit { connection.destroy(reason: "probe released") }
         worker.close()
+    }
+
+    /// Returns once the worker has finished everything queued before this call (including a stuck call).
+    func waitForWorker() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            if !worker.submit({ continuation.resume() }) { continuation.resume() }
+        }
     }
 
     public func probe(markerFile: String, deadline: Duration) async -> NFSProbeResult {
@@ -82,6 +94,7 @@ public final class LibNFSProbe: NFSProbe {
                 guard !Task.isCancelled else { return }
                 // Mark before answering, so a probe made right after this answer sees the stuck call.
                 calls.withLock { table in table.inFlight[id]?.overdue = true }
+                self.logger.debug("NFS probe timed out", metadata: ["target": "\(self.target)", "deadline": "\(deadline)"])
                 race.resume(
                     NFSProbeResult(
                         reachable: false, failure: .timedOut(deadline), elapsed: clock.now - start,
@@ -133,8 +146,16 @@ private final class ResumeOnce: Sendable {
     }
 }
 
+/// The blocking work of one probe, run on the worker thread only.
+protocol BlockingProbeOperation: Sendable {
+    /// One probe within `timeout`; `elapsed` and `summary` are filled in by the caller.
+    func probe(markerFile: String, timeout: Duration) -> NFSProbeResult
+    /// Releases any connection (the probe is going away).
+    func destroy(reason: String)
+}
+
 /// The libnfs context and everything done with it. Confined to the probe's worker thread (hence unchecked).
-final class LibNFSConnection: @unchecked Sendable {
+final class LibNFSConnection: BlockingProbeOperation, @unchecked Sendable {
     private let target: NFSServerTarget
     private let logger: Logger
     private var context: OpaquePointer?
@@ -156,7 +177,6 @@ final class LibNFSConnection: @unchecked Sendable {
         return Int32(clamping: max(ms, 1))
     }
 
-    /// Runs one probe; `elapsed` and `summary` are filled in by the caller.
     func probe(markerFile: String, timeout remaining: Duration) -> NFSProbeResult {
         let ms = timeoutMilliseconds(remaining)
         let ctx: OpaquePointer
