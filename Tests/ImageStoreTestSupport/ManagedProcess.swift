@@ -145,7 +145,7 @@ public final class ManagedProcess: Sendable {
     static func resolve(_ executable: String) -> String? {
         if executable.contains("/") { return access(executable, X_OK) == 0 ? executable : nil }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/sbin", "/sbin"] {
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
             let candidate = "\(dir)/\(executable)"
             if access(candidate, X_OK) == 0 { return candidate }
         }
