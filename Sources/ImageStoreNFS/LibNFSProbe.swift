@@ -106,14 +106,9 @@ public final class LibNFSProbe: NFSProbe {
                 // The caller already gave up (the worker was busy past its deadline): do no I/O nobody waits for.
                 guard !race.isResolved else { return }
                 let remaining = (start + deadline) - clock.now
-                var answer = connection.probe(markerFile: markerFile, timeout: remaining)
-                answer.elapsed = clock.now - start
-                answer.summary = NFSProbeResult(
-                    reachable: answer.reachable, markerPresent: answer.markerPresent, freeBytes: answer.freeBytes,
-                    totalBytes: answer.totalBytes, failure: answer.failure, elapsed: answer.elapsed
-                ).summary
+                let answer = connection.probe(markerFile: markerFile, timeout: remaining)
                 timer.cancel()
-                race.resume(answer)
+                race.resume(answer.timed(elapsed: clock.now - start))
             }
             if !submitted {
                 timer.cancel()

@@ -77,6 +77,14 @@ public struct NFSProbeResult: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// This answer with its elapsed time set and the summary written for it.
+    func timed(elapsed: Duration) -> Self {
+        var copy = self
+        copy.elapsed = elapsed
+        copy.summary = copy.defaultSummary
+        return copy
+    }
+
     private var defaultSummary: String {
         var parts: [String] = [failure.map { "NFS \($0)" } ?? "NFS healthy"]
         if let freeBytes, let totalBytes { parts.append("\(freeBytes) of \(totalBytes) bytes free") }
