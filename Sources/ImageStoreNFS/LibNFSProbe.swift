@@ -41,7 +41,9 @@ public final class LibNFSProbe: NFSProbe {
     }
 
     /// With another blocking operation in place of libnfs: lets tests drive the deadline race deterministically.
-    init(target: NFSServerTarget, operation: any BlockingProbeOperation, logger: Logger = Logger(label: "imagestore.nfs")) {
+    init(
+        target: NFSServerTarget, operation: any BlockingProbeOperation, logger: Logger = Logger(label: "imagestore.nfs")
+    ) {
         self.target = target
         self.logger = logger
         self.worker = SerialWorkerThread(name: "nfs-probe \(target.host):\(target.sharePath)")
@@ -67,7 +69,10 @@ public final class LibNFSProbe: NFSProbe {
         let start = clock.now
         let deadline = max(deadline, .milliseconds(1))
 
-        enum Admission { case accepted(Int), stuck(since: ContinuousClock.Instant) }
+        enum Admission {
+            case accepted(Int)
+            case stuck(since: ContinuousClock.Instant)
+        }
         let admission = calls.withLock { table -> Admission in
             if let since = table.oldestOverdue { return .stuck(since: since) }
             let id = table.nextID
@@ -94,11 +99,13 @@ public final class LibNFSProbe: NFSProbe {
                 guard !Task.isCancelled else { return }
                 // Mark before answering, so a probe made right after this answer sees the stuck call.
                 calls.withLock { table in table.inFlight[id]?.overdue = true }
-                self.logger.debug("NFS probe timed out", metadata: ["target": "\(self.target)", "deadline": "\(deadline)"])
+                self.logger.debug(
+                    "NFS probe timed out", metadata: ["target": "\(self.target)", "deadline": "\(deadline)"])
                 race.resume(
                     NFSProbeResult(
                         reachable: false, failure: .timedOut(deadline), elapsed: clock.now - start,
-                        summary: "NFS timed out: no answer from \(self.target) within \(deadline.formattedMilliseconds)"))
+                        summary: "NFS timed out: no answer from \(self.target) within \(deadline.formattedMilliseconds)"
+                    ))
             }
             let connection = self.connection
             let submitted = worker.submit { [calls] in
@@ -106,6 +113,9 @@ public final class LibNFSProbe: NFSProbe {
                 // The caller already gave up (the worker was busy past its deadline): do no I/O nobody waits for.
                 guard !race.isResolved else { return }
                 let remaining = (start + deadline) - clock.now
+                // Past the deadline already (the timer answers): a call with no time left would only fail and cost
+                // a healthy context.
+                guard remaining > .zero else { return }
                 let answer = connection.probe(markerFile: markerFile, timeout: remaining)
                 timer.cancel()
                 race.resume(answer.timed(elapsed: clock.now - start))
@@ -250,12 +260,15 @@ final class LibNFSConnection: BlockingProbeOperation, @unchecked Sendable {
         }
         context = ctx
         logger.debug(
-            "NFS context mounted", metadata: ["target": "\(target)", "client": "\(clientName)", "generation": "\(generation)"])
+            "NFS context mounted",
+            metadata: ["target": "\(target)", "client": "\(clientName)", "generation": "\(generation)"])
         return .mounted(ctx)
     }
 
     /// Maps a libnfs `-errno` and its message to a probe failure.
-    private func classify(_ status: Int32, _ ctx: OpaquePointer, during operation: String, timeoutMilliseconds ms: Int32)
+    private func classify(
+        _ status: Int32, _ ctx: OpaquePointer, during operation: String, timeoutMilliseconds ms: Int32
+    )
         -> NFSProbeFailure
     {
         let text = errorText(ctx)

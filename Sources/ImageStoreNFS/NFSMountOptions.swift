@@ -105,7 +105,8 @@ public struct NFSMountOptions: Sendable, Equatable {
         case "3", "3.0": return 3
         case "4", "4.0", "4.1", "4.2": return 4
         default:
-            throw ParseError(option: option, value: value ?? "", reason: "supported versions are 3 and 4 (4.0, 4.1, 4.2)")
+            throw ParseError(
+                option: option, value: value ?? "", reason: "supported versions are 3 and 4 (4.0, 4.1, 4.2)")
         }
     }
 
@@ -136,7 +137,9 @@ public struct NFSServerTarget: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var url: String { options.url(host: host, sharePath: sharePath) }
-    public var description: String { "\(host):\(sharePath) (NFSv\(options.version)\(options.port.map { ", port \($0)" } ?? ""))" }
+    public var description: String {
+        "\(host):\(sharePath) (NFSv\(options.version)\(options.port.map { ", port \($0)" } ?? ""))"
+    }
 }
 
 extension StringProtocol {

@@ -125,7 +125,8 @@ public final class GaneshaServer: Sendable {
         }
         await process.kill()
         throw LaunchError(
-            message: "ganesha not ready on port \(port) within \(timeout) (tcp: \(tcpUp)); log:\n\(logTail(from: logOffset))",
+            message:
+                "ganesha not ready on port \(port) within \(timeout) (tcp: \(tcpUp)); log:\n\(logTail(from: logOffset))",
             portInUse: false)
     }
 
