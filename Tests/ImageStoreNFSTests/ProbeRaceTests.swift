@@ -9,9 +9,10 @@ import Testing
     /// Blocks every call while the gate is closed; counts calls.
     final class GatedOperation: BlockingProbeOperation, @unchecked Sendable {
         private let gate = DispatchSemaphore(value: 0)
-        private let state = Mutex((closed: true, calls: 0))
+        private let state = Mutex((closed: true, calls: 0, destroyed: 0))
 
         var calls: Int { state.withLock { $0.calls } }
+        var destroyed: Int { state.withLock { $0.destroyed } }
 
         func open() {
             let wasClosed = state.withLock { s in
@@ -31,7 +32,7 @@ import Testing
             return .healthy(freeBytes: 1, totalBytes: 2)
         }
 
-        func destroy(reason: String) {}
+        func destroy(reason: String) { state.withLock { $0.destroyed += 1 } }
     }
 
     let target = NFSServerTarget(host: "127.0.0.1", sharePath: "/images")
@@ -77,5 +78,34 @@ import Testing
         #expect(results.count == 50)
         #expect(results.allSatisfy { $0.isHealthy })
         #expect(operation.calls == 50)
+    }
+
+    /// Threads of this process whose name starts with `prefix` (Linux keeps 15 bytes of a thread name).
+    func threads(named prefix: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.hasPrefix(prefix) == true
+        }.count
+    }
+
+    @Test func release_destroysTheConnectionAndEndsTheWorkerThread() async throws {
+        let operation = GatedOperation()
+        operation.open()
+        // A host name no other test uses, so the thread count below is this probe's alone.
+        let threadName = "nfs-probe zz-re"
+        var probe: LibNFSProbe? = LibNFSProbe(
+            target: NFSServerTarget(host: "zz-release-check", sharePath: "/x"), operation: operation)
+        #expect(await probe?.probe(markerFile: "m", deadline: .seconds(5)).isHealthy == true)
+        #expect(threads(named: threadName) == 1)
+
+        probe = nil
+        // Bounded wait for the worker to run its last job and exit.
+        var gone = false
+        for _ in 0..<400 where !gone {
+            gone = operation.destroyed == 1 && threads(named: threadName) == 0
+            if !gone { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(operation.destroyed == 1)
+        #expect(threads(named: threadName) == 0)
     }
 }
