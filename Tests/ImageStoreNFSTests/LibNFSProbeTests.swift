@@ -116,7 +116,7 @@ struct LibNFSProbeTests {
             #expect(await probe.probe(markerFile: Self.marker, deadline: .seconds(2)).isHealthy)
 
             let deadline = Duration.milliseconds(300)
-            server.stop()
+            try await server.stop()
             defer { server.resume() }
             func expectTimedOut(_ what: String, atLeast minimum: Duration) async {
                 let hung = await probe.probe(markerFile: Self.marker, deadline: deadline)
@@ -148,7 +148,7 @@ struct LibNFSProbeTests {
     @Test func probe_whenTimeoIsShorterThanDeadline_libnfsTimesOutFirst() async throws {
         try await withServer(options: "timeo=2") { server, probe in  // 200 ms
             #expect(await probe.probe(markerFile: Self.marker, deadline: .seconds(2)).isHealthy)
-            server.stop()
+            try await server.stop()
             defer { server.resume() }
             let hung = await probe.probe(markerFile: Self.marker, deadline: .seconds(2))
             guard case .timedOut = hung.failure else {
@@ -157,20 +157,6 @@ struct LibNFSProbeTests {
             }
             #expect(hung.elapsed < .seconds(1), "libnfs's own 200 ms timeout answers before the 2 s deadline: \(hung)")
         }
-    }
-
-    @Test func probe_whenNothingListens_reportsUnreachable() async throws {
-        let port = try freeTCPPort()
-        let probe = LibNFSProbe(
-            target: NFSServerTarget(host: "127.0.0.1", sharePath: "/images", options: NFSMountOptions(port: port)))
-        let result = await probe.probe(markerFile: Self.marker, deadline: .seconds(2))
-        guard case .unreachable = result.failure else {
-            Issue.record("expected unreachable, got \(result)")
-            return
-        }
-        #expect(!result.reachable)
-        #expect(result.markerPresent == nil)
-        #expect(result.elapsed < .milliseconds(500))
     }
 
     @Test func probe_whenShareNotExported_reportsMountFailed() async throws {
@@ -202,5 +188,22 @@ struct LibNFSProbeTests {
                 "LibNFSProbe latency over 200 probes: median \(ms(samples[100])) ms, p90 \(ms(samples[180])) ms, "
                     + "max \(ms(samples[199])) ms")
         }
+    }
+}
+
+/// Needs no server: runs even where ganesha is missing.
+@Suite struct LibNFSProbeNoServerTests {
+    @Test func probe_whenNothingListens_reportsUnreachable() async throws {
+        let port = try freeTCPPort()
+        let probe = LibNFSProbe(
+            target: NFSServerTarget(host: "127.0.0.1", sharePath: "/images", options: NFSMountOptions(port: port)))
+        let result = await probe.probe(markerFile: ".imagestore-marker", deadline: .seconds(2))
+        guard case .unreachable = result.failure else {
+            Issue.record("expected unreachable, got \(result)")
+            return
+        }
+        #expect(!result.reachable)
+        #expect(result.markerPresent == nil)
+        #expect(result.elapsed < .milliseconds(500))
     }
 }

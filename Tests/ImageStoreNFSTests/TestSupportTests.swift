@@ -32,17 +32,10 @@ import Testing
         }
         #expect(sleeping)
 
-        #expect(process.signal(SIGSTOP))
-        // The stop is asynchronous in the kernel: wait for the state to show it, boundedly.
-        var stopped = false
-        for _ in 0..<200 where !stopped {
-            stopped = processState(process.pid) == "T"
-            if !stopped { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        #expect(stopped)
-        #expect(process.signal(SIGCONT))
+        try await process.suspend()
+        #expect(processState(process.pid) == "T")
 
-        // terminate() continues a stopped process so SIGTERM can act; sleep dies of it well within the grace.
+        // Still stopped: terminate() also sends SIGCONT so SIGTERM can act; sleep dies of it well within the grace.
         await process.terminate(grace: .seconds(5))
         #expect(!process.isRunning)
         let status = try #require(process.exitStatus)

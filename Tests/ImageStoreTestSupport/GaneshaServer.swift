@@ -46,6 +46,8 @@ public final class GaneshaServer: Sendable {
 
     /// The port ganesha listens on (fixed once started; `restart()` keeps it).
     public var port: Int { state.withLock { $0.port } }
+    /// Between `stop()` and `resume()`.
+    public var isStopped: Bool { state.withLock { $0.stopped } }
     /// The running process, if any.
     public var pid: pid_t? { state.withLock { $0.process?.pid } }
     /// The libnfs URL of the export.
@@ -186,18 +188,18 @@ public final class GaneshaServer: Sendable {
         await process?.kill()
     }
 
-    /// SIGSTOP: the server hangs (connections stay open, nothing answers).
-    public func stop() {
-        state.withLock { s in
-            if s.process?.signal(SIGSTOP) == true { s.stopped = true }
-        }
+    /// SIGSTOP: the server hangs (connections stay open, nothing answers). Returns once all its threads are
+    /// stopped, so the next request really meets a hung server.
+    public func stop() async throws {
+        guard let process else { throw TestSupportError("ganesha is not running") }
+        try await process.suspend()
+        state.withLock { $0.stopped = true }
     }
 
-    /// SIGCONT after `stop()`.
+    /// SIGCONT after `stop()`. Safe to call in a `defer`, also when not stopped.
     public func resume() {
-        state.withLock { s in
-            if s.process?.signal(SIGCONT) == true { s.stopped = false }
-        }
+        process?.resume()
+        state.withLock { $0.stopped = false }
     }
 
     /// Kills the running server (if any) and starts a new one on the same port and export.

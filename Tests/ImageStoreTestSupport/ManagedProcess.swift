@@ -88,6 +88,36 @@ public final class ManagedProcess: Sendable {
         }
     }
 
+    /// SIGSTOP, then waits until every thread of the process shows as stopped: delivery is asynchronous, and a
+    /// many-threaded server on a busy machine can go on answering for milliseconds after `kill` returns.
+    public func suspend(timeout: Duration = .seconds(5)) async throws {
+        guard signal(SIGSTOP) else { throw TestSupportError("SIGSTOP to \(pid) failed: not running") }
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while !allThreadsStopped() {
+            guard clock.now < end else { throw TestSupportError("process \(pid) not stopped within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// SIGCONT.
+    public func resume() {
+        signal(SIGCONT)
+    }
+
+    /// Whether every thread in /proc/PID/task is in state T (stopped) or t (traced).
+    private func allThreadsStopped() -> Bool {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !tasks.isEmpty
+        else { return false }
+        return tasks.allSatisfy { task in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"),
+                let state = stat[stat.index(after: close)...].split(separator: " ").first
+            else { return false }
+            return state == "T" || state == "t"
+        }
+    }
+
     /// Waits (polling, never blocking a thread) until the process exits or `timeout` passes. Returns the status.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(10)) async -> Int32? {
