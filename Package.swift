@@ -73,11 +73,22 @@ let package = Package(
             dependencies: ["CLibNFS", "ImageStoreCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // The mount guard: marker file, mount point and NFS server checked before every write.
+        .target(
+            name: "ImageStoreGuard",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreConfig", "ImageStoreNFS",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
             dependencies: [
                 "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
+                "ImageStoreGuard",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,6 +134,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreNFSTests", dependencies: ["ImageStoreNFS", "ImageStoreTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreGuardTests",
+            dependencies: ["ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreAPITests",

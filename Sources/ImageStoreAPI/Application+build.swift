@@ -3,6 +3,8 @@ import Hummingbird
 import HummingbirdCore
 import ImageStoreConfig
 import ImageStoreCore
+import ImageStoreGuard
+import ImageStoreNFS
 import ImageStoreMetadata
 import ImageStoreStorage
 import Logging
@@ -49,7 +51,25 @@ public struct ApplicationDependencies: Sendable {
         }
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize, logger: logger)
-        return ApplicationDependencies(repository: repository, store: store)
+        // A deployed store (any configuration file) is guarded; the embedded default's ./data directory
+        // is a plain local directory with no share to lose.
+        guard configuration.sourcePath != nil || options.isNFSConfigured || options.requireMountpoint else {
+            return ApplicationDependencies(repository: repository, store: store)
+        }
+        let mountGuard = try makeMountGuard(options, logger: logger)
+        return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+    }
+
+    /// The mount guard for a store's options (also used by `imagestore check`).
+    public static func makeMountGuard(_ options: FilesystemStoreOptions, logger: Logger) throws -> MountGuard {
+        let settings: MountGuardSettings
+        do {
+            settings = try MountGuardSettings(options: options)
+        } catch {
+            throw ImageStoreError.badRequest("filesystem_nfs_mount_options: \(error)")
+        }
+        let probe = settings.nfsTarget.map { LibNFSProbe(target: $0, logger: logger) }
+        return MountGuard(settings: settings, probe: probe, logger: logger)
     }
 }
 
@@ -76,7 +96,8 @@ public func buildApplication(
     ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
     InfoController(
         backends: configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
-        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir, store: dependencies.store
+        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
+        chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
     ).addRoutes(to: routes)
     routes.finish()
 
@@ -89,7 +110,17 @@ public func buildApplication(
         services: dependencies.services,
         logger: logger
     )
+    let mountGuard = dependencies.writeGuard as? MountGuard
     app.beforeServerStarts {
+        // The first guard check before serving; a failure only disables the store (writes 410).
+        if let mountGuard {
+            let state = await mountGuard.runAllChecks()
+            if state.enabled {
+                logger.info("store enabled: every guard check passes")
+            } else {
+                logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
+            }
+        }
         // Never fatal: with the share missing the service must still start (store disabled).
         guard let report = try? await service.recoverAfterRestart() else {
             logger.warning("start-up recovery skipped: the store is not reachable")

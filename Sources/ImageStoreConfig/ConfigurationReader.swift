@@ -179,12 +179,11 @@ struct ConfigurationReader {
         if let v = value(section, K.guardTimeout) { options.guardTimeoutMilliseconds = try v.int(in: 1...Int.max) }
         if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
 
-        if options.isNFSConfigured {
-            let switchLine = value(section, K.isNFSConfigured)?.entry.line
+        // Missing NFS host or share is not fatal: as the Glance spec says, the store starts disabled with
+        // that reason (the mount guard reports it) and the API still serves reads and metadata.
+        if options.isNFSConfigured, let entry = value(section, K.isNFSConfigured)?.entry {
             for (key, present) in [(K.nfsHost, options.nfsHost != nil), (K.nfsSharePath, options.nfsSharePath != nil)] where !present {
-                throw ConfigurationError(
-                    path: file.path, line: switchLine, section: section, key: key,
-                    reason: "must be set when \(K.isNFSConfigured) is true")
+                warn(entry, "\(key) must be set when \(K.isNFSConfigured) is true: the store stays disabled")
             }
         }
         // An NFS store must never be written through an unmounted mount point: the images would land

@@ -49,13 +49,13 @@ public final class BlockingCallExecutor: Sendable {
         let once = ResumeOnce<Outcome<Value>>()
         return await withCheckedContinuation { continuation in
             once.install(continuation)
-            let timer = Task { [state] in
+            let timer = Task { [self] in
                 try? await clock.sleep(until: start + deadline)
                 guard !Task.isCancelled else { return }
                 state.withLock { $0.inFlight[id]?.overdue = true }
                 once.resume(.timedOut(blockedFor: clock.now - start))
             }
-            let submitted = worker.submit { [state] in
+            let submitted = worker.submit { [self] in
                 defer { _ = state.withLock { $0.inFlight.removeValue(forKey: id) } }
                 guard !once.isResolved else { return }  // the caller already gave up
                 let value = body()

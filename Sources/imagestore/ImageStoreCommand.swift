@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import ImageStoreAPI
 import ImageStoreConfig
+import ImageStoreGuard
 import Logging
 
 @main
@@ -14,7 +15,7 @@ struct ImageStoreCommand: AsyncParsableCommand {
             With no configuration file, `imagestore serve` runs on an embedded default: SQLite and a store \
             directory under ./data, listening on 127.0.0.1:9292, noauth (development only).
             """,
-        subcommands: [Serve.self, InitStore.self],
+        subcommands: [Serve.self, Check.self, InitStore.self],
         defaultSubcommand: nil
     )
 }
@@ -95,5 +96,65 @@ struct InitStore: AsyncParsableCommand {
         }
         print("created \(path)")
         print("warning: the marker belongs on the mounted share; if \(directory) is not the mounted NFS share, remove it.")
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every mount guard check once and print the results.",
+        discussion: """
+            Checks the configuration, the marker file, the mount point and the NFS server (libnfs) exactly as \
+            the server does before a write. Exit status 0 only when every check passes (skipped checks are \
+            not configured). Run it before enabling the service.
+            """)
+
+    @OptionGroup var config: ConfigOptions
+
+    func run() async throws {
+        var logger = Logger(label: "imagestore.check")
+        logger.logLevel = .critical
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try config.load(logger: logger)
+        } catch {
+            print("configuration: \(error)")
+            throw ExitCode(2)
+        }
+        let mountGuard: MountGuard
+        do {
+            mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, logger: logger)
+        } catch {
+            print("configuration: \(error)")
+            throw ExitCode(2)
+        }
+        let state = await mountGuard.runAllChecks()
+        let rows = state.orderedResults.map { result in
+            [result.check.rawValue, result.verdict.rawValue.uppercased(), result.detail, "\(result.elapsed.milliseconds)"]
+        }
+        print(CheckTable.render(header: ["CHECK", "RESULT", "DETAIL", "MS"], rows: rows))
+        if let free = state.freeBytes, let total = state.totalBytes {
+            print("free space: \(free / (1 << 20)) MiB of \(total / (1 << 20)) MiB")
+        }
+        print(state.enabled ? "store: enabled" : "store: disabled (\(state.reason ?? ""))")
+        if !state.enabled { throw ExitCode(1) }
+    }
+}
+
+enum CheckTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+extension Duration {
+    var milliseconds: String {
+        let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+        return String(format: "%.1f", ms)
     }
 }

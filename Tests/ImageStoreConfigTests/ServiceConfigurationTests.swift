@@ -362,8 +362,6 @@ import Testing
         ("[glance_store]\nfilesystem_store_datadir = /var/lib/x\nfilesystem_store_mountpoint = /mnt", 3, "glance_store", "filesystem_store_mountpoint", "is neither the datadir \"/var/lib/x\" nor a directory above it"),
         ("[glance_store]\nfilesystem_store_datadir = /var/lib/xy\nfilesystem_store_mountpoint = /var/lib/x", 3, "glance_store", "filesystem_store_mountpoint", "nor a directory above it"),
         ("[glance_store]\nfilesystem_store_mount_types = ,", 2, "glance_store", "filesystem_store_mount_types", "at least one filesystem type"),
-        ("[glance_store]\nfilesystem_is_nfs_configured = true\nfilesystem_nfs_share_path = /e", 2, "glance_store", "filesystem_nfs_host", "must be set when filesystem_is_nfs_configured is true"),
-        ("[glance_store]\nfilesystem_is_nfs_configured = true\nfilesystem_nfs_host = h", 2, "glance_store", "filesystem_nfs_share_path", "must be set when filesystem_is_nfs_configured is true"),
         ("[glance_store]\nfilesystem_nfs_share_path = exports", 2, "glance_store", "filesystem_nfs_share_path", "not an absolute export path"),
         ("[glance_store]\nmount_guard_interval = 0", 2, "glance_store", "mount_guard_interval", "greater than 0"),
         ("[glance_store]\nmount_guard_timeout = 0", 2, "glance_store", "mount_guard_timeout", "at least 1"),
@@ -439,5 +437,14 @@ import Testing
         #expect(config.healthcheck.backends == [])
         #expect(config.defaultBackend == "file")
         #expect(config.warnings == [])
+    }
+
+    /// The Glance spec: NFS configured without host or share disables the store; it does not stop start-up.
+    @Test func nfsWithoutHostOrShare_isAWarning_notAnError() throws {
+        let config = try ServiceConfiguration.parse(
+            text: "[glance_store]\nfilesystem_is_nfs_configured = true\nfilesystem_nfs_share_path = /e\n", path: "/x.conf")
+        #expect(config.store.isNFSConfigured)
+        #expect(config.store.nfsHost == nil)
+        #expect(config.warnings.contains { $0.contains("filesystem_nfs_host must be set") && $0.contains("/x.conf:2") })
     }
 }
