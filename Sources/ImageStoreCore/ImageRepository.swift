@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where image metadata lives (SQLite now, PostgreSQL later, in-memory for tests).
 ///
 /// Every implementation passes the same conformance suite (`ImageRepositoryConformance`).
