@@ -85,7 +85,7 @@ public struct FilesystemImageStore: ImageDataStore {
             // The API validated the range against the size it knows; the file is the final word.
             guard range.lowerBound >= 0, range.lowerBound < size || (range.isEmpty && range.lowerBound == 0) else {
                 let io = self.io
-                _ = try? await io.run { close(fd) }
+                _ = try? await io.run { closeDescriptor(fd) }
                 throw ImageStoreError(.rangeNotSatisfiable, "Range \(range) not satisfiable for \(size) bytes")
             }
             bytes = range.lowerBound..<min(range.upperBound, size)
@@ -188,11 +188,13 @@ final class FilesystemImageReader: ImageDataReader {
     }
 
     deinit {
-        // Dropped without close: do not leak the descriptor.
-        descriptor.withLock { fd in
-            if fd >= 0 { Glibc.close(fd) }
-            fd = -1
+        // Dropped without close: do not leak the descriptor. Closed on the store's threads, since a
+        // close on NFS is a round trip and deinit may run on an event loop.
+        let fd = descriptor.withLock { fd in
+            defer { fd = -1 }
+            return fd
         }
+        if fd >= 0 { io.submit { closeDescriptor(fd) } }
     }
 
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
@@ -223,7 +225,7 @@ final class FilesystemImageReader: ImageDataReader {
     func close() async {
         _ = try? await io.run {
             self.descriptor.withLock { fd in
-                if fd >= 0 { Glibc.close(fd) }
+                if fd >= 0 { closeDescriptor(fd) }
                 fd = -1
             }
         }

@@ -58,6 +58,11 @@ func closeFile(_ fd: Int32, _ what: @autoclosure () -> String) throws {
     }
 }
 
+/// Closes a descriptor that was only read from: there is nothing to report.
+func closeDescriptor(_ fd: Int32) {
+    _ = close(fd)
+}
+
 /// Writes all of `bytes` at the file position.
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ what: @autoclosure () -> String) throws {
     var offset = 0

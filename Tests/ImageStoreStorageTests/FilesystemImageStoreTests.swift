@@ -173,6 +173,9 @@ import Testing
             let blocks = 256
             let total = Int64(blocks * block.readableBytes)
 
+            // Reset the peak-RSS mark (Linux), so the print below shows what this upload added.
+            try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+            let rssBefore = memoryStatus("VmRSS")
             let clock = ContinuousClock()
             let started = clock.now
             let writer = try await fixture.store.beginWrite(id, expectedSize: total)
@@ -187,6 +190,7 @@ import Testing
             let staged = try await writer.finish()
             try await writer.commit()
             let uploadTime = started.duration(to: clock.now)
+            let peakDuringUpload = memoryStatus("VmHWM")
 
             let readStarted = clock.now
             let reader = try await fixture.store.read(id, range: nil)
@@ -207,8 +211,16 @@ import Testing
             #expect(staged.hashValue == sha512.finalize().map { String(format: "%02x", $0) }.joined())
             #expect(readBytes.value == total)
             print("upload 256 MiB (md5+sha512+fsync): \(megabytesPerSecond(total, uploadTime)) MB/s; "
-                + "download: \(megabytesPerSecond(total, downloadTime)) MB/s")
+                + "download: \(megabytesPerSecond(total, downloadTime)) MB/s; "
+                + "peak RSS \(peakDuringUpload / 1024) MiB (\(rssBefore / 1024) MiB before; other tests run in parallel)")
         }
+    }
+
+    /// A `/proc/self/status` value in KiB (0 where there is none).
+    private func memoryStatus(_ field: String) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+        return line.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
     }
 
     private func megabytesPerSecond(_ bytes: Int64, _ duration: Duration) -> Int {
