@@ -63,9 +63,8 @@ final class TemporaryFile: @unchecked Sendable {
             close(fd)
             fd = -1
         }
-        if unlink(tempPath) != 0 && errno != ENOENT {
-            // Nothing more to do here: a temp left behind is removed by the next start-up sweep.
-        }
+        // Best effort: a temp that cannot be removed now (store gone) is removed by the start-up sweep.
+        _ = unlink(tempPath)
     }
 }
 

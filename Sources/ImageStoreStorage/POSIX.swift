@@ -111,9 +111,10 @@ private let renameNoReplaceFlag: UInt32 = 1  // RENAME_NOREPLACE
 #endif
 
 /// Renames `source` to `target` atomically, but never over an existing `target` (→ `.conflict`).
-func renameNoReplace(_ source: String, _ target: String) throws {
+/// `preferRenameAt2: false` exercises the link + unlink fallback (tests).
+func renameNoReplace(_ source: String, _ target: String, preferRenameAt2: Bool = true) throws {
     #if os(Linux)
-    if let renameAt2 {
+    if preferRenameAt2, let renameAt2 {
         if renameAt2(AT_FDCWD, source, AT_FDCWD, target, renameNoReplaceFlag) == 0 { return }
         let code = errno
         // NFS and some other filesystems do not support the flag: fall back to link + unlink.
