@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ImageStoreCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// Image data as files in one directory (usually an NFS share): `<directory>/<id>`.
+///
+/// Uploads stream into a hidden temporary file `.<id>.<random>.tmp`, are fsynced, then published with
+/// a rename that never replaces existing data, and the directory is fsynced. Every blocking call runs
+/// on threads owned by the store (reads, metadata) or by the upload (write, md5, sha512), never on an
+/// event loop. Only `ImageID.description` (a canonical UUID) ever becomes a path component.
+public struct FilesystemImageStore: ImageDataStore {
+    public let directory: String
+    private let filePermissions: Int
+    private let chunkSize: Int
+    private let logger: Logger
+    /// Threads for reads and metadata calls; a few, since an NFS call can block for a long time.
+    private let io: BlockingExecutor
+
+    /// - Parameters:
+    ///   - filePermissions: mode applied to committed files when > 0 (glance's `filesystem_store_file_perm`).
+    ///   - chunkSize: bytes per chunk when streaming a download (at least 64 KiB).
+    public init(directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, logger: Logger) {
+        self.directory = directory
+        self.filePermissions = filePermissions
+        self.chunkSize = max(chunkSize, 64 * 1024)
+        self.logger = logger
+        self.io = BlockingExecutor(threads: 4, name: "imagestore.fs-io")
+        _ = ProcessStart.time  // fix the reference time for the sweep as early as possible
+    }
+
+    private func path(of id: ImageID) -> String {
+        directory + "/" + id.description
+    }
+
+    public func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter {
+        let directory = self.directory
+        let finalPath = path(of: id)
+        let file = try await io.run { () throws -> TemporaryFile in
+            var existing = stat()
+            if stat(finalPath, &existing) == 0 {
+                throw ImageStoreError.conflict("Image data for \(id) already exists")
+            } else if errno != ENOENT {
+                throw imageStoreError(errno: errno, "stat \(finalPath)", context: .write)
+            }
+            // A random suffix keeps concurrent attempts for one id apart; O_EXCL makes a clash an error
+            // rather than a shared file, and another suffix is tried.
+            for attempt in 1...3 {
+                let tempPath = "\(directory)/.\(id).\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"
+                let fd = open(tempPath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+                if fd >= 0 {
+                    return TemporaryFile(fd: fd, directory: directory, tempPath: tempPath, finalPath: finalPath)
+                }
+                let code = errno
+                if code == EINTR || (code == EEXIST && attempt < 3) { continue }
+                throw imageStoreError(errno: code, "create \(tempPath)", context: .write)
+            }
+            throw ImageStoreError.internal("could not create a temporary file for \(id)")
+        }
+        return FilesystemImageWriter(
+            id: id, expectedSize: expectedSize, file: file, filePermissions: filePermissions, logger: logger)
+    }
+
+    public func read(_ id: ImageID, range: Range<Int64>?) async throws -> any ImageDataReader {
+        let path = path(of: id)
+        let (fd, size) = try await io.run { () throws -> (Int32, Int64) in
+            let fd = try posixCall("open \(path)", context: .read) { open(path, O_RDONLY | O_CLOEXEC) }
+            var status = stat()
+            if fstat(fd, &status) != 0 {
+                let code = errno
+                close(fd)
+                throw imageStoreError(errno: code, "stat \(path)", context: .read)
+            }
+            return (fd, Int64(status.st_size))
+        }
+        var bytes = 0..<size
+        if let range {
+            // The API validated the range against the size it knows; the file is the final word.
+            guard range.lowerBound >= 0, range.lowerBound < size || (range.isEmpty && range.lowerBound == 0) else {
+                let io = self.io
+                _ = try? await io.run { closeDescriptor(fd) }
+                throw ImageStoreError(.rangeNotSatisfiable, "Range \(range) not satisfiable for \(size) bytes")
+            }
+            bytes = range.lowerBound..<min(range.upperBound, size)
+        }
+        return FilesystemImageReader(fd: fd, bytes: bytes, chunkSize: chunkSize, io: io, path: path)
+    }
+
+    public func size(_ id: ImageID) async throws -> Int64 {
+        let path = path(of: id)
+        return try await io.run {
+            let status = try fileStatus(path, context: .read)
+            guard isRegularFile(status) else { throw ImageStoreError.notFound("No image data found for \(id)") }
+            return Int64(status.st_size)
+        }
+    }
+
+    @discardableResult
+    public func delete(_ id: ImageID) async throws -> Bool {
+        let path = path(of: id)
+        let directory = self.directory
+        return try await io.run {
+            if unlink(path) != 0 {
+                let code = errno
+                if code == ENOENT { return false }
+                throw imageStoreError(errno: code, "unlink \(path)", context: .write)
+            }
+            try fsyncDirectory(directory)
+            return true
+        }
+    }
+
+    public func storedIDs() async throws -> [ImageID] {
+        let directory = self.directory
+        return try await io.run {
+            try listDirectory(directory).compactMap { name in
+                // Only canonical names are ours: an upper-case alias would never be read back.
+                guard let id = ImageID(name), id.description == name else { return nil }
+                return id
+            }.sorted()
+        }
+    }
+
+    @discardableResult
+    public func sweepTemporaryFiles() async throws -> Int {
+        let directory = self.directory
+        let logger = self.logger
+        let startedAt = ProcessStart.time
+        return try await io.run {
+            var removed = 0
+            for name in try listDirectory(directory) where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                let path = "\(directory)/\(name)"
+                guard !ActiveTemporaryFiles.contains(path) else { continue }
+                guard let status = try? fileStatus(path, context: .read), isRegularFile(status) else { continue }
+                let modified = Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9
+                // Newer files may belong to an upload of this process; older ones are left by a crash.
+                guard modified < startedAt else { continue }
+                if unlink(path) == 0 {
+                    removed += 1
+                    logger.info("removed stale temporary file", metadata: ["path": "\(path)"])
+                } else if errno != ENOENT {
+                    logger.warning("cannot remove stale temporary file",
+                                   metadata: ["path": "\(path)", "errno": "\(errno)"])
+                }
+            }
+            if removed > 0 { try fsyncDirectory(directory) }
+            return removed
+        }
+    }
+
+    public func capacity() async throws -> StoreCapacity {
+        let directory = self.directory
+        return try await io.run {
+            var info = statvfs()
+            try posixCall("statvfs \(directory)", context: .write) { statvfs(directory, &info) }
+            let fragment = Int64(info.f_frsize)
+            return StoreCapacity(totalBytes: Int64(info.f_blocks) * fragment, freeBytes: Int64(info.f_bavail) * fragment)
+        }
+    }
+}
+
+/// Streams a byte range of an open file in chunks, reading one chunk ahead on the store's threads
+/// while the consumer handles the current one.
+final class FilesystemImageReader: ImageDataReader {
+    let length: Int64
+    private let start: Int64
+    private let chunkSize: Int
+    private let io: BlockingExecutor
+    private let path: String
+    /// -1 once closed. The lock is held across `pread`, so a concurrent `close` cannot free the
+    /// descriptor (and let it be reused) under a read.
+    private let descriptor: Mutex<Int32>
+
+    init(fd: Int32, bytes: Range<Int64>, chunkSize: Int, io: BlockingExecutor, path: String) {
+        self.descriptor = Mutex(fd)
+        self.start = bytes.lowerBound
+        self.length = Int64(bytes.count)
+        self.chunkSize = chunkSize
+        self.io = io
+        self.path = path
+    }
+
+    deinit {
+        // Dropped without close: do not leak the descriptor. Closed on the store's threads, since a
+        // close on NFS is a round trip and deinit may run on an event loop.
+        let fd = descriptor.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        if fd >= 0 { io.submit { closeDescriptor(fd) } }
+    }
+
+    func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        do {
+            let end = start + length
+            var offset = start
+            if offset < end {
+                var current = try await readChunk(at: offset, count: Int(min(Int64(chunkSize), end - offset)))
+                while true {
+                    offset += Int64(current.readableBytes)
+                    if offset >= end {
+                        try await body(current)
+                        break
+                    }
+                    let next = offset
+                    async let ahead = readChunk(at: next, count: Int(min(Int64(chunkSize), end - next)))
+                    try await body(current)
+                    current = try await ahead
+                }
+            }
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    func close() async {
+        _ = try? await io.run {
+            self.descriptor.withLock { fd in
+                if fd >= 0 { closeDescriptor(fd) }
+                fd = -1
+            }
+        }
+    }
+
+    private func readChunk(at offset: Int64, count: Int) async throws -> ByteBuffer {
+        let path = self.path
+        return try await io.run {
+            try self.descriptor.withLock { fd in
+                guard fd >= 0 else { throw ImageStoreError.internal("read of \(path) after close") }
+                var buffer = ByteBufferAllocator().buffer(capacity: count)
+                var done = 0
+                while done < count {
+                    let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - done) { target in
+                        try posixCall("read \(path)", context: .read) {
+                            pread(fd, target.baseAddress!, count - done, off_t(offset) + off_t(done))
+                        }
+                    }
+                    if n == 0 {
+                        // The file shrank under us: it is not the image it was when opened.
+                        throw ImageStoreError.internal("unexpected end of \(path) at \(offset + Int64(done))")
+                    }
+                    done += n
+                }
+                return buffer
+            }
+        }
+    }
+}
+
+/// When this process started using a store: temporary files older than this were left by an earlier
+/// process (the first store is created at start-up, so this is the process start for the server).
+enum ProcessStart {
+    static let time: Double = {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }()
+}

@@ -1,0 +1,410 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Crypto
+import ImageStoreCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The open temporary file of one upload. Touched only on the upload's file thread (every access is
+/// an item on that serial executor), hence `@unchecked Sendable`.
+final class TemporaryFile: @unchecked Sendable {
+    let directory: String
+    let tempPath: String
+    let finalPath: String
+    private var fd: Int32
+
+    init(fd: Int32, directory: String, tempPath: String, finalPath: String) {
+        self.fd = fd
+        self.directory = directory
+        self.tempPath = tempPath
+        self.finalPath = finalPath
+    }
+
+    func write(_ buffer: ByteBuffer) throws {
+        guard fd >= 0 else { throw ImageStoreError.internal("write to a closed temporary file \(tempPath)") }
+        try buffer.withUnsafeReadableBytes { try writeAll(fd, $0, "write \(tempPath)") }
+    }
+
+    /// fsync, permissions, close: after this the bytes are durable under the temporary name.
+    func makeDurable(permissions: Int) throws {
+        guard fd >= 0 else { throw ImageStoreError.internal("temporary file \(tempPath) already closed") }
+        try posixCall("fsync \(tempPath)", context: .write) { fsync(fd) }
+        if permissions > 0 {
+            try posixCall("chmod \(tempPath)", context: .write) { fchmod(fd, mode_t(permissions)) }
+        }
+        let closing = fd
+        fd = -1
+        try closeFile(closing, "close \(tempPath)")
+    }
+
+    /// Publishes the data under the image id, never replacing existing data, and makes the new name
+    /// durable. Either the data is published durably or nothing is published.
+    func publish() throws {
+        try renameNoReplace(tempPath, finalPath)
+        do {
+            try fsyncDirectory(directory)
+        } catch {
+            // The caller will treat the commit as failed and not delete the image's data: do not
+            // leave a published file nobody accounts for.
+            _ = unlink(finalPath)
+            throw error
+        }
+    }
+
+    /// Closes and removes the temporary file; never touches the committed name. Idempotent.
+    func discard() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        // Best effort: a temp that cannot be removed now (store gone) is removed by the start-up sweep.
+        _ = unlink(tempPath)
+    }
+}
+
+/// Runs the three stages of an upload in parallel: writing the file, md5, sha512. Each stage has its
+/// own serial thread and receives the same immutable batch (ByteBuffer storage is shared, not copied).
+/// At most `maxInFlight` batches are queued at once; `submit` waits beyond that (backpressure), so
+/// memory stays at a few MiB per upload whatever the image size.
+final class UploadPipeline: Sendable {
+    static let maxInFlight = 4
+
+    let file: TemporaryFile
+    private let fileThread: BlockingExecutor
+    private let md5Thread: BlockingExecutor
+    private let sha512Thread: BlockingExecutor
+    private let md5 = DigestBox<Insecure.MD5>()
+    private let sha512 = DigestBox<SHA512>()
+
+    private struct State {
+        var inFlight = 0
+        /// The first failure (a write error, or cancellation by abort); later batches are skipped.
+        var failure: (any Error)?
+        var waiter: (threshold: Int, continuation: CheckedContinuation<Void, any Error>)?
+    }
+    private let state = Mutex(State())
+
+    init(file: TemporaryFile, id: ImageID) {
+        self.file = file
+        let label = "imagestore.upload.\(id.description.prefix(8))"
+        fileThread = BlockingExecutor(threads: 1, name: "\(label).file")
+        md5Thread = BlockingExecutor(threads: 1, name: "\(label).md5")
+        sha512Thread = BlockingExecutor(threads: 1, name: "\(label).sha512")
+    }
+
+    /// Queues one batch on all three stages, waiting first while the pipeline is full.
+    func submit(_ batch: ByteBuffer) async throws {
+        try await waitUntil(inFlightAtMost: Self.maxInFlight - 1)
+        state.withLock { $0.inFlight += 1 }
+        let completion = BatchCompletion(pipeline: self)
+        let file = self.file
+        fileThread.submit {
+            if !self.hasFailed {
+                do { try file.write(batch) } catch { self.fail(error) }
+            }
+            completion.stageDone()
+        }
+        let md5 = self.md5
+        md5Thread.submit {
+            if !self.hasFailed { md5.digest.update(batch) }
+            completion.stageDone()
+        }
+        let sha512 = self.sha512
+        sha512Thread.submit {
+            if !self.hasFailed { sha512.digest.update(batch) }
+            completion.stageDone()
+        }
+    }
+
+    /// Waits until every queued batch is written and hashed; throws the first failure.
+    func drain() async throws {
+        try await waitUntil(inFlightAtMost: 0)
+    }
+
+    /// After `drain`: the digests.
+    func digests() async throws -> (md5: StreamDigest<Insecure.MD5>, sha512: StreamDigest<SHA512>) {
+        let md5 = self.md5
+        let sha512 = self.sha512
+        async let md5Value = md5Thread.run { md5.digest }
+        async let sha512Value = sha512Thread.run { sha512.digest }
+        let result = try await (md5Value, sha512Value)
+        md5Thread.close()
+        sha512Thread.close()
+        return result
+    }
+
+    /// Runs blocking work on the file thread, after every write queued before it.
+    func onFileThread<T: Sendable>(_ body: @escaping @Sendable (TemporaryFile) throws -> T) async throws -> T {
+        let file = self.file
+        return try await fileThread.run { try body(file) }
+    }
+
+    /// Stops the pipeline: queued batches are skipped, a waiting `submit`/`drain` throws.
+    func cancel(_ error: any Error) {
+        fail(error)
+    }
+
+    /// Lets the threads exit once their queues are empty.
+    func shutDown() {
+        fileThread.close()
+        md5Thread.close()
+        sha512Thread.close()
+    }
+
+    /// Queues the removal of the temporary file behind any pending writes, without waiting (deinit).
+    func discardInBackground() {
+        let file = self.file
+        fileThread.submit { file.discard() }
+    }
+
+    private var hasFailed: Bool {
+        state.withLock { $0.failure != nil }
+    }
+
+    private func fail(_ error: any Error) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            if state.failure == nil { state.failure = error }
+            defer { state.waiter = nil }
+            return state.waiter?.continuation
+        }
+        waiter?.resume(throwing: error)
+    }
+
+    fileprivate func batchDone() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.inFlight -= 1
+            guard let waiter = state.waiter, state.inFlight <= waiter.threshold else { return nil }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume()
+    }
+
+    private func waitUntil(inFlightAtMost threshold: Int) async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> Result<Void, any Error>? in
+                    if let failure = state.failure { return .failure(failure) }
+                    if state.inFlight <= threshold { return .success(()) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.waiter = (threshold, continuation)
+                    return nil
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                defer { state.waiter = nil }
+                return state.waiter?.continuation
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+}
+
+/// A running digest owned by one hashing thread (only ever touched there), hence `@unchecked Sendable`.
+private final class DigestBox<H: HashFunction>: @unchecked Sendable {
+    var digest = StreamDigest<H>()
+}
+
+/// Counts the three stages of one batch; the last one frees its pipeline slot.
+private final class BatchCompletion: Sendable {
+    private let remaining = Atomic(3)
+    private let pipeline: UploadPipeline
+
+    init(pipeline: UploadPipeline) {
+        self.pipeline = pipeline
+    }
+
+    func stageDone() {
+        if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            pipeline.batchDone()
+        }
+    }
+}
+
+/// One upload into the filesystem store.
+///
+/// Small incoming buffers are coalesced into ~1 MiB batches (large ones are sliced, without copying)
+/// before entering the pipeline, so per-batch overhead stays negligible. Any failure removes the
+/// temporary file at once; `abort` is still safe (and idempotent) afterwards.
+final class FilesystemImageWriter: ImageDataWriter {
+    static let batchSize = 1 << 20
+
+    private enum Phase {
+        case writing
+        case finished(StagedImageData)
+        case committed
+        case closed  // aborted or failed: nothing is left on disk
+    }
+
+    private struct State {
+        var phase = Phase.writing
+        var tracker: SizeTracker
+        var pending: ByteBuffer?
+    }
+
+    private let id: ImageID
+    private let pipeline: UploadPipeline
+    private let filePermissions: Int
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let allocator = ByteBufferAllocator()
+
+    init(id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, logger: Logger) {
+        self.id = id
+        self.pipeline = UploadPipeline(file: file, id: id)
+        self.filePermissions = filePermissions
+        self.logger = logger
+        self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize)))
+        ActiveTemporaryFiles.insert(file.tempPath)
+    }
+
+    deinit {
+        // Safety net for a writer dropped without commit or abort: the temp file must not stay.
+        let unfinished = state.withLock { state -> Bool in
+            switch state.phase {
+            case .committed, .closed: return false
+            case .writing, .finished: return true
+            }
+        }
+        if unfinished {
+            logger.warning("upload writer dropped without commit or abort; removing its temporary file",
+                           metadata: ["image_id": "\(id)"])
+            pipeline.cancel(CancellationError())
+            pipeline.discardInBackground()
+        }
+        pipeline.shutDown()
+        ActiveTemporaryFiles.remove(pipeline.file.tempPath)
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        let batches: [ByteBuffer]
+        do {
+            batches = try state.withLock { state in
+                guard case .writing = state.phase else {
+                    throw ImageStoreError.internal("write after the upload of \(id) was finished or aborted")
+                }
+                try state.tracker.add(buffer.readableBytes)
+                return coalesce(buffer, into: &state.pending)
+            }
+            for batch in batches {
+                try await pipeline.submit(batch)
+            }
+        } catch {
+            await fail()
+            throw error
+        }
+    }
+
+    func finish() async throws -> StagedImageData {
+        do {
+            let (size, last) = try state.withLock { state in
+                guard case .writing = state.phase else {
+                    throw ImageStoreError.internal("finish of the upload of \(id) called twice or after abort")
+                }
+                try state.tracker.checkComplete()
+                defer { state.pending = nil }
+                return (state.tracker.received, state.pending)
+            }
+            if let last { try await pipeline.submit(last) }
+            try await pipeline.drain()
+            let permissions = filePermissions
+            try await pipeline.onFileThread { try $0.makeDurable(permissions: permissions) }
+            let (md5, sha512) = try await pipeline.digests()
+            let staged = UploadHasher.staged(size: size, md5: md5, sha512: sha512)
+            try state.withLock { state in
+                guard case .writing = state.phase else { throw ImageStoreError.internal("upload of \(id) aborted") }
+                state.phase = .finished(staged)
+            }
+            return staged
+        } catch {
+            await fail()
+            throw error
+        }
+    }
+
+    func commit() async throws {
+        try state.withLock { state in
+            guard case .finished = state.phase else {
+                throw ImageStoreError.internal("commit of \(id) before finish, or after abort")
+            }
+        }
+        do {
+            try await pipeline.onFileThread { try $0.publish() }
+        } catch {
+            await fail()
+            throw error
+        }
+        state.withLock { $0.phase = .committed }
+        pipeline.shutDown()
+        ActiveTemporaryFiles.remove(pipeline.file.tempPath)
+    }
+
+    func abort() async {
+        await fail()
+    }
+
+    /// Stops the pipeline and removes the temporary file, once.
+    private func fail() async {
+        let shouldDiscard = state.withLock { state -> Bool in
+            switch state.phase {
+            case .committed, .closed: return false
+            case .writing, .finished:
+                state.phase = .closed
+                state.pending = nil
+                return true
+            }
+        }
+        guard shouldDiscard else { return }
+        pipeline.cancel(ImageStoreError.internal("upload of \(id) aborted"))
+        // Queued behind any pending write, so the descriptor is not closed under a running write.
+        _ = try? await pipeline.onFileThread { $0.discard() }
+        pipeline.shutDown()
+        ActiveTemporaryFiles.remove(pipeline.file.tempPath)
+    }
+
+    /// Appends `buffer` to the pending batch; returns the batches that are full. Large buffers are
+    /// sliced (shared storage, no copy); only the remainder of a buffer is copied.
+    private func coalesce(_ buffer: ByteBuffer, into pending: inout ByteBuffer?) -> [ByteBuffer] {
+        var input = buffer
+        var full: [ByteBuffer] = []
+        if var batch = pending {
+            let take = min(Self.batchSize - batch.readableBytes, input.readableBytes)
+            var head = input.readSlice(length: take)!
+            batch.writeBuffer(&head)
+            if batch.readableBytes >= Self.batchSize {
+                full.append(batch)
+                pending = nil
+            } else {
+                pending = batch
+                return full
+            }
+        }
+        while input.readableBytes >= Self.batchSize {
+            full.append(input.readSlice(length: Self.batchSize)!)
+        }
+        if input.readableBytes > 0 {
+            var batch = allocator.buffer(capacity: Self.batchSize)
+            batch.writeBuffer(&input)
+            pending = batch
+        }
+        return full
+    }
+}
+
+/// Temporary files of uploads in progress in this process, which the sweep must never remove (an NFS
+/// server's clock may make a fresh file look older than the process).
+enum ActiveTemporaryFiles {
+    private static let paths = Mutex<Set<String>>([])
+
+    static func insert(_ path: String) { _ = paths.withLock { $0.insert(path) } }
+    static func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }
+    static func contains(_ path: String) -> Bool { paths.withLock { $0.contains(path) } }
+}

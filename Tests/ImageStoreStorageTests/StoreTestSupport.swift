@@ -1,0 +1,173 @@
+import Crypto
+import Foundation
+import ImageStoreCore
+import ImageStoreStorage
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// The stores every conformance test runs on.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case filesystem
+    case inMemory
+
+    var testDescription: String { rawValue }
+}
+
+/// A store under test, plus its directory when it has one (to prove nothing is left on disk).
+struct StoreFixture: Sendable {
+    let store: any ImageDataStore
+    let directory: String?
+
+    /// Every name in the store's directory, hidden ones included; empty for the in-memory store.
+    func filesOnDisk() throws -> [String] {
+        guard let directory else { return [] }
+        return try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    }
+}
+
+let testLogger = Logger(label: "imagestore.storage.tests")
+
+/// A fresh empty directory; the caller removes it.
+func makeTemporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("imagestore-storage-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+    return path
+}
+
+func withStore<T>(
+    _ kind: StoreKind, filePermissions: Int = 0, _ body: (StoreFixture) async throws -> T
+) async throws -> T {
+    switch kind {
+    case .inMemory:
+        return try await body(StoreFixture(store: InMemoryImageStore(), directory: nil))
+    case .filesystem:
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = FilesystemImageStore(directory: directory, filePermissions: filePermissions, logger: testLogger)
+        return try await body(StoreFixture(store: store, directory: directory))
+    }
+}
+
+func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    var bytes = [UInt8](repeating: 0, count: count)
+    bytes.withUnsafeMutableBytes { raw in
+        var offset = 0
+        while offset + 8 <= count {
+            raw.storeBytes(of: generator.next() as UInt64, toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < count {
+            raw[offset] = UInt8.random(in: .min ... .max, using: &generator)
+            offset += 1
+        }
+    }
+    return bytes
+}
+
+func md5Hex(_ bytes: [UInt8]) -> String {
+    Insecure.MD5.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+}
+
+func sha512Hex(_ bytes: [UInt8]) -> String {
+    SHA512.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+}
+
+/// Writes `bytes` in chunks of `chunkSize`, finishes and commits.
+@discardableResult
+func upload(
+    _ store: any ImageDataStore, _ id: ImageID, _ bytes: [UInt8], chunkSize: Int = 64 * 1024, declareSize: Bool = true
+) async throws -> StagedImageData {
+    let writer = try await store.beginWrite(id, expectedSize: declareSize ? Int64(bytes.count) : nil)
+    try await write(bytes, to: writer, chunkSize: chunkSize)
+    let staged = try await writer.finish()
+    try await writer.commit()
+    return staged
+}
+
+func write(_ bytes: [UInt8], to writer: any ImageDataWriter, chunkSize: Int) async throws {
+    var offset = 0
+    while offset < bytes.count {
+        let end = min(offset + chunkSize, bytes.count)
+        try await writer.write(ByteBuffer(bytes: bytes[offset..<end]))
+        offset = end
+    }
+}
+
+/// Collects a reader's chunks (the body is `@Sendable`, hence the lock).
+final class ChunkCollector: Sendable {
+    private let state = Mutex<(bytes: [UInt8], chunks: Int)>(([], 0))
+
+    func append(_ buffer: ByteBuffer) {
+        state.withLock {
+            $0.bytes.append(contentsOf: buffer.readableBytesView)
+            $0.chunks += 1
+        }
+    }
+
+    var bytes: [UInt8] { state.withLock { $0.bytes } }
+    var chunks: Int { state.withLock { $0.chunks } }
+}
+
+func readAll(_ store: any ImageDataStore, _ id: ImageID, range: Range<Int64>? = nil) async throws -> [UInt8] {
+    let reader = try await store.read(id, range: range)
+    let collector = ChunkCollector()
+    try await reader.forEachChunk { collector.append($0) }
+    #expect(Int64(collector.bytes.count) == reader.length)
+    return collector.bytes
+}
+
+/// Runs `body` and checks it throws an `ImageStoreError` with `code`; returns the error.
+@discardableResult
+func expectError(
+    _ code: ImageStoreError.Code, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Void
+) async -> ImageStoreError? {
+    do {
+        try await body()
+        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as ImageStoreError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+/// Runs a command (mount, umount) and fails unless it exits 0.
+func runCommand(_ arguments: [String]) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CommandFailed(arguments: arguments, status: process.terminationStatus)
+    }
+}
+
+struct CommandFailed: Error, CustomStringConvertible {
+    let arguments: [String]
+    let status: Int32
+    var description: String { "\(arguments.joined(separator: " ")) exited with \(status)" }
+}
+
+/// Mounts a tmpfs with `options` on a fresh directory for the duration of `body`; it is unmounted and
+/// removed afterwards, also when `body` throws.
+func withTmpfs<T>(options: String, _ body: (String) async throws -> T) async throws -> T {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    try runCommand(["mount", "-t", "tmpfs", "-o", options, "tmpfs", directory])
+    defer {
+        // A lazy unmount as a fallback, so a descriptor still open cannot leave the mount behind.
+        if (try? runCommand(["umount", directory])) == nil {
+            try? runCommand(["umount", "-l", directory])
+        }
+    }
+    return try await body(directory)
+}
