@@ -87,7 +87,7 @@ public func buildApplication(
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestMiddleware(logger: logger))
     let routes = RouteTable(router: router)
-    let multiStore = !configuration.enabledBackends.isEmpty
+    let multiStore = configuration.isMultiStore
     VersionsController().addRoutes(to: routes)
     SchemasController().addRoutes(to: routes)
     ImagesController(
@@ -95,7 +95,7 @@ public func buildApplication(
     ).addRoutes(to: routes)
     ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
     InfoController(
-        backends: configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
+        backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
         chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
     ).addRoutes(to: routes)

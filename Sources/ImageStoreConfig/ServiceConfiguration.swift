@@ -103,6 +103,12 @@ public struct ServiceConfiguration: Sendable {
     /// The configuration used when no file is given: everything under `baseDirectory`, for a
     /// developer's machine or a quick try. Listens on 127.0.0.1:9292, images in
     /// `<base>/images`, metadata in `<base>/imagestore.db`, no authentication, no mount guard.
+    /// Whether `enabled_backends` names stores (multi-store, as Glance exposes it: `/v2/info/stores`,
+    /// the `stores` image field). The legacy single `[glance_store]` store is not multi-store.
+    public var isMultiStore: Bool {
+        !(enabledBackends.count == 1 && enabledBackends[0].id == StoreBackend.legacyID)
+    }
+
     public static func embeddedDefault(baseDirectory: String) -> ServiceConfiguration {
         let base = baseDirectory.hasSuffix("/") && baseDirectory.count > 1 ? String(baseDirectory.dropLast()) : baseDirectory
         return ServiceConfiguration(

@@ -186,10 +186,13 @@ import Testing
         let harness = try APITestHarness()
         try await harness.run { client in
             let id = try await client.createImage()
-            let connection = try RawHTTPConnection(port: client.port!)
-            try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 10485760\r\n\r\n")
-            try connection.send(randomBytes(2 << 20))
+            let port = client.port!
+            let connection = try await offPool { try RawHTTPConnection(port: port) }
+            try await offPool {
+                try connection.send(
+                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 10485760\r\n\r\n")
+                try connection.send(randomBytes(2 << 20))
+            }
             // Wait until the upload is really in progress, then vanish.
             try await waitFor { try await client.image(id)["status"] == "saving" }
             connection.reset()
@@ -204,14 +207,17 @@ import Testing
     @Test func expect100Continue_isAnswered() async throws {
         try await APITestHarness().run { client in
             let id = try await client.createImage()
-            let connection = try RawHTTPConnection(port: client.port!)
-            defer { connection.closeNormally() }
-            try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-            let interim = connection.receive(until: "\r\n\r\n", timeout: 5)
+            let port = client.port!
+            let (interim, final) = try await offPool {
+                let connection = try RawHTTPConnection(port: port)
+                defer { connection.closeNormally() }
+                try connection.send(
+                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+                let interim = connection.receive(until: "\r\n\r\n", timeout: 5)
+                try connection.send([1, 2, 3, 4])
+                return (interim, connection.receive(until: "\r\n\r\n", timeout: 5))
+            }
             #expect(interim.hasPrefix("HTTP/1.1 100 Continue"))
-            try connection.send([1, 2, 3, 4])
-            let final = connection.receive(until: "\r\n\r\n", timeout: 5)
             #expect(final.contains("204"))
         }
     }
@@ -219,9 +225,11 @@ import Testing
     @Test func chunkedUpload_withDeclaredSize() async throws {
         try await APITestHarness().run { client in
             let id = try await client.createImage()
-            let connection = try RawHTTPConnection(port: client.port!)
-            defer { connection.closeNormally() }
+            let port = client.port!
             let data = randomBytes(100_000)
+            let reply = try await offPool {
+            let connection = try RawHTTPConnection(port: port)
+            defer { connection.closeNormally() }
             try connection.send(
                 "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nx-openstack-image-size: \(data.count)\r\n\r\n")
             for chunk in stride(from: 0, to: data.count, by: 30_000) {
@@ -230,7 +238,9 @@ import Testing
                 try connection.send(part + Array("\r\n".utf8))
             }
             try connection.send("0\r\n\r\n")
-            #expect(connection.receive(until: "\r\n\r\n").contains("204"))
+            return connection.receive(until: "\r\n\r\n")
+            }
+            #expect(reply.contains("204"))
             #expect(try await client.image(id)["checksum"]?.stringValue == md5Hex(data))
         }
     }
@@ -249,7 +259,7 @@ func waitFor(_ condition: () async throws -> Bool) async throws {
 /// One request on its own connection (the test client has a single connection).
 enum HTTPOneShot {
     static func put(port: Int, path: String, body: [UInt8]) async throws -> HTTPResponse.Status {
-        try await Task.detached {
+        try await offPool {
             let connection = try RawHTTPConnection(port: port)
             defer { connection.closeNormally() }
             try connection.send(
@@ -258,6 +268,6 @@ enum HTTPOneShot {
             let reply = connection.receive(until: "\r\n\r\n", timeout: 30)
             let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return HTTPResponse.Status(code: code)
-        }.value
+        }
     }
 }

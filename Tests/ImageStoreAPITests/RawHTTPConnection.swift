@@ -6,7 +6,7 @@ import Glibc
 
 /// A plain TCP connection for what a well-behaved client library will not do: stop mid-body,
 /// stall, or wait for `100 Continue`.
-final class RawHTTPConnection {
+final class RawHTTPConnection: @unchecked Sendable {
     let fd: Int32
 
     init(port: Int) throws {
@@ -60,4 +60,12 @@ final class RawHTTPConnection {
     }
 
     func closeNormally() { close(fd) }
+}
+
+/// Runs blocking socket work on its own OS thread: a test blocking the cooperative pool (2 threads on
+/// this machine) would starve the server it is talking to, which runs in the same process.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
 }
