@@ -204,6 +204,32 @@ import Testing
         }
     }
 
+    @Test func deleteDuringUpload_wins_uploadEnds410_nothingLeft() async throws {
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let port = client.port!
+            let total = 4 << 20
+            let connection = try await offPool { try RawHTTPConnection(port: port) }
+            try await offPool {
+                try connection.send(
+                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: \(total)\r\n\r\n")
+                try connection.send(randomBytes(1 << 20))
+            }
+            try await waitFor { try await client.image(id)["status"] == "saving" }
+            #expect(try await client.execute(uri: "/v2/images/\(id)", method: .delete).status == .noContent)
+            let reply = try await offPool {
+                try? connection.send(randomBytes(total - (1 << 20)))
+                defer { connection.closeNormally() }
+                return connection.receive(until: "\r\n\r\n")
+            }
+            #expect(reply.hasPrefix("HTTP/1.1 410"), "\(reply)")
+            #expect(try await client.execute(uri: "/v2/images/\(id)", method: .get).status == .notFound)
+            try await waitFor { try harness.storeFiles().isEmpty }
+            #expect(try harness.storeFiles() == [])
+        }
+    }
+
     @Test func expect100Continue_isAnswered() async throws {
         try await APITestHarness().run { client in
             let id = try await client.createImage()
