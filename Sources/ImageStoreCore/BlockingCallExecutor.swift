@@ -15,7 +15,7 @@ public final class BlockingCallExecutor: Sendable {
         case timedOut(blockedFor: Duration)
     }
 
-    private let worker: WorkerThread
+    private let worker: SerialWorkerThread
     private let state = Mutex(State())
 
     private struct State {
@@ -26,7 +26,7 @@ public final class BlockingCallExecutor: Sendable {
     }
 
     public init(name: String) {
-        worker = WorkerThread(name: name)
+        worker = SerialWorkerThread(name: name)
     }
 
     deinit { worker.close() }
@@ -101,51 +101,5 @@ final class ResumeOnce<Value: Sendable>: Sendable {
             return nil
         }
         continuation?.resume(returning: value)
-    }
-}
-
-/// One OS thread running submitted jobs in order.
-final class WorkerThread: @unchecked Sendable {
-    // `jobs` and `closed` are guarded by `condition`.
-    private let condition = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
-    private var closed = false
-
-    init(name: String) {
-        let thread = Thread { [self] in run() }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-
-    @discardableResult
-    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        guard !closed else { return false }
-        jobs.append(job)
-        condition.signal()
-        return true
-    }
-
-    func close() {
-        condition.lock()
-        closed = true
-        condition.signal()
-        condition.unlock()
-    }
-
-    private func run() {
-        while true {
-            condition.lock()
-            while jobs.isEmpty && !closed { condition.wait() }
-            if jobs.isEmpty {
-                condition.unlock()
-                return
-            }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            job()
-        }
     }
 }

@@ -1,5 +1,6 @@
 import CLibNFS
 import Foundation
+import ImageStoreCore
 import Logging
 import Synchronization
 

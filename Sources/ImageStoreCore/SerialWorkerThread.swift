@@ -1,14 +1,15 @@
 import Foundation
 
-/// One dedicated OS thread running submitted jobs in order. Blocking libnfs calls run here, never on the NIO
-/// thread pool or the Swift cooperative pool: a call stuck on a hung server then only ever blocks this thread.
-final class SerialWorkerThread: @unchecked Sendable {
+/// One dedicated OS thread running submitted jobs in order. Blocking calls (libnfs, stat on a possibly hung
+/// mount) run here, never on the NIO thread pool or the Swift cooperative pool: a call stuck on a hung server
+/// then only ever blocks this thread.
+public final class SerialWorkerThread: @unchecked Sendable {
     // `jobs` and `closed` are guarded by `condition`.
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
     private var closed = false
 
-    init(name: String) {
+    public init(name: String) {
         // The thread holds the worker strongly until `close()` lets its loop end: the owner must call close.
         let thread = Thread { [self] in
             #if os(Linux)
@@ -25,7 +26,7 @@ final class SerialWorkerThread: @unchecked Sendable {
 
     /// Queues `job`. Returns false once the worker is closed.
     @discardableResult
-    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+    public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !closed else { return false }
@@ -35,7 +36,7 @@ final class SerialWorkerThread: @unchecked Sendable {
     }
 
     /// Refuses new jobs; the thread runs what is queued, then exits.
-    func close() {
+    public func close() {
         condition.lock()
         closed = true
         condition.signal()
