@@ -103,8 +103,10 @@ let package = Package(
         .executableTarget(
             name: "imagestore",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS",
+                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -130,7 +130,8 @@ public func buildApplication(
             "start-up recovery done",
             metadata: [
                 "uploads_reset": "\(report.uploadsReset)", "temp_files_removed": "\(report.temporaryFilesRemoved)",
-                "deletes_finished": "\(report.deletesFinished)",
+                "deletes_finished": "\(report.deletesFinished)", "orphans_removed": "\(report.orphanedDataRemoved)",
+                "missing_data_reset": "\(report.missingDataReset)", "store_checked": "\(report.storeChecked)",
             ])
     }
     return app

@@ -88,6 +88,9 @@ public struct ImageService: Sendable {
                     if let quotaLeft, received > quotaLeft { throw quotaExceeded(quotaLeft) }
                     try await w.write(chunk)
                 }
+                // A cancelled request (shutdown past the drain timeout) may see its body end early:
+                // never treat that as the whole image.
+                try Task.checkCancellation()
             } catch let error as ImageStoreError {
                 throw error
             } catch is CancellationError {
@@ -209,11 +212,18 @@ extension ImageService {
         public var uploadsReset = 0
         public var temporaryFilesRemoved = 0
         public var deletesFinished = 0
+        /// Data files no active image points to (a crash between rename and `active`), removed.
+        public var orphanedDataRemoved = 0
+        /// Active images whose data file is gone: reset to `queued` so they can be uploaded again.
+        public var missingDataReset = 0
+        /// False when the guard refused writes: only the metadata part ran.
+        public var storeChecked = false
     }
 
     /// Repairs what a crashed process of this host left behind: uploads it held go back to `queued`,
-    /// its temporary files are removed, and interrupted deletes are finished. Uploads held by other
-    /// hosts (other replicas) are left alone.
+    /// temporary files are removed, interrupted deletes are finished, and data files and rows that
+    /// disagree are reconciled. Uploads held by other hosts (other replicas) are left alone. The
+    /// store is only touched when the guard allows writes: on a missing share nothing is "repaired".
     public func recoverAfterRestart() async throws -> RecoveryReport {
         var report = RecoveryReport()
         let host = processToken.split(separator: ":").first.map(String.init) ?? ""
@@ -227,15 +237,46 @@ extension ImageService {
             }
             report.uploadsReset += 1
         }
+        do {
+            try await writeGuard.checkWritable()
+        } catch {
+            logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
+            return report
+        }
+        report.storeChecked = true
         report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
         for image in try await repository.images(withStatus: [.pendingDelete]) {
             do {
-                try await writeGuard.checkWritable()
                 try await store.delete(image.id)
                 try await repository.delete(image.id)
                 report.deletesFinished += 1
             } catch {
                 logger.warning("could not finish an interrupted delete", metadata: ["image_id": "\(image.id)", "error": "\(error)"])
+            }
+        }
+        let withData = Set(try await repository.images(withStatus: [.active, .deactivated]).map(\.id))
+        let stored = Set(try await store.storedIDs())
+        // Uploads other replicas hold right now may be between their rename and `active`: not ours to judge.
+        let heldElsewhere = Set(try await repository.images(withStatus: [.saving]).map(\.id))
+        for id in stored.subtracting(withData).subtracting(heldElsewhere) {
+            // Unreferenced: renamed into place but never marked active (or its image is gone). Uploads of
+            // this process cannot be running yet, so nothing live owns it.
+            logger.warning("removing data no active image points to", metadata: ["image_id": "\(id)"])
+            if (try? await store.delete(id)) == true { report.orphanedDataRemoved += 1 }
+        }
+        for id in withData.subtracting(stored) {
+            logger.error("active image has no data file: resetting it to queued", metadata: ["image_id": "\(id)"])
+            do {
+                try await repository.update(id, expecting: [.active, .deactivated]) { image in
+                    image.status = .queued
+                    image.size = nil
+                    image.checksum = nil
+                    image.osHashAlgo = nil
+                    image.osHashValue = nil
+                }
+                report.missingDataReset += 1
+            } catch {
+                logger.warning("could not reset an image without data", metadata: ["image_id": "\(id)", "error": "\(error)"])
             }
         }
         return report

@@ -5,6 +5,8 @@ import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreGuard
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct ImageStoreCommand: AsyncParsableCommand {
@@ -66,7 +68,12 @@ struct Serve: AsyncParsableCommand {
             configuration.bindPort = port
         }
         let app = try buildApplication(configuration: configuration, logger: logger)
-        try await app.runService()
+        // SIGTERM (Kubernetes) or SIGINT: stop accepting, let requests in flight finish for at most
+        // `shutdown_drain_timeout`, then cancel the rest: cancelled uploads remove their temporary file
+        // and put their image back to `queued` before the process exits.
+        var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .milliseconds(Int64(configuration.drainTimeout * 1000))
+        try await ServiceGroup(configuration: group).run()
     }
 }
 
