@@ -73,7 +73,12 @@ struct Serve: AsyncParsableCommand {
         // and put their image back to `queued` before the process exits.
         var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(Int64(configuration.drainTimeout * 1000))
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch is CancellationError {
+            // The drain timeout passed and the remaining requests were cancelled (and cleaned up).
+            logger.notice("stopped after the drain timeout; requests still running were cancelled")
+        }
     }
 }
 
