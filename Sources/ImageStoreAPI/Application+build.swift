@@ -104,7 +104,10 @@ public func buildApplication(
     var app = Application(
         router: router,
         server: .http1(
-            configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .seconds(300))),
+            configuration: .init(
+                additionalChannelHandlers: [ExpectContinueHandler()],
+                idleTimeout: configuration.clientSocketTimeout > 0
+                    ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
         services: dependencies.services,

@@ -31,6 +31,7 @@ struct ConfigurationReader {
         static let userStorageQuota = "user_storage_quota"
         static let enabledBackends = "enabled_backends"
         static let drainTimeout = "shutdown_drain_timeout"
+        static let clientSocketTimeout = "client_socket_timeout"
         static let defaultBackend = "default_backend"
         /// Deprecated legacy glance_store options: accepted, `default_store` must be `file`.
         static let stores = "stores"
@@ -41,7 +42,7 @@ struct ConfigurationReader {
         /// paste-deploy's own keys in an app section; they select the Python factory and mean nothing here.
         static let pasteFactoryKeys: Set<String> = ["paste.app_factory", "use"]
 
-        static let defaults: Set<String> = [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout]
+        static let defaults: Set<String> = [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout]
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
 
@@ -84,6 +85,9 @@ struct ConfigurationReader {
             config.userStorageQuota = quota
         }
         if let v = value(section, Key.drainTimeout) { config.drainTimeout = try v.seconds(greaterThan: 0, orEqual: true) }
+        if let v = value(section, Key.clientSocketTimeout) {
+            config.clientSocketTimeout = try v.seconds(greaterThan: 0, orEqual: true)
+        }
     }
 
     /// Reads `enabled_backends` and `default_backend`; returns the section holding the store's options.

@@ -36,6 +36,9 @@ public struct ServiceConfiguration: Sendable {
     public var healthcheck: HealthcheckOptions
     /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.
     public var drainTimeout: Double
+    /// `[DEFAULT] client_socket_timeout` (Glance's name): seconds a connection may stay silent, also in
+    /// the middle of an upload body, before it is closed (the upload is then cleaned up); 0 disables.
+    public var clientSocketTimeout: Double = Self.defaultClientSocketTimeout
     /// Unknown sections and options, and options that were ignored, each naming file, line,
     /// section and key. Log them at start-up.
     public var warnings: [String]
@@ -54,6 +57,7 @@ public struct ServiceConfiguration: Sendable {
     public static let defaultUserStorageQuota: Int64 = 0
     public static let defaultPasteFlavor = "noauth"
     public static let defaultDrainTimeout: Double = 30
+    public static let defaultClientSocketTimeout: Double = 900
     /// The only flavor this server implements so far.
     public static let supportedPasteFlavors: Set<String> = ["noauth"]
 

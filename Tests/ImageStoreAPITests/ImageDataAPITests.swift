@@ -230,6 +230,34 @@ import Testing
         }
     }
 
+    @Test func stalledClient_isCutOff_uploadCleanedUp_serverHealthy() async throws {
+        let harness = try APITestHarness { $0.clientSocketTimeout = 1 }
+        try await harness.run { client in
+            let id = try await client.createImage()
+            let port = client.port!
+            let connection = try await offPool { try RawHTTPConnection(port: port) }
+            try await offPool {
+                try connection.send(
+                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n")
+                try connection.send(randomBytes(1000))
+            }
+            // Then silence: the server closes the connection after client_socket_timeout.
+            let start = ContinuousClock.now
+            _ = try await offPool { connection.receive(until: "never", timeout: 10) }
+            connection.closeNormally()
+            #expect(ContinuousClock.now - start < .seconds(5))
+            // The test client's own keep-alive connection idled too: check through fresh connections.
+            func status() async throws -> String? {
+                let (_, body) = try await HTTPOneShot.request(port: port, method: "GET", path: "/v2/images/\(id)")
+                return try? JSONValue.parse(Array(body.utf8))["status"]?.stringValue
+            }
+            try await waitFor { try await status() == "queued" }
+            try await waitFor { try harness.storeFiles().isEmpty }
+            #expect(try await HTTPOneShot.put(port: port, path: "/v2/images/\(id)/file", body: [1, 2, 3]) == .noContent)
+            #expect(try await status() == "active")
+        }
+    }
+
     @Test func expect100Continue_isAnswered() async throws {
         try await APITestHarness().run { client in
             let id = try await client.createImage()
@@ -284,6 +312,19 @@ func waitFor(_ condition: () async throws -> Bool) async throws {
 
 /// One request on its own connection (the test client has a single connection).
 enum HTTPOneShot {
+    /// A bodyless request on a fresh connection; returns the status and the body text.
+    static func request(port: Int, method: String, path: String) async throws -> (HTTPResponse.Status, String) {
+        try await offPool {
+            let connection = try RawHTTPConnection(port: port)
+            defer { connection.closeNormally() }
+            try connection.send("\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            let reply = connection.receive(until: "\u{0}", timeout: 10)
+            let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            let body = reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? ""
+            return (HTTPResponse.Status(code: code), body)
+        }
+    }
+
     static func put(port: Int, path: String, body: [UInt8]) async throws -> HTTPResponse.Status {
         try await offPool {
             let connection = try RawHTTPConnection(port: port)
