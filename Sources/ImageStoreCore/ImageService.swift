@@ -91,6 +91,9 @@ public struct ImageService: Sendable {
                 // A cancelled request (shutdown past the drain timeout) may see its body end early:
                 // never treat that as the whole image.
                 try Task.checkCancellation()
+                guard received > 0 else {
+                    throw ImageStoreError.badRequest("The request body is empty: an upload needs the image data.")
+                }
             } catch let error as ImageStoreError {
                 throw error
             } catch is CancellationError {
