@@ -1,5 +1,8 @@
-"""The running ImageStore that the client tests talk to: one fresh server (embedded default: SQLite
-and a local store in a temp dir) per test module, stopped and removed afterwards."""
+"""The running ImageStores that the client tests talk to, each fresh in a temp dir, stopped and
+removed afterwards: `server` (embedded default: SQLite and a local store) and `disabled_store_server`
+(a configuration file with enabled_backends, so a guarded multi-store deployment, whose store is
+disabled because its marker file is missing)."""
+import contextlib
 import os
 import shutil
 import signal
@@ -18,13 +21,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def running_server(config=None):
+    """Starts `imagestore serve` in a temp dir; `config` is an INI text with `{work}` for that dir."""
     binary = os.environ["IMAGESTORE_BIN"]
     work = tempfile.mkdtemp(prefix="imagestore-clients-")
     port = free_port()
+    args = [binary, "serve", "--bind", f"127.0.0.1:{port}"]
+    if config is not None:
+        path = os.path.join(work, "imagestore.conf")
+        with open(path, "w") as f:
+            f.write(config.format(work=work))
+        args += ["--config-file", path]
     log = open(os.path.join(work, "server.log"), "w")
-    proc = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], cwd=work, stdout=log, stderr=log)
+    proc = subprocess.Popen(args, cwd=work, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
@@ -46,3 +56,28 @@ def server():
             proc.wait()
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as s:
+        yield s
+
+
+DISABLED_STORE_CONFIG = """\
+[DEFAULT]
+enabled_backends = fast:file
+[glance_store]
+default_backend = fast
+[fast]
+filesystem_store_datadir = {work}/images
+store_description = The fuzzed store
+[database]
+connection = sqlite:///{work}/imagestore.db
+"""
+
+
+@pytest.fixture(scope="module")
+def disabled_store_server():
+    with running_server(DISABLED_STORE_CONFIG) as s:
+        yield s

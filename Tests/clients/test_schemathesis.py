@@ -70,28 +70,49 @@ def _fresh_image(base, with_data):
     return image_id
 
 
-@pytest.fixture(scope="module")
-def health_served(server):
-    try:
-        _request(server["url"] + "/livez")
-        return True
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return False
-        raise
+_health_served = {}
+
+
+def _serves_health(url):
+    """Whether this build registers the health endpoints (feat/health), asked once per server."""
+    if url not in _health_served:
+        try:
+            _request(url + "/livez")
+            _health_served[url] = True
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+            _health_served[url] = False
+    return _health_served[url]
+
+
+def _call_and_validate(case, url, targets):
+    if case.operation.path in HEALTH_PATHS and not _serves_health(url):
+        pytest.skip("the health endpoints are not registered in this build yet")
+    if "image_id" in (case.path_parameters or {}):
+        target = next(targets)
+        if target != "generated":
+            case.path_parameters["image_id"] = _fresh_image(url, with_data=target == "active")
+    case.call_and_validate(base_url=url, checks=CHECKS)
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True,
           database=None)
-def test_api_matches_document(case, server, health_served):
-    if case.operation.path in HEALTH_PATHS and not health_served:
-        pytest.skip("the health endpoints are not registered in this build yet")
-    if "image_id" in (case.path_parameters or {}):
-        target = next(_targets)
-        if target != "generated":
-            case.path_parameters["image_id"] = _fresh_image(server["url"], with_data=target == "active")
-    case.call_and_validate(base_url=server["url"], checks=CHECKS)
+def test_api_matches_document(case, server):
+    _call_and_validate(case, server["url"], _targets)
+
+
+# A guarded multi-store deployment whose store is disabled (no marker file): the stores API answers
+# 200 with the guard's state, uploads 410, and images carry their store. No image can get data here.
+_disabled_store_targets = itertools.cycle(["generated", "queued"])
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True,
+          database=None)
+def test_disabled_store_answers_match_document(case, disabled_store_server):
+    _call_and_validate(case, disabled_store_server["url"], _disabled_store_targets)
 
 
 # The list parameters are small grammars (`in:"a,b"`, `gte:<time>`, `key:dir,key:dir`) that the
