@@ -84,22 +84,8 @@ public func buildApplication(
         limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
         logger: logger)
 
-    let router = Router(context: AppRequestContext.self)
-    router.add(middleware: RequestMiddleware(logger: logger))
-    let routes = RouteTable(router: router)
-    let multiStore = configuration.isMultiStore
-    VersionsController().addRoutes(to: routes)
-    SchemasController().addRoutes(to: routes)
-    ImagesController(
-        repository: dependencies.repository, service: service, storeID: multiStore ? configuration.defaultBackend : nil
-    ).addRoutes(to: routes)
-    ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
-    InfoController(
-        backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
-        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
-        chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
-    ).addRoutes(to: routes)
-    routes.finish()
+    let router = buildRouter(configuration: configuration, dependencies: dependencies, service: service, logger: logger)
+        .router
 
     var app = Application(
         router: router,
@@ -138,4 +124,41 @@ public func buildApplication(
             ])
     }
     return app
+}
+
+/// Every route the application serves, as (method, OpenAPI-style path template), in registration
+/// order. Built by the same code as `buildApplication` (on in-memory dependencies, so nothing is
+/// opened or created), so the OpenAPI document can be checked against what the server really routes.
+public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: String, path: String)] {
+    let dependencies = ApplicationDependencies(repository: InMemoryImageRepository(), store: InMemoryImageStore())
+    var logger = Logger(label: "imagestore.routes")
+    logger.logLevel = .critical
+    let service = ImageService(
+        repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
+    return buildRouter(configuration: configuration, dependencies: dependencies, service: service, logger: logger)
+        .entries.map { (method: $0.method.rawValue, path: $0.path) }
+}
+
+/// The router with every controller's routes and the 405 answers; `buildApplication` and
+/// `registeredRoutes` both use it, so the route list has a single source.
+func buildRouter(
+    configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService, logger: Logger
+) -> RouteTable {
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestMiddleware(logger: logger))
+    let routes = RouteTable(router: router)
+    let multiStore = configuration.isMultiStore
+    VersionsController().addRoutes(to: routes)
+    SchemasController().addRoutes(to: routes)
+    ImagesController(
+        repository: dependencies.repository, service: service, storeID: multiStore ? configuration.defaultBackend : nil
+    ).addRoutes(to: routes)
+    ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
+    InfoController(
+        backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
+        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
+        chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
+    ).addRoutes(to: routes)
+    routes.finish()
+    return routes
 }

@@ -148,11 +148,13 @@ struct ImageListParameters {
             throw ImageStoreError.badRequest("The 'sort' parameter cannot be combined with 'sort_key' or 'sort_dir'.")
         }
         if let sortParam {
-            return try sortParam.split(separator: ",").map { item in
-                let parts = item.split(separator: ":", maxSplits: 1)
+            // Glance's `key, _, dir = item.partition(':')`: empty items and keys are invalid keys (400),
+            // an empty direction is the default. Keep the empty pieces: `sort=:` must not index past them.
+            return try sortParam.split(separator: ",", omittingEmptySubsequences: false).map { item in
+                let parts = item.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
                 let key = try sortKey(String(parts[0]).trimmingCharacters(in: .whitespaces))
-                let dir = parts.count > 1 ? try direction(String(parts[1]).trimmingCharacters(in: .whitespaces)) : .desc
-                return .init(key: key, direction: dir)
+                let dirText = parts.count > 1 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : ""
+                return .init(key: key, direction: dirText.isEmpty ? .desc : try direction(dirText))
             }
         }
         if keys.isEmpty {
