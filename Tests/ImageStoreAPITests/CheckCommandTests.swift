@@ -87,6 +87,19 @@ struct CheckCommandTests {
         #expect(run.output.contains("filesystem_nfs_host is required"), "\(run.output)")
     }
 
+    @Test func unknownMountOption_isPrintedAsAWarning_andDoesNotFail() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let path = try share.writeConfigFile()
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try #require(text.contains(",timeo=5\n"))
+        try text.replacingOccurrences(of: ",timeo=5\n", with: ",timeo=5,frobnicate=1\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try await Self.check(configFile: path, in: share)
+        #expect(run.exitCode == 0, "\(run.output)")
+        #expect(run.output.contains("warning: unknown NFS mount option 'frobnicate=1' ignored"), "\(run.output)")
+    }
+
     @Test func unreadableConfiguration_exit2() async throws {
         let share = try await GuardedShare.make(startGanesha: false)
         defer { share.tearDown() }
