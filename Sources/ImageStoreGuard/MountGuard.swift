@@ -37,6 +37,10 @@ public final class MountGuard: WriteGuard, Service {
         self.executor = BlockingCallExecutor(name: "mount-guard")
         // Until the first check says otherwise, writes are checked anyway; reads are allowed.
         self.current = Mutex(GuardState(enabled: true, reason: nil))
+        // Unknown mount options are accepted (a pasted fstab line works) but must not pass silently.
+        for warning in settings.nfsTarget?.options.warnings ?? [] {
+            logger.warning("\(warning)", metadata: ["option": "filesystem_nfs_mount_options"])
+        }
     }
 
     /// The latest state (no I/O).

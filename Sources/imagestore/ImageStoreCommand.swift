@@ -4,6 +4,7 @@ import Hummingbird
 import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreGuard
+import ImageStoreNFS
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -144,6 +145,11 @@ struct Check: AsyncParsableCommand {
             [result.check.rawValue, result.verdict.rawValue.uppercased(), result.detail, "\(result.elapsed.milliseconds)"]
         }
         print(CheckTable.render(header: ["CHECK", "RESULT", "DETAIL", "MS"], rows: rows))
+        // The logger is silenced to keep the table readable, but warnings (unknown options, unknown NFS mount
+        // options) are exactly what a deployer runs `check` to see.
+        for warning in configuration.warnings + (mountGuard.settings.nfsTarget?.options.warnings ?? []) {
+            print("warning: \(warning)")
+        }
         if let free = state.freeBytes, let total = state.totalBytes {
             print("free space: \(free / (1 << 20)) MiB of \(total / (1 << 20)) MiB")
         }

@@ -1,0 +1,110 @@
+import Foundation
+import ImageStoreTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `imagestore check` as deployers run it: the built binary, a configuration file, the table and the exit code.
+@Suite(.serialized, GaneshaServer.requiredTrait)
+struct CheckCommandTests {
+    struct Run {
+        var exitCode: Int32
+        var output: String
+
+        /// The RESULT column of the row for `check`.
+        func result(_ check: String) -> String? {
+            output.split(separator: "\n").first { $0.hasPrefix(check + " ") }?
+                .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+        }
+    }
+
+    /// The `imagestore` executable built beside this test bundle (`swift build --build-tests` builds both).
+    static func executable() throws -> String {
+        let bundleDir = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let candidates = [bundleDir + "/imagestore", packageRoot + "/.build/debug/imagestore"]
+        return try #require(
+            candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
+            "imagestore binary not found in \(candidates); run swift build --build-tests")
+    }
+
+    static func check(configFile: String, in share: GuardedShare) async throws -> Run {
+        let out = share.temp.appending("check-\(UUID().uuidString.prefix(8)).out")
+        let process = try ManagedProcess(
+            try executable(), arguments: ["check", "--config-file", configFile], stdoutPath: out, stderrPath: out)
+        defer { process.killAndWait() }
+        let status = try #require(await process.waitForExit(timeout: .seconds(30)), "imagestore check did not exit")
+        let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        // waitpid status: exited normally, code in bits 8-15.
+        #expect(status & 0x7f == 0, "killed by signal \(status & 0x7f); output:\n\(output)")
+        return Run(exitCode: (status >> 8) & 0xff, output: output)
+    }
+
+    @Test func allGood_exit0_everyCheckPasses() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let run = try await Self.check(configFile: try share.writeConfigFile(), in: share)
+        #expect(run.exitCode == 0, "\(run.output)")
+        #expect(run.output.hasPrefix("CHECK"), "\(run.output)")
+        for check in ["configuration", "marker", "mountpoint", "nfs"] {
+            #expect(run.result(check) == "PASS", "\(check):\n\(run.output)")
+        }
+        #expect(run.output.contains("store: enabled"))
+        #expect(run.output.contains("free space: "))
+    }
+
+    @Test func markerMissing_exit1_markerFails() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        try FileManager.default.removeItem(atPath: share.markerPath)
+        let run = try await Self.check(configFile: try share.writeConfigFile(), in: share)
+        #expect(run.exitCode == 1, "\(run.output)")
+        #expect(run.result("marker") == "FAIL", "\(run.output)")
+        #expect(run.result("mountpoint") == "PASS", "\(run.output)")
+        #expect(run.output.contains("store: disabled (marker missing: \(share.markerPath) not found)"), "\(run.output)")
+    }
+
+    @Test func ganeshaDown_exit1_nfsFails() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        await share.ganesha.kill()
+        let run = try await Self.check(configFile: try share.writeConfigFile(), in: share)
+        #expect(run.exitCode == 1, "\(run.output)")
+        #expect(run.result("nfs") == "FAIL", "\(run.output)")
+        #expect(run.result("marker") == "PASS", "\(run.output)")
+        #expect(run.output.contains("NFS server unreachable"), "\(run.output)")
+    }
+
+    @Test func nfsWithoutHost_exit1_configurationFails() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let run = try await Self.check(configFile: try share.writeConfigFile(host: nil), in: share)
+        #expect(run.exitCode == 1, "\(run.output)")
+        #expect(run.result("configuration") == "FAIL", "\(run.output)")
+        #expect(run.output.contains("filesystem_nfs_host is required"), "\(run.output)")
+    }
+
+    @Test func unknownMountOption_isPrintedAsAWarning_andDoesNotFail() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let path = try share.writeConfigFile()
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try #require(text.contains(",timeo=5\n"))
+        try text.replacingOccurrences(of: ",timeo=5\n", with: ",timeo=5,frobnicate=1\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try await Self.check(configFile: path, in: share)
+        #expect(run.exitCode == 0, "\(run.output)")
+        #expect(run.output.contains("warning: unknown NFS mount option 'frobnicate=1' ignored"), "\(run.output)")
+    }
+
+    @Test func unreadableConfiguration_exit2() async throws {
+        let share = try await GuardedShare.make(startGanesha: false)
+        defer { share.tearDown() }
+        let run = try await Self.check(configFile: share.temp.appending("missing.conf"), in: share)
+        #expect(run.exitCode == 2, "\(run.output)")
+        #expect(run.output.hasPrefix("configuration:"), "\(run.output)")
+    }
+}
