@@ -4,6 +4,7 @@ import HummingbirdCore
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
+import ImageStoreHealth
 import ImageStoreNFS
 import ImageStoreMetadata
 import ImageStoreStorage
@@ -99,6 +100,10 @@ public func buildApplication(
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
         chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
     ).addRoutes(to: routes)
+    let healthMonitor = HealthMonitor(
+        options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
+        repository: dependencies.repository, logger: logger)
+    HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()
 
     var app = Application(
@@ -107,7 +112,7 @@ public func buildApplication(
             configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .seconds(300))),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
-        services: dependencies.services,
+        services: dependencies.services + [healthMonitor],
         logger: logger
     )
     let mountGuard = dependencies.writeGuard as? MountGuard
@@ -121,6 +126,8 @@ public func buildApplication(
                 logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
             }
         }
+        // The first health round before serving, so the first probe answers with a real result.
+        await healthMonitor.runRound()
         // Never fatal: with the share missing the service must still start (store disabled).
         guard let report = try? await service.recoverAfterRestart() else {
             logger.warning("start-up recovery skipped: the store is not reachable")
