@@ -9,6 +9,7 @@ import ImageStoreHealth
 import ImageStoreTestSupport
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -33,6 +34,36 @@ struct HealthTestHarness {
         logger.logLevel = .critical
         let app = try buildApplication(configuration: configuration, dependencies: dependencies, logger: logger)
         return try await app.test(.live, body)
+    }
+
+    /// Runs the app on `configuration.bindPort` itself (the live test framework forces port 0) and
+    /// hands the test a client connected to that port.
+    func runOnConfiguredPort(_ body: @Sendable (TestClient) async throws -> Void) async throws {
+        defer { base.remove() }
+        let app = try buildApplication(configuration: configuration, logger: quietLogger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: quietLogger))
+        let port = configuration.bindPort
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(10)
+            while !tcpPortAccepts(port) {
+                guard clock.now < end else { throw TestSupportError("server not listening on \(port)") }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(10)))
+            client.connect()
+            do {
+                try await body(client)
+            } catch {
+                try? await client.shutdown()
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            try await client.shutdown()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
     }
 }
 
