@@ -234,8 +234,8 @@ public final class HealthMonitor: Service {
 
     // MARK: Service
 
-    /// A round every `interval` until graceful shutdown; then the monitor reports itself stopped,
-    /// so readiness turns red while the server drains.
+    /// A round every `interval` until graceful shutdown; afterwards the monitor reports itself
+    /// stopped (a dead poller must not keep serving an old "OK", as in distribution's `Poll`).
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
