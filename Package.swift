@@ -83,12 +83,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // oslo.middleware-compatible health checks, run in the background so /healthcheck never waits on I/O.
+        .target(
+            name: "ImageStoreHealth",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreConfig", "ImageStoreGuard",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
             dependencies: [
                 "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
-                "ImageStoreGuard",
+                "ImageStoreGuard", "ImageStoreHealth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -140,6 +150,18 @@ let package = Package(
         .testTarget(
             name: "ImageStoreGuardTests",
             dependencies: ["ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreHealthTests",
+            dependencies: [
+                "ImageStoreHealth", "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore",
+                "ImageStoreGuard", "ImageStoreNFS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreAPITests",

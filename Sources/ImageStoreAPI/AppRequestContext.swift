@@ -16,6 +16,8 @@ public struct AppRequestContext: RequestContext {
     public var isAdmin: Bool
     /// The TCP peer, for `allowed_source_ranges`.
     public let remoteAddress: SocketAddress?
+    /// The server port the request arrived on (oslo's `req.server_port`, for `disable_by_files_ports`).
+    public let localPort: Int?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -24,6 +26,7 @@ public struct AppRequestContext: RequestContext {
         self.roles = []
         self.isAdmin = true
         self.remoteAddress = source.channel.remoteAddress
+        self.localPort = source.channel.localAddress?.port
     }
 
     /// JSON routes read at most this much; larger bodies are 413 before being read whole.

@@ -4,6 +4,7 @@ import HummingbirdCore
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
+import ImageStoreHealth
 import ImageStoreNFS
 import ImageStoreMetadata
 import ImageStoreStorage
@@ -84,8 +85,13 @@ public func buildApplication(
         limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
         logger: logger)
 
-    let router = buildRouter(configuration: configuration, dependencies: dependencies, service: service, logger: logger)
-        .router
+    let healthMonitor = HealthMonitor(
+        options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
+        repository: dependencies.repository, logger: logger)
+    let router = buildRouter(
+        configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
+        logger: logger
+    ).router
 
     var app = Application(
         router: router,
@@ -96,7 +102,7 @@ public func buildApplication(
                     ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
-        services: dependencies.services,
+        services: dependencies.services + [healthMonitor],
         logger: logger
     )
     let mountGuard = dependencies.writeGuard as? MountGuard
@@ -110,6 +116,8 @@ public func buildApplication(
                 logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
             }
         }
+        // The first health round before serving, so the first probe answers with a real result.
+        await healthMonitor.runRound()
         // Never fatal: with the share missing the service must still start (store disabled).
         guard let report = try? await service.recoverAfterRestart() else {
             logger.warning("start-up recovery skipped: the store is not reachable")
@@ -135,14 +143,20 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
     logger.logLevel = .critical
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
-    return buildRouter(configuration: configuration, dependencies: dependencies, service: service, logger: logger)
-        .entries.map { (method: $0.method.rawValue, path: $0.path) }
+    // Never started: only its routes are wanted.
+    let healthMonitor = HealthMonitor(
+        options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
+    return buildRouter(
+        configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
+        logger: logger
+    ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
 /// The router with every controller's routes and the 405 answers; `buildApplication` and
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
-    configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService, logger: Logger
+    configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
+    healthMonitor: HealthMonitor, logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestMiddleware(logger: logger))
@@ -159,6 +173,7 @@ func buildRouter(
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
         chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
     ).addRoutes(to: routes)
+    HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()
     return routes
 }

@@ -88,6 +88,21 @@ public final class MountGuard: WriteGuard, Service {
         return record(results)
     }
 
+    /// Runs one check now and returns its result without recording it in `state` (the health
+    /// monitor's `nfs` and `mountpoint` backends keep their own history and thresholds).
+    public func run(_ check: GuardCheck) async -> GuardCheckResult {
+        switch check {
+        case .configuration:
+            if let problem = settings.misconfiguration {
+                return GuardCheckResult(check: .configuration, verdict: .fail, detail: problem)
+            }
+            return GuardCheckResult(check: .configuration, verdict: .pass, detail: "options are consistent")
+        case .marker: return await markerFlight.run { await self.checkMarker() }
+        case .mountpoint: return await checkMountpoint()
+        case .nfs: return await checkNFS()
+        }
+    }
+
     private func freshSlowChecks() async -> [GuardCheckResult] {
         if let cached = slowCache.withLock({ $0 }), ContinuousClock.now - cached.at <= settings.maxAge {
             return cached.results

@@ -1,0 +1,53 @@
+import Foundation
+import ImageStoreConfig
+import ImageStoreCore
+import ImageStoreGuard
+import Logging
+
+extension HealthMonitor {
+    /// The monitor for the `[healthcheck]` options: one backend per name in `backends`, in order.
+    /// - Parameters:
+    ///   - mountGuard: the store's guard, for `nfs`, `mountpoint` and `store` (OK when nil: nothing is guarded).
+    ///   - repository: the metadata database, for `database`.
+    public convenience init(
+        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository, logger: Logger
+    ) {
+        let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
+        let backends = options.backends.map { name -> HealthBackend in
+            switch name {
+            case "disable_by_file":
+                return HealthBackend(DisableByFileCheck(path: options.disableByFilePath, timeout: timeout))
+            case "disable_by_files_ports":
+                var byPort: [Int: any HealthCheck] = [:]
+                for (port, path) in options.disableByFilePaths {
+                    guard let port = Int(port) else { continue }  // validated by the configuration reader
+                    byPort[port] = DisableByFilesPortsCheck(port: port, path: path, timeout: timeout)
+                }
+                return HealthBackend(name: name, perPort: byPort)
+            case "enable_by_files":
+                return HealthBackend(EnableByFilesCheck(paths: options.enableByFilePaths, timeout: timeout))
+            case "nfs": return HealthBackend(NFSCheck(mountGuard: mountGuard))
+            case "mountpoint": return HealthBackend(MountpointCheck(mountGuard: mountGuard))
+            case "store": return HealthBackend(StoreCheck(state: { mountGuard?.state }))
+            case "database": return HealthBackend(DatabaseCheck(repository: repository))
+            default:
+                // The configuration reader rejects unknown names; a programmatic one must not pass silently.
+                return HealthBackend(UnknownBackend(name: name))
+            }
+        }
+        self.init(
+            backends: backends,
+            settings: Settings(
+                interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: timeout,
+                failureThreshold: options.failureThreshold),
+            logger: logger)
+    }
+}
+
+/// A backend name nobody implements: always unavailable, so the mistake is visible.
+struct UnknownBackend: HealthCheck {
+    let name: String
+    func check() async -> HealthResult {
+        HealthResult(available: false, reason: "UNKNOWN BACKEND", details: "no health check named \(name)")
+    }
+}

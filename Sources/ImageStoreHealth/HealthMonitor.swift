@@ -1,0 +1,298 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// One configured backend, in `backends` order: a check for every request, or (`disable_by_files_ports`)
+/// one check per configured server port.
+public struct HealthBackend: Sendable {
+    public enum Scope: Sendable {
+        case anyPort(any HealthCheck)
+        /// Requests on a port without a check are OK, as oslo's "no file configured for this port".
+        case perPort([Int: any HealthCheck])
+    }
+
+    public var name: String
+    public var scope: Scope
+
+    public init(_ check: any HealthCheck) {
+        name = check.name
+        scope = .anyPort(check)
+    }
+
+    public init(name: String, perPort checks: [Int: any HealthCheck]) {
+        self.name = name
+        scope = .perPort(checks)
+    }
+}
+
+/// The answer for one request: each backend's latest result, in configured order.
+public struct HealthReport: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var backend: String
+        public var result: HealthResult
+
+        public init(backend: String, result: HealthResult) {
+            self.backend = backend
+            self.result = result
+        }
+    }
+
+    public var entries: [Entry]
+
+    public init(entries: [Entry]) { self.entries = entries }
+    /// oslo's `_are_results_healthy`: every backend available (true with no backends).
+    public var healthy: Bool { entries.allSatisfy(\.result.available) }
+    public var reasons: [String] { entries.map(\.result.reason) }
+}
+
+/// Runs the health backends in the background and keeps the latest verdict, so `/healthcheck`
+/// answers from memory and never waits on a filesystem or a server (distribution's health poller,
+/// not oslo's check-per-request).
+///
+/// Every `interval` a round runs all checks concurrently, each bounded by `checkTimeout`; a check
+/// whose previous run is still stuck is not started again and reports `TIMED OUT` at once. A check
+/// turns red after `failureThreshold` consecutive failures and green on the first success
+/// (distribution's thresholdUpdater); before its first success a failure shows at once, so a pod
+/// never becomes ready on unverified storage. If no round finished within `staleAfter` (the loop is
+/// stuck) or the loop has stopped, every result is reported unavailable.
+public final class HealthMonitor: Service {
+    public struct Settings: Sendable {
+        public var interval: Duration
+        public var checkTimeout: Duration
+        public var failureThreshold: Int
+        public var staleAfter: Duration
+
+        /// `staleAfter` defaults to 3 × interval + timeout: a few missed rounds, not one slow one.
+        public init(interval: Duration, checkTimeout: Duration, failureThreshold: Int = 1, staleAfter: Duration? = nil) {
+            self.interval = interval
+            self.checkTimeout = checkTimeout
+            self.failureThreshold = max(1, failureThreshold)
+            self.staleAfter = staleAfter ?? interval * 3 + checkTimeout
+        }
+    }
+
+    private struct SlotKey: Hashable {
+        var backend: Int
+        var port: Int?
+    }
+
+    private struct Slot: Sendable {
+        var reported: HealthResult?
+        var lastSuccess: HealthResult?
+        var consecutiveFailures = 0
+        /// Set while a check runs; a hung check stays set until it returns (if ever).
+        var runningSince: ContinuousClock.Instant?
+    }
+
+    private struct State {
+        var slots: [Slot]
+        var lastRoundFinished: ContinuousClock.Instant?
+        var stopped = false
+    }
+
+    public let backends: [HealthBackend]
+    public let settings: Settings
+    private let logger: Logger
+    private let checks: [(key: SlotKey, check: any HealthCheck)]
+    private let slotIndex: [SlotKey: Int]
+    private let state: Mutex<State>
+
+    public init(backends: [HealthBackend], settings: Settings, logger: Logger) {
+        self.backends = backends
+        self.settings = settings
+        self.logger = logger
+        var checks: [(key: SlotKey, check: any HealthCheck)] = []
+        for (index, backend) in backends.enumerated() {
+            switch backend.scope {
+            case .anyPort(let check): checks.append((SlotKey(backend: index, port: nil), check))
+            case .perPort(let byPort):
+                for port in byPort.keys.sorted() { checks.append((SlotKey(backend: index, port: port), byPort[port]!)) }
+            }
+        }
+        self.checks = checks
+        slotIndex = Dictionary(uniqueKeysWithValues: checks.enumerated().map { ($1.key, $0) })
+        state = Mutex(State(slots: Array(repeating: Slot(), count: checks.count)))
+    }
+
+    // MARK: Reading (no I/O)
+
+    /// The verdict for a request received on `port` (the server's port, for `disable_by_files_ports`).
+    public func report(port: Int?, now: ContinuousClock.Instant = .now) -> HealthReport {
+        state.withLock { state in
+            let staleDetail: String?
+            if state.stopped {
+                staleDetail = "the health monitor has stopped"
+            } else if let last = state.lastRoundFinished, now - last > settings.staleAfter {
+                staleDetail =
+                    "no health check round finished for \((now - last).wholeMilliseconds) ms "
+                    + "(limit \(settings.staleAfter.wholeMilliseconds) ms): the health monitor is stuck"
+            } else {
+                staleDetail = nil
+            }
+            let entries = backends.enumerated().map { index, backend -> HealthReport.Entry in
+                let key: SlotKey
+                switch backend.scope {
+                case .anyPort: key = SlotKey(backend: index, port: nil)
+                case .perPort(let byPort):
+                    guard let port, byPort[port] != nil else {
+                        // No file for this port: OK without any I/O, as in oslo.
+                        return .init(backend: backend.name, result: HealthResult(available: true, reason: HealthResult.Reason.ok))
+                    }
+                    key = SlotKey(backend: index, port: port)
+                }
+                var result =
+                    state.slots[slotIndex[key]!].reported
+                    ?? HealthResult(
+                        available: false, reason: HealthResult.Reason.notCheckedYet,
+                        details: "\(backend.name) has not been checked yet")
+                if let staleDetail {
+                    result = HealthResult(
+                        available: false, reason: HealthResult.Reason.stale, details: staleDetail, checkedAt: result.checkedAt)
+                }
+                return .init(backend: backend.name, result: result)
+            }
+            return HealthReport(entries: entries)
+        }
+    }
+
+    /// The configured server ports with their own `disable_by_files_ports` check.
+    public var checkedPorts: Set<Int> {
+        Set(checks.compactMap(\.key.port))
+    }
+
+    // MARK: Checking
+
+    /// Runs every check once, concurrently; returns within about `checkTimeout` whatever hangs.
+    /// Called before the server starts serving, and by `run()` every `interval`.
+    public func runRound() async {
+        await withTaskGroup(of: Void.self) { group in
+            for index in checks.indices {
+                group.addTask { await self.runCheck(at: index) }
+            }
+        }
+        state.withLock { $0.lastRoundFinished = .now }
+    }
+
+    private func runCheck(at index: Int) async {
+        let (key, check) = checks[index]
+        let clock = ContinuousClock()
+        let started = clock.now
+        let stuckSince: ContinuousClock.Instant? = state.withLock { state in
+            if let since = state.slots[index].runningSince { return since }
+            state.slots[index].runningSince = started
+            return nil
+        }
+        let result: HealthResult
+        if let stuckSince {
+            // Do not pile up another call behind one that never returned.
+            result = HealthResult(
+                available: false, reason: HealthResult.Reason.timedOut,
+                details: "TIMED OUT: the \(check.name) check has not answered for \((clock.now - stuckSince).wholeMilliseconds) ms")
+        } else {
+            // A little grace so a check's own timeout message (naming what hung) wins over ours.
+            let answer = await value(within: settings.checkTimeout + .milliseconds(50)) {
+                let result = await check.check()
+                self.state.withLock { $0.slots[index].runningSince = nil }
+                return result
+            }
+            result =
+                answer
+                ?? HealthResult(
+                    available: false, reason: HealthResult.Reason.timedOut,
+                    details: "TIMED OUT: the \(check.name) check did not answer within \(settings.checkTimeout.wholeMilliseconds) ms")
+        }
+        record(result, at: index, key: key, name: check.name)
+    }
+
+    /// Threshold bookkeeping: red after `failureThreshold` consecutive failures, green on one success.
+    private func record(_ result: HealthResult, at index: Int, key: SlotKey, name: String) {
+        let threshold = settings.failureThreshold
+        let (before, after) = state.withLock { state -> (HealthResult?, HealthResult?) in
+            var slot = state.slots[index]
+            let before = slot.reported
+            if result.available {
+                slot.consecutiveFailures = 0
+                slot.lastSuccess = result
+                slot.reported = result
+            } else {
+                slot.consecutiveFailures += 1
+                if slot.consecutiveFailures >= threshold || slot.lastSuccess == nil { slot.reported = result }
+            }
+            state.slots[index] = slot
+            return (before, slot.reported)
+        }
+        guard let after, before?.available != after.available || before?.reason != after.reason else { return }
+        var metadata: Logger.Metadata = ["backend": "\(name)", "reason": "\(after.reason)", "details": "\(after.details ?? "")"]
+        if let port = key.port { metadata["port"] = "\(port)" }
+        if after.available {
+            logger.notice("health check passes", metadata: metadata)
+        } else {
+            logger.warning("health check fails", metadata: metadata)
+        }
+    }
+
+    // MARK: Service
+
+    /// A round every `interval` until graceful shutdown; afterwards the monitor reports itself
+    /// stopped (a dead poller must not keep serving an old "OK", as in distribution's `Poll`).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: self.settings.interval) } catch { break }
+                await self.runRound()
+            }
+        }
+        state.withLock { $0.stopped = true }
+    }
+}
+
+/// Runs `operation` in its own task and returns its value, or nil once `timeout` passes first. The
+/// task is never awaited past the deadline: a check stuck in a syscall cannot hold up a round.
+func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
+    let once = FirstAnswer<T?>()
+    return await withCheckedContinuation { continuation in
+        once.install(continuation)
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            once.resume(nil)
+        }
+        Task {
+            let value = await operation()
+            timer.cancel()
+            once.resume(value)
+        }
+    }
+}
+
+/// Resumes a continuation once, with whichever answer comes first.
+final class FirstAnswer<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, pending: Value?, resolved: Bool)>(
+        (nil, nil, false))
+
+    func install(_ continuation: CheckedContinuation<Value, Never>) {
+        let pending: Value? = state.withLock { state in
+            guard state.resolved, let value = state.pending else {
+                state.continuation = continuation
+                return nil
+            }
+            state.pending = nil
+            return value
+        }
+        if let pending { continuation.resume(returning: pending) }
+    }
+
+    func resume(_ value: Value) {
+        let continuation: CheckedContinuation<Value, Never>? = state.withLock { state in
+            guard !state.resolved else { return nil }
+            state.resolved = true
+            guard let continuation = state.continuation else {
+                state.pending = value
+                return nil
+            }
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(returning: value)
+    }
+}
