@@ -37,6 +37,8 @@ public struct HealthResult: Sendable, Equatable {
         public static let databaseUnavailable = "DATABASE UNAVAILABLE"
         /// No check round finished recently: the monitor itself is stuck or stopped.
         public static let stale = "HEALTH MONITOR STALE"
+        /// Graceful shutdown started: draining, not ready.
+        public static let shuttingDown = "SHUTTING DOWN"
         public static let notCheckedYet = "NOT CHECKED YET"
     }
 }

@@ -152,6 +152,15 @@ public final class HealthMonitor: Service {
                 }
                 return .init(backend: backend.name, result: result)
             }
+            // Graceful shutdown: not ready at once, so load balancers stop sending work while requests drain,
+            // also when no backend is configured.
+            if state.stopped && entries.isEmpty {
+                return HealthReport(entries: [
+                    .init(
+                        backend: "shutdown",
+                        result: HealthResult(available: false, reason: HealthResult.Reason.shuttingDown, details: "the server is shutting down"))
+                ])
+            }
             return HealthReport(entries: entries)
         }
     }

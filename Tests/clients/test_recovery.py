@@ -185,7 +185,20 @@ def test_sigterm_drains_then_aborts_cleanly(work):
         image_id = server.create()
         sock = start_partial_upload(server, image_id, 64 << 20, 4 << 20)
         t0 = time.time()
+        status, _ = server.request("GET", "/readyz")
+        assert status == 200
+        ready_probe = socket.create_connection(("127.0.0.1", server.port))  # idle keep-alive across SIGTERM
         server.proc.send_signal(signal.SIGTERM)
+        # Readiness fails at once, so balancers stop sending work: the server stops listening and closes
+        # idle connections (a probe on one that is still open would get 503 SHUTTING DOWN).
+        time.sleep(0.2)
+        try:
+            ready_probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = ready_probe.recv(4096)
+        except OSError:
+            answer = b""
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503"), answer
+        ready_probe.close()
         # New connections are refused while the upload drains.
         time.sleep(0.3)
         with pytest.raises(OSError):
