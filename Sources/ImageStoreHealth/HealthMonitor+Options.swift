@@ -35,10 +35,16 @@ extension HealthMonitor {
                 return HealthBackend(UnknownBackend(name: name))
             }
         }
+        // The guard's checks carry their own deadline (`mount_guard_timeout`): give them that long, or a slow
+        // but answering NFS server would be cut off by a shorter check_timeout and the backend would flap.
+        var roundTimeout = timeout
+        if let guardTimeout = mountGuard?.settings.timeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
+            roundTimeout = max(timeout, guardTimeout + .milliseconds(250))
+        }
         self.init(
             backends: backends,
             settings: Settings(
-                interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: timeout,
+                interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: roundTimeout,
                 failureThreshold: options.failureThreshold),
             logger: logger)
     }
