@@ -71,11 +71,14 @@ public final class BlockingCallExecutor: Sendable {
     }
 }
 
-/// Resumes a continuation exactly once, whoever comes first.
-final class ResumeOnce<Value: Sendable>: Sendable {
+/// Resumes a continuation exactly once, with whichever answer comes first (a result or a deadline).
+/// An answer that arrives before `install` is kept and delivered on install.
+public final class ResumeOnce<Value: Sendable>: Sendable {
     private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, pending: Value?, resolved: Bool)>((nil, nil, false))
 
-    func install(_ continuation: CheckedContinuation<Value, Never>) {
+    public init() {}
+
+    public func install(_ continuation: CheckedContinuation<Value, Never>) {
         let pending: Value? = state.withLock { state in
             if let value = state.pending {
                 state.pending = nil
@@ -87,9 +90,9 @@ final class ResumeOnce<Value: Sendable>: Sendable {
         if let pending { continuation.resume(returning: pending) }
     }
 
-    var isResolved: Bool { state.withLock { $0.resolved } }
+    public var isResolved: Bool { state.withLock { $0.resolved } }
 
-    func resume(_ value: Value) {
+    public func resume(_ value: Value) {
         let continuation: CheckedContinuation<Value, Never>? = state.withLock { state in
             guard !state.resolved else { return nil }
             state.resolved = true

@@ -1,4 +1,5 @@
 import Foundation
+import ImageStoreCore
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -259,7 +260,7 @@ public final class HealthMonitor: Service {
 /// Runs `operation` in its own task and returns its value, or nil once `timeout` passes first. The
 /// task is never awaited past the deadline: a check stuck in a syscall cannot hold up a round.
 func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
-    let once = FirstAnswer<T?>()
+    let once = ResumeOnce<T?>()
     return await withCheckedContinuation { continuation in
         once.install(continuation)
         let timer = Task {
@@ -271,37 +272,5 @@ func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendab
             timer.cancel()
             once.resume(value)
         }
-    }
-}
-
-/// Resumes a continuation once, with whichever answer comes first.
-final class FirstAnswer<Value: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, pending: Value?, resolved: Bool)>(
-        (nil, nil, false))
-
-    func install(_ continuation: CheckedContinuation<Value, Never>) {
-        let pending: Value? = state.withLock { state in
-            guard state.resolved, let value = state.pending else {
-                state.continuation = continuation
-                return nil
-            }
-            state.pending = nil
-            return value
-        }
-        if let pending { continuation.resume(returning: pending) }
-    }
-
-    func resume(_ value: Value) {
-        let continuation: CheckedContinuation<Value, Never>? = state.withLock { state in
-            guard !state.resolved else { return nil }
-            state.resolved = true
-            guard let continuation = state.continuation else {
-                state.pending = value
-                return nil
-            }
-            state.continuation = nil
-            return continuation
-        }
-        continuation?.resume(returning: value)
     }
 }

@@ -92,7 +92,7 @@ public final class LibNFSProbe: NFSProbe {
             id = accepted
         }
 
-        let race = ResumeOnce()
+        let race = ResumeOnce<NFSProbeResult>()
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<NFSProbeResult, Never>) in
             race.install(continuation)
             let timer = Task { [calls] in
@@ -128,27 +128,6 @@ public final class LibNFSProbe: NFSProbe {
             }
         }
         return result
-    }
-}
-
-/// Resumes a continuation exactly once, whoever comes first (the worker's answer or the deadline).
-private final class ResumeOnce: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<NFSProbeResult, Never>?, resolved: Bool)>((nil, false))
-
-    func install(_ continuation: CheckedContinuation<NFSProbeResult, Never>) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    var isResolved: Bool { state.withLock { $0.resolved } }
-
-    func resume(_ result: NFSProbeResult) {
-        let continuation = state.withLock { s -> CheckedContinuation<NFSProbeResult, Never>? in
-            guard !s.resolved else { return nil }
-            s.resolved = true
-            defer { s.continuation = nil }
-            return s.continuation
-        }
-        continuation?.resume(returning: result)
     }
 }
 
