@@ -125,7 +125,7 @@ import Testing
     }
 
     @Test func write_whenFilesystemIsFull_throwsStorageFullAndLeavesNothing() async throws {
-        try await withTmpfs(options: "size=2m") { directory in
+        try await withTmpfs(sizeBytes: 2 << 20) { directory in
             let store = makeStore(directory)
             #expect(try await store.capacity().totalBytes == 2 * 1024 * 1024)
             let small = ImageID()
@@ -145,7 +145,7 @@ import Testing
     }
 
     @Test func beginWrite_whenFilesystemIsReadOnly_throwsWriteDenied() async throws {
-        try await withTmpfs(options: "ro,size=1m") { directory in
+        try await withTmpfs(sizeBytes: 1 << 20, readOnly: true) { directory in
             let store = makeStore(directory)
             await expectError(.writeDenied) { _ = try await store.beginWrite(ImageID(), expectedSize: 10) }
             let ids = try await store.storedIDs()

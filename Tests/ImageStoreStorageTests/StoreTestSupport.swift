@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import ImageStoreCore
 import ImageStoreStorage
+import ImageStoreTestSupport
 import Logging
 import NIOCore
 import Synchronization
@@ -139,35 +140,12 @@ func expectError(
     }
 }
 
-/// Runs a command (mount, umount) and fails unless it exits 0.
-func runCommand(_ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(arguments: arguments, status: process.terminationStatus)
-    }
-}
-
-struct CommandFailed: Error, CustomStringConvertible {
-    let arguments: [String]
-    let status: Int32
-    var description: String { "\(arguments.joined(separator: " ")) exited with \(status)" }
-}
-
-/// Mounts a tmpfs with `options` on a fresh directory for the duration of `body`; it is unmounted and
-/// removed afterwards, also when `body` throws.
-func withTmpfs<T>(options: String, _ body: (String) async throws -> T) async throws -> T {
+/// Mounts a tmpfs on a fresh directory for the duration of `body`; it is unmounted (lazily if still busy)
+/// and removed afterwards, also when `body` throws.
+func withTmpfs<T>(sizeBytes: Int64, readOnly: Bool = false, _ body: (String) async throws -> T) async throws -> T {
     let directory = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    try runCommand(["mount", "-t", "tmpfs", "-o", options, "tmpfs", directory])
-    defer {
-        // A lazy unmount as a fallback, so a descriptor still open cannot leave the mount behind.
-        if (try? runCommand(["umount", directory])) == nil {
-            try? runCommand(["umount", "-l", directory])
-        }
-    }
+    try Mounts.tmpfs(at: directory, sizeBytes: sizeBytes, readOnly: readOnly)
+    defer { Mounts.unmount(directory) }
     return try await body(directory)
 }

@@ -14,9 +14,10 @@ public enum Mounts {
         }
     }
 
-    /// Mounts a tmpfs of `sizeBytes` on the existing directory `at` (a small one makes ENOSPC easy to provoke).
-    public static func tmpfs(at target: String, sizeBytes: Int64) throws {
-        guard mount("tmpfs", target, "tmpfs", 0, "size=\(sizeBytes),mode=0755") == 0 else {
+    /// Mounts a tmpfs of `sizeBytes` on the existing directory `at` (a small one makes ENOSPC easy to provoke;
+    /// a read-only one, EROFS).
+    public static func tmpfs(at target: String, sizeBytes: Int64, readOnly: Bool = false) throws {
+        guard mount("tmpfs", target, "tmpfs", readOnly ? UInt(MS_RDONLY) : 0, "size=\(sizeBytes),mode=0755") == 0 else {
             throw TestSupportError("tmpfs on \(target): \(String(cString: strerror(errno)))")
         }
     }
