@@ -1,6 +1,7 @@
 import Foundation
 import ImageStoreCore
 import ImageStoreMetadata
+import ImageStoreTestSupport
 import Logging
 import Testing
 
@@ -22,7 +23,7 @@ struct RepositoryFactory: Sendable, CustomTestStringConvertible {
     static let sqliteFile = RepositoryFactory(name: "SQLite file") {
         let directory = try TemporaryDirectory()
         do {
-            let repository = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+            let repository = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
             return RepositoryFixture(repository: repository) {
                 try? repository.close()
                 directory.remove()
@@ -50,20 +51,6 @@ extension RepositoryFactory {
         defer { fixture.cleanup() }
         try await body(fixture.repository)
     }
-}
-
-/// A directory under the system temp dir, removed by `remove()`.
-struct TemporaryDirectory: Sendable {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("imagestore-metadata-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
 }
 
 /// Expects `body` to throw an `ImageStoreError` with `code`.

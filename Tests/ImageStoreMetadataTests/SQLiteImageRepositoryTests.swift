@@ -4,13 +4,14 @@ import ImageStoreCore
 import Testing
 
 @testable import ImageStoreMetadata
+import ImageStoreTestSupport
 
 /// What only the SQLite repository has: a file that outlives the process, its settings, its indexes.
 @Suite struct SQLiteImageRepositoryTests {
     @Test func reopen_afterClose_keepsDataAndMigratesHarmlessly() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let path = directory.path("images.sqlite")
+        let path = directory.appending("images.sqlite")
         let image = Image(name: "durable", status: .active, size: 42, tags: ["t"], properties: ["k": "v"])
 
         let first = try SQLiteImageRepository(path: path, logger: testLogger)
@@ -31,7 +32,7 @@ import Testing
     @Test func open_onFile_usesWALAndFullSynchronousAndForeignKeys() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+        let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
         defer { try? repo.close() }
         let (journal, synchronous, foreignKeys) = try await repo.writer.write { db in
             (
@@ -91,7 +92,7 @@ import Testing
     @Test func list_on100kRows_isFast() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+        let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
         defer { try? repo.close() }
         let clock = ContinuousClock()
 
@@ -134,7 +135,7 @@ import Testing
         for mode in ["FULL", "NORMAL"] {
             let directory = try TemporaryDirectory()
             defer { directory.remove() }
-            let repo = try SQLiteImageRepository(path: directory.path("images.sqlite"), logger: testLogger)
+            let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
             defer { try? repo.close() }
             try await repo.writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(mode)") }
             let image = Image()
