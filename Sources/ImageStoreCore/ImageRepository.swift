@@ -22,7 +22,7 @@ public protocol ImageRepository: Sendable {
         _ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void
     ) async throws -> Image
 
-    /// Removes the image record. Returns false if it did not exist.
+    /// Removes the image record and its members. Returns false if it did not exist.
     @discardableResult
     func delete(_ id: ImageID) async throws -> Bool
 
@@ -34,6 +34,28 @@ public protocol ImageRepository: Sendable {
 
     /// A cheap round trip, for health checks.
     func ping() async throws
+
+    // MARK: Members (image sharing)
+
+    /// Adds `member` to its image. Throws `.notFound` when the image does not exist, `.conflict` when
+    /// the project is already a member, and `.limitExceeded` when the image has `limit` members already
+    /// (nil: no limit). The count and the insert are one atomic step.
+    func addMember(_ member: ImageMember, limit: Int?) async throws
+
+    /// One membership, or nil.
+    func member(_ memberID: String, of image: ImageID) async throws -> ImageMember?
+
+    /// Every member of an image, oldest first (`createdAt`, then `memberID`). Empty for an unknown image.
+    func members(of image: ImageID) async throws -> [ImageMember]
+
+    /// Sets a member's status, with a new `updatedAt`; returns the stored member. Throws `.notFound` when
+    /// there is no such membership.
+    @discardableResult
+    func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) async throws -> ImageMember
+
+    /// Removes a membership. Returns false if there was none.
+    @discardableResult
+    func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool
 }
 
 /// A sort key Glance accepts.
@@ -79,11 +101,13 @@ public struct ImageListQuery: Sendable, Equatable {
     /// Custom property equality filters (`?hw_disk_bus=scsi`).
     public var properties: [String: String]
     /// Sort keys, most significant first. Implementations append `id` as the final tie-breaker.
-    /// Sort keys, most significant first. Implementations append `id` as the final tie-breaker.
     public var sortKeys: [SortSpec]
     public var limit: Int
     /// List images after this one (in sort order).
     public var marker: ImageID?
+    /// Glance's visibility rules for the caller (owner, public, community, memberships); nil lists every
+    /// image (internal use).
+    public var viewer: ImageViewer?
 
     public struct TimeFilter: Sendable, Equatable {
         public var op: TimeComparison
@@ -109,9 +133,11 @@ public struct ImageListQuery: Sendable, Equatable {
         self.osHidden = false
     }
 
-    /// Whether `image` passes every filter (not sort, marker or limit). Shared by implementations
-    /// that filter in Swift, and the reference the SQL implementation is tested against.
-    public func matches(_ image: Image) -> Bool {
+    /// Whether `image`, whose members are `members`, passes every filter and the viewer's visibility
+    /// rules (not sort, marker or limit). Shared by implementations that filter in Swift, and the
+    /// reference the SQL implementation is tested against.
+    public func matches(_ image: Image, members: [ImageMember] = []) -> Bool {
+        if let viewer, !viewer.lists(image, members: members) { return false }
         if let ids, !ids.contains(image.id.description) { return false }
         if let names, !names.contains(image.name ?? "") { return false }
         if let statuses, !statuses.contains(image.status.rawValue) { return false }

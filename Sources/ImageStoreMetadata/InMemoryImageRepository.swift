@@ -9,6 +9,7 @@ import ImageStoreCore
 /// makes every method, the compare-and-set `update` included, atomic.
 public actor InMemoryImageRepository: ImageRepository {
     private var images: [ImageID: Image] = [:]
+    private var membersByImage: [ImageID: [String: ImageMember]] = [:]
 
     public init(_ images: [Image] = []) {
         for image in images { self.images[image.id] = image.normalizedForStorage }
@@ -33,7 +34,7 @@ public actor InMemoryImageRepository: ImageRepository {
         let filter = query.normalizedForStorage
         let page = images.values.filter { image in
             // Keyset semantics: strictly after the marker in sort order (the marker need not match the filters).
-            filter.matches(image) && (marker.map { order.orders($0, before: image) } ?? true)
+            filter.matches(image, members: membersOf(image.id)) && (marker.map { order.orders($0, before: image) } ?? true)
         }
         return Array(page.sorted { order.orders($0, before: $1) }.prefix(max(0, query.limit)))
     }
@@ -53,7 +54,10 @@ public actor InMemoryImageRepository: ImageRepository {
     }
 
     @discardableResult
-    public func delete(_ id: ImageID) -> Bool { images.removeValue(forKey: id) != nil }
+    public func delete(_ id: ImageID) -> Bool {
+        membersByImage[id] = nil
+        return images.removeValue(forKey: id) != nil
+    }
 
     public func storageUsed(owner: String?, excluding exclude: ImageID?) -> Int64 {
         images.values.reduce(0) { sum, image in
@@ -70,8 +74,58 @@ public actor InMemoryImageRepository: ImageRepository {
 
     public func ping() {}
 
+    // MARK: Members
+
+    public func addMember(_ member: ImageMember, limit: Int?) throws {
+        guard images[member.imageID] != nil else { throw ImageStoreError.notFound("No image found with ID \(member.imageID)") }
+        let existing = membersByImage[member.imageID] ?? [:]
+        guard existing[member.memberID] == nil else { throw MemberErrors.duplicate(member) }
+        if let limit, existing.count >= limit { throw MemberErrors.limit(attempted: existing.count + 1, maximum: limit) }
+        membersByImage[member.imageID, default: [:]][member.memberID] = member.normalizedForStorage
+    }
+
+    public func member(_ memberID: String, of image: ImageID) -> ImageMember? { membersByImage[image]?[memberID] }
+
+    public func members(of image: ImageID) -> [ImageMember] { membersOf(image) }
+
+    @discardableResult
+    public func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) throws -> ImageMember {
+        guard var member = membersByImage[image]?[memberID] else { throw MemberErrors.notFound(memberID, image) }
+        member.status = status
+        member.updatedAt = Date()
+        member = member.normalizedForStorage
+        membersByImage[image]?[memberID] = member
+        return member
+    }
+
+    @discardableResult
+    public func removeMember(_ memberID: String, of image: ImageID) -> Bool {
+        membersByImage[image]?.removeValue(forKey: memberID) != nil
+    }
+
+    private func membersOf(_ image: ImageID) -> [ImageMember] {
+        (membersByImage[image]?.values).map { $0.sorted(by: ImageMember.storageOrder) } ?? []
+    }
+
     /// Statuses whose size no longer counts against a quota.
     static func freesStorage(_ status: ImageStatus) -> Bool { status == .deleted || status == .killed }
+}
+
+/// The member errors both repositories throw, worded as Glance's.
+enum MemberErrors {
+    static func duplicate(_ member: ImageMember) -> ImageStoreError {
+        .conflict("Member \(member.memberID) is duplicated for image \(member.imageID)")
+    }
+
+    static func limit(attempted: Int, maximum: Int) -> ImageStoreError {
+        ImageStoreError(
+            .limitExceeded,
+            "The limit has been exceeded on the number of allowed image members for this image. Attempted: \(attempted), Maximum: \(maximum)")
+    }
+
+    static func notFound(_ memberID: String, _ image: ImageID) -> ImageStoreError {
+        .notFound("\(memberID) not found in the member list of the image \(image).")
+    }
 }
 
 /// The compare-and-set check shared by both repositories, so they refuse with the same message.

@@ -22,6 +22,21 @@ extension Image {
     }
 }
 
+extension ImageMember {
+    /// The member as a repository stores it: dates normalized.
+    var normalizedForStorage: ImageMember {
+        var copy = self
+        copy.createdAt = StoredDate.normalized(createdAt)
+        copy.updatedAt = StoredDate.normalized(updatedAt)
+        return copy
+    }
+
+    /// The order `members(of:)` returns: oldest first, member id breaking ties.
+    static func storageOrder(_ a: ImageMember, _ b: ImageMember) -> Bool {
+        a.createdAt != b.createdAt ? a.createdAt < b.createdAt : Array(a.memberID.utf8).lexicographicallyPrecedes(b.memberID.utf8)
+    }
+}
+
 extension ImageListQuery {
     /// The sort order actually applied: the requested keys up to the first `id` (nothing after a unique
     /// key matters), a repeated key dropped (it is already equal when reached again), then `id` as the

@@ -63,6 +63,23 @@ enum MetadataSchema {
                     CREATE INDEX image_tags_by_tag ON image_tags(tag);
                     """)
         }
+        migrator.registerMigration("v2-image-members") { db in
+            // One row per (image, project) it is shared with; gone with the image.
+            try db.execute(
+                sql: """
+                    CREATE TABLE image_members (
+                        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                        member_id TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (image_id, member_id)
+                    ) STRICT, WITHOUT ROWID;
+
+                    -- The list's "shared with my project" condition looks memberships up by project.
+                    CREATE INDEX image_members_by_member ON image_members(member_id, status, image_id);
+                    """)
+        }
         return migrator
     }()
 }

@@ -116,7 +116,7 @@ public final class SQLiteImageRepository: ImageRepository {
     public func delete(_ id: ImageID) async throws -> Bool {
         try await perform("delete") {
             try await self.writer.write { db in
-                // Tags and properties go with the row (ON DELETE CASCADE).
+                // Tags, properties and members go with the row (ON DELETE CASCADE).
                 try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id.description])
                 return db.changesCount > 0
             }
@@ -154,6 +154,89 @@ public final class SQLiteImageRepository: ImageRepository {
     public func ping() async throws {
         try await perform("ping") {
             try await self.writer.read { db in _ = try Int.fetchOne(db, sql: "SELECT 1") }
+        }
+    }
+
+    // MARK: Members
+
+    public func addMember(_ member: ImageMember, limit: Int?) async throws {
+        let member = member.normalizedForStorage
+        try await perform("addMember") {
+            // One write transaction: the count and the insert cannot interleave with another add.
+            try await self.writer.write { db in
+                guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?)", arguments: [member.imageID.description]) == true
+                else { throw ImageStoreError.notFound("No image found with ID \(member.imageID)") }
+                let ids = try String.fetchAll(
+                    db, sql: "SELECT member_id FROM image_members WHERE image_id = ?", arguments: [member.imageID.description])
+                guard !ids.contains(member.memberID) else { throw MemberErrors.duplicate(member) }
+                if let limit, ids.count >= limit { throw MemberErrors.limit(attempted: ids.count + 1, maximum: limit) }
+                try db.execute(
+                    sql: "INSERT INTO image_members (image_id, member_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [
+                        member.imageID.description, member.memberID, member.status.rawValue,
+                        member.createdAt.timeIntervalSince1970, member.updatedAt.timeIntervalSince1970,
+                    ])
+            }
+        }
+    }
+
+    public func member(_ memberID: String, of image: ImageID) async throws -> ImageMember? {
+        try await perform("member") {
+            try await self.writer.read { db in
+                try Self.fetchMembers(db, where: "image_id = ? AND member_id = ?", [image.description, memberID]).first
+            }
+        }
+    }
+
+    public func members(of image: ImageID) async throws -> [ImageMember] {
+        try await perform("members") {
+            try await self.writer.read { db in try Self.fetchMembers(db, where: "image_id = ?", [image.description]) }
+        }
+    }
+
+    @discardableResult
+    public func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) async throws -> ImageMember {
+        try await perform("updateMember") {
+            try await self.writer.write { db in
+                let now = StoredDate.normalized(Date()).timeIntervalSince1970
+                try db.execute(
+                    sql: "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member_id = ?",
+                    arguments: [status.rawValue, now, image.description, memberID])
+                guard db.changesCount > 0,
+                    let member = try Self.fetchMembers(db, where: "image_id = ? AND member_id = ?", [image.description, memberID]).first
+                else { throw MemberErrors.notFound(memberID, image) }
+                return member
+            }
+        }
+    }
+
+    @discardableResult
+    public func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool {
+        try await perform("removeMember") {
+            try await self.writer.write { db in
+                try db.execute(
+                    sql: "DELETE FROM image_members WHERE image_id = ? AND member_id = ?", arguments: [image.description, memberID])
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    private static func fetchMembers(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [ImageMember] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: "SELECT image_id, member_id, status, created_at, updated_at FROM image_members WHERE \(condition) "
+                + "ORDER BY created_at, member_id",
+            arguments: arguments)
+        return try rows.map { row in
+            let imageText: String = try row.decode(forColumn: "image_id")
+            let statusText: String = try row.decode(forColumn: "status")
+            guard let imageID = ImageID(imageText), let status = MemberStatus(rawValue: statusText) else {
+                throw ImageStoreError.internal("corrupt image_members row: \(imageText) \(statusText)")
+            }
+            return ImageMember(
+                imageID: imageID, memberID: try row.decode(forColumn: "member_id"), status: status,
+                createdAt: Date(timeIntervalSince1970: try row.decode(forColumn: "created_at")),
+                updatedAt: Date(timeIntervalSince1970: try row.decode(Double.self, forColumn: "updated_at")))
         }
     }
 
@@ -326,6 +409,7 @@ struct ListSQL {
 
     init(_ query: ImageListQuery, markerValues: [DatabaseValue]?) {
         let query = query.normalizedForStorage
+        if let viewer = query.viewer { addVisibility(viewer) }
         if let ids = query.ids { whereIn("id", ids, nilMatchesEmpty: false) }
         // `matches` compares `name ?? ""`: an empty string in the set also matches a NULL column.
         if let names = query.names { whereIn("name", names, nilMatchesEmpty: true) }
@@ -362,6 +446,28 @@ struct ListSQL {
     private mutating func add(_ condition: String, _ values: StatementArguments = []) {
         conditions.append(condition)
         arguments += values
+    }
+
+    /// `ImageViewer.lists` in SQL. `owner = ?` is never true for a NULL owner, as `owns` never is.
+    private mutating func addVisibility(_ viewer: ImageViewer) {
+        if !viewer.includesOthersCommunity {
+            if let project = viewer.project {
+                add("(visibility <> 'community' OR owner = ?)", [project])
+            } else {
+                add("visibility <> 'community'")
+            }
+        }
+        guard !viewer.isAdmin else { return }
+        guard let project = viewer.project else { return add("visibility IN ('public', 'community')") }
+        var membership = "m.image_id = images.id AND m.member_id = ?"
+        var values: StatementArguments = [project, project]
+        if let status = viewer.memberStatus {
+            membership += " AND m.status = ?"
+            values += [status.rawValue]
+        }
+        add(
+            "(visibility IN ('public', 'community') OR owner = ? OR (visibility = 'shared' AND EXISTS "
+                + "(SELECT 1 FROM image_members m WHERE \(membership))))", values)
     }
 
     private mutating func whereIn(_ column: String, _ values: Set<String>, nilMatchesEmpty: Bool) {

@@ -133,6 +133,13 @@ struct PingRepository: ImageRepository {
     func storageUsed(owner: String?, excluding exclude: ImageID?) async throws -> Int64 { 0 }
     func images(withStatus statuses: Set<ImageStatus>) async throws -> [Image] { [] }
     func ping() async throws { if let failure { throw failure } }
+    func addMember(_ member: ImageMember, limit: Int?) async throws { throw ImageStoreError.notFound("unused") }
+    func member(_ memberID: String, of image: ImageID) async throws -> ImageMember? { nil }
+    func members(of image: ImageID) async throws -> [ImageMember] { [] }
+    func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) async throws -> ImageMember {
+        throw ImageStoreError.notFound("unused")
+    }
+    func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool { false }
 }
 
 let quietLogger: Logger = {

@@ -441,7 +441,10 @@ import Testing
         try await factory.with { repo in
             let images = Fixtures.images(count: 80, seed: 99)
             for image in images { try await repo.create(image) }
+            for member in Fixtures.members(for: images) { try await repo.addMember(member, limit: nil) }
             let stored = try await allStored(repo, images)
+            var members: [ImageID: [ImageMember]] = [:]
+            for image in images { members[image.id] = try await repo.members(of: image.id) }
 
             var rng = SeededGenerator(state: 1234)
             func maybe<T>(_ value: @autoclosure () -> T) -> T? { rng.next() % 3 == 0 ? value() : nil }
@@ -464,9 +467,15 @@ import Testing
                 query.createdAtFilter = maybe(.init(op: pick([.gt, .gte, .eq, .neq, .lt, .lte]), date: pick(stored).createdAt))
                 query.updatedAtFilter = maybe(.init(op: pick([.gt, .lte]), date: pick(stored).updatedAt))
                 query.properties = maybe(pick([["hw_disk_bus": "scsi"], ["os_distro": "debian"], ["hw_disk_bus": "virtio"]])) ?? [:]
+                // Glance's visibility rules for a caller: admin or not, with or without a project, any member status.
+                if rng.next() % 2 == 0 {
+                    query.viewer = ImageViewer(
+                        project: pick([nil, "alice", "bob", "carol"]), isAdmin: pick([true, false, false]),
+                        memberStatus: pick([nil, .accepted, .pending, .rejected]), includesOthersCommunity: pick([true, false]))
+                }
 
                 let listed = try await repo.list(query)
-                #expect(listed == ReferenceList.list(stored, query), "round \(round): \(query)")
+                #expect(listed == ReferenceList.list(stored, query, members: members), "round \(round): \(query)")
             }
         }
     }

@@ -60,14 +60,31 @@ enum ReferenceList {
     }
 
     /// Returns nil when the marker does not name an image (the repositories throw `.badRequest`).
-    static func list(_ all: [Image], _ query: ImageListQuery) -> [Image]? {
+    static func list(_ all: [Image], _ query: ImageListQuery, members: [ImageID: [ImageMember]] = [:]) -> [Image]? {
         let keys = sortKeys(query)
-        var candidates = all.filter(query.matches)
+        var candidates = all.filter { query.matches($0, members: members[$0.id] ?? []) }
         if let marker = query.marker {
             guard let markerImage = all.first(where: { $0.id == marker }) else { return nil }
             candidates = candidates.filter { before(markerImage, $0, keys) }
         }
         return Array(candidates.sorted { before($0, $1, keys) }.prefix(max(0, query.limit)))
+    }
+}
+
+extension Fixtures {
+    /// Memberships for `images`: each shared-or-not image gets 0–3 of the projects alice, bob, carol
+    /// (owners included, as nothing stops an owner from being listed as a member), in random statuses.
+    static func members(for images: [Image], seed: UInt64 = 5) -> [ImageMember] {
+        var rng = SeededGenerator(state: seed)
+        var result: [ImageMember] = []
+        for image in images {
+            for project in ["alice", "bob", "carol"] where rng.next() % 3 == 0 {
+                let status = MemberStatus.allCases[Int(rng.next() % 3)]
+                result.append(
+                    ImageMember(imageID: image.id, memberID: project, status: status, createdAt: base.addingTimeInterval(Double(rng.next() % 5))))
+            }
+        }
+        return result
     }
 }
 

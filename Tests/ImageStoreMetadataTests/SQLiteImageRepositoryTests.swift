@@ -26,7 +26,9 @@ import ImageStoreTestSupport
         let migrations = try await second.writer.read { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
         }
-        #expect(migrations == ["v1-images"])
+        // Each migration applied once, in order (reopening applies none again).
+        #expect(migrations == MetadataSchema.migrator.migrations)
+        #expect(migrations.first == "v1-images")
     }
 
     @Test func open_onFile_usesWALAndFullSynchronousAndForeignKeys() async throws {
