@@ -24,6 +24,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -93,12 +96,33 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Who is calling and what they may do: the request identity and an oslo.policy-compatible engine with
+        // Glance's default rules.
+        .target(
+            name: "ImageStorePolicy",
+            dependencies: ["ImageStoreCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        // Keystone v3: the service's own token and validation of users' tokens (cached, under deadlines).
+        .target(
+            name: "ImageStoreKeystone",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreConfig", "ImageStorePolicy",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
             dependencies: [
                 "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
-                "ImageStoreGuard", "ImageStoreHealth",
+                "ImageStoreGuard", "ImageStoreHealth", "ImageStorePolicy", "ImageStoreKeystone",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -125,10 +149,25 @@ let package = Package(
         // Test helpers shared by several test targets (temp dirs, real ganesha server, process control).
         .target(
             name: "ImageStoreTestSupport",
-            dependencies: ["ImageStoreCore"],
+            dependencies: ["ImageStoreCore", "ImageStorePolicy"],
             path: "Tests/ImageStoreTestSupport",
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "ImageStorePolicyTests", dependencies: ["ImageStorePolicy", "ImageStoreCore", "ImageStoreTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreKeystoneTests",
+            dependencies: [
+                "ImageStoreKeystone", "ImageStorePolicy", "ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport",
+                "ImageStoreAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreTestSupport"],

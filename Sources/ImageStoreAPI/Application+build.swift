@@ -5,8 +5,10 @@ import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
 import ImageStoreHealth
+import ImageStoreKeystone
 import ImageStoreNFS
 import ImageStoreMetadata
+import ImageStorePolicy
 import ImageStoreStorage
 import Logging
 import NIOCore
@@ -18,16 +20,19 @@ public struct ApplicationDependencies: Sendable {
     public var repository: any ImageRepository
     public var store: any ImageDataStore
     public var writeGuard: any WriteGuard
+    /// Validates callers' tokens under the keystone flavor; made from `[keystone_authtoken]` when nil.
+    public var tokenValidator: (any TokenValidator)?
     /// Long-running background work (monitors) started with the server and stopped with it.
     public var services: [any Service]
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
-        services: [any Service] = []
+        tokenValidator: (any TokenValidator)? = nil, services: [any Service] = []
     ) {
         self.repository = repository
         self.store = store
         self.writeGuard = writeGuard
+        self.tokenValidator = tokenValidator
         self.services = services
     }
 
@@ -79,7 +84,9 @@ public struct ApplicationDependencies: Sendable {
 public func buildApplication(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger
 ) throws -> some ApplicationProtocol {
-    let dependencies = try dependencies ?? .make(from: configuration, logger: logger)
+    var dependencies = try dependencies ?? .make(from: configuration, logger: logger)
+    let policy = try makePolicy(configuration.policy, logger: logger)
+    let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
         limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
@@ -90,7 +97,7 @@ public func buildApplication(
         repository: dependencies.repository, logger: logger)
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        logger: logger
+        policy: policy, authentication: authentication, logger: logger
     ).router
 
     var app = Application(
@@ -134,6 +141,50 @@ public func buildApplication(
     return app
 }
 
+/// noauth (with its start-up warning), or Keystone: the dependencies' validator, else one made from
+/// `[keystone_authtoken]` (Keystone behind a bounded token cache; its HTTP client becomes a service).
+func makeAuthentication(
+    _ configuration: ServiceConfiguration, _ dependencies: inout ApplicationDependencies, logger: Logger
+) throws -> Authentication {
+    guard configuration.authFlavor == .keystone, let options = configuration.keystone else {
+        logger.warning(
+            "authentication is OFF ([paste_deploy] flavor = noauth): a request without X-Roles is admin; for development only")
+        return .noauth
+    }
+    let validator: any TokenValidator
+    if let given = dependencies.tokenValidator {
+        validator = given
+    } else {
+        let client = try KeystoneTokenValidator.makeHTTPClient(options)
+        dependencies.services.append(HTTPClientService(client: client))
+        let keystone = KeystoneTokenValidator(options: options, httpClient: client, logger: logger)
+        validator = CachingTokenValidator(keystone, ttl: TimeInterval(options.tokenCacheTime), capacity: options.tokenCacheSize)
+        dependencies.tokenValidator = validator
+    }
+    logger.info("authentication: Keystone", metadata: ["auth_url": "\(options.authURL)", "token_cache_time": "\(options.tokenCacheTime)"])
+    return .keystone(
+        KeystoneAuthentication(
+            validator: validator, serviceTokenRoles: Set(options.serviceTokenRoles),
+            serviceTokenRolesRequired: options.serviceTokenRolesRequired, authenticateURI: options.authenticateURI))
+}
+
+/// Glance's default policy with the rules of `[oslo_policy] policy_file` over it. An explicit file must
+/// exist; the implicit `policy.yaml` next to the configuration file is used when present. A rule that
+/// does not parse stops start-up, naming the file and the rule.
+func makePolicy(_ options: PolicyOptions, logger: Logger) throws -> PolicyEnforcer {
+    guard let path = options.policyFile, options.policyFileIsExplicit || FileManager.default.fileExists(atPath: path) else {
+        return try PolicyEnforcer(enforceScope: options.enforceScope)
+    }
+    let policy = try PolicyEnforcer.load(policyFile: path, enforceScope: options.enforceScope)
+    logger.info(
+        "policy file loaded",
+        metadata: [
+            "path": "\(path)", "overridden": "\(policy.overridden.joined(separator: ","))",
+            "added": "\(policy.added.joined(separator: ","))",
+        ])
+    return policy
+}
+
 /// Every route the application serves, as (method, OpenAPI-style path template), in registration
 /// order. Built by the same code as `buildApplication` (on in-memory dependencies, so nothing is
 /// opened or created), so the OpenAPI document can be checked against what the server really routes.
@@ -148,7 +199,7 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
         options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
     return buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        logger: logger
+        policy: .glanceDefaults, authentication: .noauth, logger: logger
     ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
@@ -156,18 +207,22 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
-    healthMonitor: HealthMonitor, logger: Logger
+    healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestMiddleware(logger: logger))
+    router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
+    let access = ImageAccess(repository: dependencies.repository)
     VersionsController().addRoutes(to: routes)
     SchemasController().addRoutes(to: routes)
     ImagesController(
-        repository: dependencies.repository, service: service, storeID: multiStore ? configuration.defaultBackend : nil
+        repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
+        storeID: multiStore ? configuration.defaultBackend : nil
     ).addRoutes(to: routes)
-    ImageDataController(repository: dependencies.repository, service: service).addRoutes(to: routes)
+    ImageDataController(access: access, service: service).addRoutes(to: routes)
+    MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
     InfoController(
         backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,

@@ -17,11 +17,13 @@ struct ConfigurationReader {
         static let database = "database"
         static let pasteDeploy = "paste_deploy"
         static let healthcheck = "healthcheck"
+        static let keystoneAuthtoken = "keystone_authtoken"
+        static let osloPolicy = "oslo_policy"
         /// Glance registers these stores itself (staging and tasks areas); their sections are valid.
         static let reservedStores: Set<String> = ["os_glance_staging_store", "os_glance_tasks_store"]
         /// The paste file's section whose keys override `[healthcheck]`.
         static let pasteHealthcheck = "app:healthcheck"
-        static let ours: Set<String> = [defaults, glanceStore, database, pasteDeploy, healthcheck]
+        static let ours: Set<String> = [defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy]
     }
 
     enum Key {
@@ -42,7 +44,9 @@ struct ConfigurationReader {
         /// paste-deploy's own keys in an app section; they select the Python factory and mean nothing here.
         static let pasteFactoryKeys: Set<String> = ["paste.app_factory", "use"]
 
-        static let defaults: Set<String> = [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout]
+        static let defaults: Set<String> = Set(
+            [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout]
+        ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
 
@@ -60,6 +64,8 @@ struct ConfigurationReader {
             }
         }
         try readPaste(into: &config)
+        try readAuth(into: &config)
+        config.policy = try readPolicy()
         warnAboutUnknownNames(backendIDs: Set(config.enabledBackends.map(\.id)))
         config.warnings = warnings
         return config
@@ -88,6 +94,11 @@ struct ConfigurationReader {
         if let v = value(section, Key.clientSocketTimeout) {
             config.clientSocketTimeout = try v.seconds(greaterThan: 0, orEqual: true)
         }
+        // Glance's IntOpts without bounds: any negative value means unlimited.
+        if let v = value(section, ImageLimits.Key.properties) { config.imageLimits.properties = try v.int(in: Int.min...Int.max) }
+        if let v = value(section, ImageLimits.Key.tags) { config.imageLimits.tags = try v.int(in: Int.min...Int.max) }
+        if let v = value(section, ImageLimits.Key.members) { config.imageLimits.members = try v.int(in: Int.min...Int.max) }
+        if let v = value(section, ImageLimits.Key.locations) { config.imageLimits.locations = try v.int(in: Int.min...Int.max) }
     }
 
     /// Reads `enabled_backends` and `default_backend`; returns the section holding the store's options.
@@ -231,14 +242,16 @@ struct ConfigurationReader {
 
     private mutating func readPaste(into config: inout ServiceConfiguration) throws {
         if let v = value(Section.pasteDeploy, Key.flavor), let flavor = v.optionalString {
-            if flavor.contains("keystone") {
-                throw v.invalid(
-                    "\(quoted(flavor)) is not supported yet: ImageStore has no Keystone authentication; use flavor = noauth")
+            // Glance's keystone+cachemanagement and friends add middleware ImageStore does not have.
+            let base = flavor.split(separator: "+", maxSplits: 1).first.map(String.init) ?? flavor
+            guard base == AuthFlavor.keystone.rawValue || flavor == AuthFlavor.noauth.rawValue else {
+                throw v.invalid("\(quoted(flavor)) is not a supported flavor: use \"keystone\" or \"noauth\"")
             }
-            guard ServiceConfiguration.supportedPasteFlavors.contains(flavor) else {
-                throw v.invalid("\(quoted(flavor)) is not a supported flavor; the only one is \"noauth\"")
+            if base == AuthFlavor.keystone.rawValue && flavor != base {
+                warn(v.entry, "read as \"keystone\": the \(quoted(String(flavor.dropFirst(base.count + 1)))) part has no meaning here")
             }
             config.pasteFlavor = flavor
+            config.authFlavor = base == AuthFlavor.keystone.rawValue ? .keystone : .noauth
         }
         var paste: INIFile?
         if let v = value(Section.pasteDeploy, Key.configFile), let pastePath = v.optionalString {
@@ -251,6 +264,98 @@ struct ConfigurationReader {
             config.pasteConfigFile = pastePath
         }
         config.healthcheck = try readHealthcheck(paste: paste)
+    }
+
+    // MARK: Keystone and policy
+
+    /// `[keystone_authtoken]`, required with the keystone flavor and ignored (with a warning) otherwise.
+    private mutating func readAuth(into config: inout ServiceConfiguration) throws {
+        typealias K = KeystoneAuthOptions.Key
+        let section = Section.keystoneAuthtoken
+        guard config.authFlavor == .keystone else {
+            if let header = file.section(section), !header.entries.isEmpty {
+                warnings.append(
+                    ConfigurationError.format(
+                        path: file.path, line: header.line, section: section, key: nil,
+                        message: "ignored: [paste_deploy] flavor is noauth"))
+            }
+            return
+        }
+        func required(_ key: String) throws -> String {
+            guard let v = value(section, key) else {
+                throw ConfigurationError(
+                    path: file.path, line: file.section(section)?.line, section: section, key: key,
+                    reason: "must be set when [paste_deploy] flavor is keystone")
+            }
+            return try v.nonEmptyString()
+        }
+        var options = KeystoneAuthOptions(authURL: try required(K.authURL), username: try required(K.username), password: try required(K.password))
+        guard let url = ValueSyntax.httpBase(options.authURL) else {
+            throw value(section, K.authURL)!.invalid("\(quoted(options.authURL)) is not an http:// or https:// URL")
+        }
+        options.authURL = url
+        if let v = value(section, K.authType) {
+            guard v.text == "password" else {
+                throw v.invalid("\(quoted(v.text)) is not supported: the only auth_type is \"password\"")
+            }
+        }
+        if let v = value(section, K.authURI), value(section, K.wwwAuthenticateURI) == nil {
+            warn(v.entry, "deprecated: use www_authenticate_uri")
+            options.wwwAuthenticateURI = v.optionalString
+        }
+        if let v = value(section, K.wwwAuthenticateURI) { options.wwwAuthenticateURI = v.optionalString }
+        options.projectName = value(section, K.projectName)?.optionalString
+        options.projectID = value(section, K.projectID)?.optionalString
+        guard options.projectName != nil || options.projectID != nil else {
+            throw ConfigurationError(
+                path: file.path, line: file.section(section)?.line, section: section, key: K.projectName,
+                reason: "project_name or project_id must be set: the service validates tokens with a project-scoped token")
+        }
+        options.userDomainName = value(section, K.userDomainName)?.optionalString
+        options.userDomainID = value(section, K.userDomainID)?.optionalString
+        options.projectDomainName = value(section, K.projectDomainName)?.optionalString
+        options.projectDomainID = value(section, K.projectDomainID)?.optionalString
+        options.regionName = value(section, K.regionName)?.optionalString
+        if let v = value(section, K.interface) {
+            // keystoneauth also accepts the URL-style names.
+            let names = ["public": "public", "publicurl": "public", "internal": "internal", "internalurl": "internal", "admin": "admin", "adminurl": "admin"]
+            guard let interface = names[v.text.lowercased()] else {
+                throw v.invalid("\(quoted(v.text)) is not one of public, internal, admin")
+            }
+            options.interface = interface
+        }
+        if let v = value(section, K.serviceTokenRoles) { options.serviceTokenRoles = v.list.map { $0.lowercased() } }
+        if let v = value(section, K.serviceTokenRolesRequired) { options.serviceTokenRolesRequired = try v.bool() }
+        if let v = value(section, K.tokenCacheTime) { options.tokenCacheTime = try v.int(in: -1...Int.max) }
+        if let v = value(section, K.tokenCacheSize) { options.tokenCacheSize = try v.int(in: 1...Int.max) }
+        if let v = value(section, K.httpConnectTimeout) { options.httpConnectTimeout = try v.seconds(greaterThan: 0) }
+        if let v = value(section, K.httpRequestMaxRetries) { options.httpRequestMaxRetries = try v.int(in: 0...100) }
+        options.cafile = value(section, K.cafile)?.optionalString
+        if let v = value(section, K.insecure) { options.insecure = try v.bool() }
+        config.keystone = options
+    }
+
+    /// `[oslo_policy]`. A relative `policy_file` is looked up next to the configuration file, as
+    /// oslo.policy finds it in the config directory.
+    private mutating func readPolicy() throws -> PolicyOptions {
+        typealias K = PolicyOptions.Key
+        let section = Section.osloPolicy
+        var options = PolicyOptions()
+        let directory = file.path.map { path -> String in
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+            return parts.isEmpty ? "." : (parts.joined(separator: "/").isEmpty ? "/" : parts.joined(separator: "/"))
+        }
+        if let v = value(section, K.policyFile), let path = v.optionalString {
+            options.policyFile = path.hasPrefix("/") ? path : "\(directory ?? ".")/\(path)"
+            options.policyFileIsExplicit = true
+        } else if let directory {
+            options.policyFile = "\(directory)/\(PolicyOptions.defaultPolicyFileName)"
+        }
+        if let v = value(section, K.enforceScope) { options.enforceScope = try v.bool() }
+        if let v = value(section, K.enforceNewDefaults), try v.bool() == false {
+            warn(v.entry, "ignored: ImageStore enforces Glance's new (secure RBAC) defaults only; override single rules in the policy file")
+        }
+        return options
     }
 
     /// `[healthcheck]`, where each key of the paste file's `[app:healthcheck]` wins (oslo.middleware's
@@ -331,6 +436,7 @@ struct ConfigurationReader {
         let storeKeys = FilesystemStoreOptions.Key.all
         // [DEFAULT] is every section's fallback, so any option that some section knows is valid there.
         let everyKey = Key.defaults.union(Key.glanceStore).union(storeKeys).union(HealthcheckOptions.Key.all)
+            .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all)
             .union([Key.connection, Key.flavor, Key.configFile])
         for section in file.sections {
             let known: Set<String>
@@ -341,6 +447,16 @@ struct ConfigurationReader {
             case Section.database: known = [Key.connection]
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
+            case Section.keystoneAuthtoken:
+                for entry in section.entries where KeystoneAuthOptions.Key.notImplemented.contains(entry.key) {
+                    warn(entry, "not implemented by ImageStore, ignored")
+                }
+                known = KeystoneAuthOptions.Key.all.union(KeystoneAuthOptions.Key.notImplemented)
+            case Section.osloPolicy:
+                for entry in section.entries where PolicyOptions.Key.notImplemented.contains(entry.key) {
+                    warn(entry, "not implemented by ImageStore, ignored")
+                }
+                known = PolicyOptions.Key.all.union(PolicyOptions.Key.notImplemented)
             case let name where storeSections.contains(name): known = storeKeys
             default:
                 warnings.append(

@@ -132,6 +132,16 @@ enum ValueSyntax {
         return inet_pton(family, text, &buffer) == 1
     }
 
+    /// An `http://` or `https://` URL with a host, without trailing slashes; nil for anything else.
+    static func httpBase(_ text: String) -> String? {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty
+        else { return nil }
+        var result = text
+        while result.hasSuffix("/") { result.removeLast() }
+        return result
+    }
+
     /// Path components, ignoring empty and `.` ones, so `/a//b/` and `/a/b` compare equal.
     static func pathComponents(_ path: String) -> [Substring] {
         path.split(separator: "/").filter { $0 != "." }

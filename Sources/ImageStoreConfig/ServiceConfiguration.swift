@@ -28,8 +28,16 @@ public struct ServiceConfiguration: Sendable {
     public var store: FilesystemStoreOptions
     /// `[database] connection`.
     public var database: DatabaseLocation
-    /// `[paste_deploy] flavor`; only `noauth` is supported.
+    /// `[paste_deploy] flavor` as written (`noauth`, `keystone`, `keystone+cachemanagement`…).
     public var pasteFlavor: String
+    /// What the flavor means here: noauth or Keystone tokens.
+    public var authFlavor: AuthFlavor = .noauth
+    /// `[keystone_authtoken]`, read when the flavor is `keystone`.
+    public var keystone: KeystoneAuthOptions?
+    /// `[oslo_policy]`.
+    public var policy = PolicyOptions()
+    /// `[DEFAULT] image_property_quota`, `image_tag_quota`, `image_member_quota`, `image_location_quota`.
+    public var imageLimits = ImageLimits()
     /// `[paste_deploy] config_file`: the paste file whose `[app:healthcheck]` was applied.
     public var pasteConfigFile: String?
     /// `[healthcheck]`, overridden by the paste file's `[app:healthcheck]`.
@@ -58,8 +66,8 @@ public struct ServiceConfiguration: Sendable {
     public static let defaultPasteFlavor = "noauth"
     public static let defaultDrainTimeout: Double = 30
     public static let defaultClientSocketTimeout: Double = 900
-    /// The only flavor this server implements so far.
-    public static let supportedPasteFlavors: Set<String> = ["noauth"]
+    /// The flavors this server implements (`keystone+…` variants are read as `keystone`).
+    public static let supportedPasteFlavors: Set<String> = ["noauth", "keystone"]
 
     public init(
         sourcePath: String? = nil, bindHost: String = Self.defaultBindHost, bindPort: Int = Self.defaultBindPort,
@@ -107,12 +115,6 @@ public struct ServiceConfiguration: Sendable {
     /// The configuration used when no file is given: everything under `baseDirectory`, for a
     /// developer's machine or a quick try. Listens on 127.0.0.1:9292, images in
     /// `<base>/images`, metadata in `<base>/imagestore.db`, no authentication, no mount guard.
-    /// Whether `enabled_backends` names stores (multi-store, as Glance exposes it: `/v2/info/stores`,
-    /// the `stores` image field). The legacy single `[glance_store]` store is not multi-store.
-    public var isMultiStore: Bool {
-        !(enabledBackends.count == 1 && enabledBackends[0].id == StoreBackend.legacyID)
-    }
-
     public static func embeddedDefault(baseDirectory: String) -> ServiceConfiguration {
         let base = baseDirectory.hasSuffix("/") && baseDirectory.count > 1 ? String(baseDirectory.dropLast()) : baseDirectory
         return ServiceConfiguration(
@@ -120,5 +122,11 @@ public struct ServiceConfiguration: Sendable {
             store: FilesystemStoreOptions(datadir: base + "/images"),
             database: .sqlite(path: base + "/imagestore.db")
         )
+    }
+
+    /// Whether `enabled_backends` names stores (multi-store, as Glance exposes it: `/v2/info/stores`,
+    /// the `stores` image field). The legacy single `[glance_store]` store is not multi-store.
+    public var isMultiStore: Bool {
+        !(enabledBackends.count == 1 && enabledBackends[0].id == StoreBackend.legacyID)
     }
 }

@@ -106,3 +106,41 @@ public final class ResumeOnce<Value: Sendable>: Sendable {
         continuation?.resume(returning: value)
     }
 }
+
+/// The same deadline rule for async work (a health check, a Keystone round trip): runs `operation` in
+/// its own task and returns its value, or nil once `timeout` passes first. The task is then cancelled
+/// and never awaited past the deadline, so an operation that ignores cancellation (a syscall stuck on
+/// a hung mount) cannot hold its caller. Cancelling the caller cancels the operation too.
+public func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
+    let once = ResumeOnce<T?>()
+    let tasks = RaceTasks()
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in
+            once.install(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
+                tasks.cancelWork()
+                once.resume(nil)
+            }
+            let work = Task {
+                let value = await operation()
+                tasks.cancelTimer()
+                once.resume(value)
+            }
+            tasks.set(timer: timer, work: work)
+        }
+    } onCancel: {
+        tasks.cancelWork()
+        tasks.cancelTimer()
+        once.resume(nil)
+    }
+}
+
+/// The two tasks of a `value(within:)` race, so each side can cancel the other.
+private final class RaceTasks: Sendable {
+    private let tasks = Mutex<(timer: Task<Void, Never>?, work: Task<Void, Never>?)>((nil, nil))
+    func set(timer: Task<Void, Never>, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
+    func cancelWork() { tasks.withLock { $0.work }?.cancel() }
+    func cancelTimer() { tasks.withLock { $0.timer }?.cancel() }
+}

@@ -18,6 +18,9 @@ public struct ImageStoreError: Error, Sendable, Equatable, CustomStringConvertib
         case imageTooLarge
         /// `user_storage_quota` exceeded.
         case quotaExceeded
+        /// A per-image limit exceeded: `image_property_quota`, `image_tag_quota`, `image_member_quota`,
+        /// `image_location_quota` (Glance's 413).
+        case limitExceeded
         /// The store's filesystem is full (ENOSPC/EFBIG).
         case storageFull
         /// The store refuses writes (EACCES/EROFS).
@@ -36,6 +39,10 @@ public struct ImageStoreError: Error, Sendable, Equatable, CustomStringConvertib
         case payloadTooLarge
         /// The client stopped sending (disconnect or stall).
         case clientDisconnected
+        /// No valid credentials (missing, invalid or expired token): 401 with `WWW-Authenticate`.
+        case unauthorized
+        /// A service this request depends on (Keystone) is down or too slow: 503.
+        case dependencyUnavailable
         /// An unexpected failure; logged with details, answered 500.
         case `internal`
     }

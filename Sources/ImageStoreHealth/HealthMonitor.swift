@@ -256,21 +256,3 @@ public final class HealthMonitor: Service {
         state.withLock { $0.stopped = true }
     }
 }
-
-/// Runs `operation` in its own task and returns its value, or nil once `timeout` passes first. The
-/// task is never awaited past the deadline: a check stuck in a syscall cannot hold up a round.
-func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
-    let once = ResumeOnce<T?>()
-    return await withCheckedContinuation { continuation in
-        once.install(continuation)
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            once.resume(nil)
-        }
-        Task {
-            let value = await operation()
-            timer.cancel()
-            once.resume(value)
-        }
-    }
-}

@@ -259,8 +259,8 @@ import Testing
             filesystem_store_datadir = /known/through/fallback
             [database]
             max_pool_size = 5
-            [oslo_policy]
-            enforce_scope = true
+            [cors]
+            allowed_origin = *
             [healthcheck]
             path = /healthcheck
             """)
@@ -268,7 +268,7 @@ import Testing
             config.warnings.sorted() == [
                 "\(Self.path):2: [DEFAULT] debug: unknown option, ignored",
                 "\(Self.path):5: [database] max_pool_size: unknown option, ignored",
-                "\(Self.path):6: [oslo_policy]: unknown section, ignored",
+                "\(Self.path):6: [cors]: unknown section, ignored",
                 "\(Self.path):9: [healthcheck] path: ignored: the health check always answers at /healthcheck (the option was removed in oslo.middleware 7.0)",
             ])
         #expect(config.store.datadir == "/known/through/fallback")
@@ -366,9 +366,16 @@ import Testing
         ("[glance_store]\nmount_guard_interval = 0", 2, "glance_store", "mount_guard_interval", "greater than 0"),
         ("[glance_store]\nmount_guard_timeout = 0", 2, "glance_store", "mount_guard_timeout", "at least 1"),
         ("[glance_store]\nmount_guard_max_age = -1", 2, "glance_store", "mount_guard_max_age", "at least 0"),
-        ("[paste_deploy]\nflavor = keystone", 2, "paste_deploy", "flavor", "\"keystone\" is not supported yet"),
-        ("[paste_deploy]\nflavor = keystone+cachemanagement", 2, "paste_deploy", "flavor", "is not supported yet"),
-        ("[paste_deploy]\nflavor = trusted-auth", 2, "paste_deploy", "flavor", "the only one is \"noauth\""),
+        ("[paste_deploy]\nflavor = trusted-auth", 2, "paste_deploy", "flavor", "is not a supported flavor: use \"keystone\" or \"noauth\""),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nusername = g\npassword = p\nproject_name = s", 3, "keystone_authtoken", "auth_url", "must be set when [paste_deploy] flavor is keystone"),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = ftp://k\nusername = g\npassword = p\nproject_name = s", 4, "keystone_authtoken", "auth_url", "is not an http:// or https:// URL"),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nauth_type = v3token\nusername = g\npassword = p\nproject_name = s", 5, "keystone_authtoken", "auth_type", "the only auth_type is \"password\""),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p", 3, "keystone_authtoken", "project_name", "project_name or project_id must be set"),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ninterface = private", 8, "keystone_authtoken", "interface", "is not one of public, internal, admin"),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ntoken_cache_time = -2", 8, "keystone_authtoken", "token_cache_time", "is not an integer of at least -1"),
+        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\nhttp_connect_timeout = 0", 8, "keystone_authtoken", "http_connect_timeout", "greater than 0"),
+        ("[DEFAULT]\nimage_tag_quota = many", 2, "DEFAULT", "image_tag_quota", "is not an integer"),
+        ("[oslo_policy]\nenforce_scope = maybe", 2, "oslo_policy", "enforce_scope", "is not a boolean"),
         ("[healthcheck]\nbackends = disable_by_file, enable_by_files", 2, "healthcheck", "backends", "`enable_by_files` plugin and `disable_by_file` plugin should not be enabled at the same time."),
         ("[healthcheck]\nbackends = nfs, http", 2, "healthcheck", "backends", "unknown backend \"http\"; known backends: disable_by_file, disable_by_files_ports, enable_by_files, nfs, mountpoint, store, database"),
         ("[healthcheck]\nallowed_source_ranges = 10.0.0.0/33", 2, "healthcheck", "allowed_source_ranges", "\"10.0.0.0/33\" is not an IPv4 or IPv6 network"),
@@ -393,6 +400,64 @@ import Testing
         #expect(error.key == key)
         #expect(error.description.hasPrefix("\(Self.path):\(line): [\(section)] \(key): "))
         #expect(error.reason.contains(fragment))
+    }
+
+    @Test func parse_whenKeystoneFlavor_readsKeystonemiddlewareOptions() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            image_property_quota = -1
+            image_member_quota = 5
+            [paste_deploy]
+            flavor = keystone+cachemanagement
+            [keystone_authtoken]
+            auth_uri = http://public.example:5000/v3
+            auth_url = http://keystone.example:5000/v3/
+            auth_type = password
+            username = glance
+            password = secret
+            project_name = service
+            user_domain_name = Default
+            project_domain_id = default
+            region_name = RegionTwo
+            interface = publicURL
+            service_token_roles = Service, admin
+            service_token_roles_required = false
+            token_cache_time = 60
+            http_connect_timeout = 2.5
+            http_request_max_retries = 0
+            memcached_servers = 127.0.0.1:11211
+            [oslo_policy]
+            policy_file = policies/custom.yaml
+            enforce_new_defaults = false
+            policy_dirs = policy.d
+            """)
+        #expect(config.authFlavor == .keystone)
+        let keystone = try #require(config.keystone)
+        #expect(keystone.authURL == "http://keystone.example:5000/v3")
+        #expect(keystone.authenticateURI == "http://public.example:5000/v3")
+        #expect(keystone.username == "glance" && keystone.password == "secret" && keystone.projectName == "service")
+        #expect(keystone.userDomainName == "Default" && keystone.projectDomainID == "default")
+        #expect(keystone.regionName == "RegionTwo" && keystone.interface == "public")
+        #expect(keystone.serviceTokenRoles == ["service", "admin"] && !keystone.serviceTokenRolesRequired)
+        #expect(keystone.tokenCacheTime == 60 && keystone.httpConnectTimeout == 2.5 && keystone.httpRequestMaxRetries == 0)
+        #expect(config.imageLimits == ImageLimits(properties: -1, tags: 128, members: 5, locations: 10))
+        #expect(config.policy.policyFile == "/etc/imagestore/policies/custom.yaml" && config.policy.policyFileIsExplicit)
+        let warnings = config.warnings.joined(separator: "\n")
+        for fragment in [
+            "flavor: read as \"keystone\"", "auth_uri: deprecated", "memcached_servers: not implemented by ImageStore",
+            "enforce_new_defaults: ignored", "policy_dirs: not implemented by ImageStore",
+        ] {
+            #expect(warnings.contains(fragment), "no warning containing \(fragment) in:\n\(warnings)")
+        }
+    }
+
+    @Test func parse_whenNoauth_keystoneSectionIsWarnedAbout_andPolicyFileIsImplicit() throws {
+        let config = try parse("[keystone_authtoken]\nauth_url = http://k\n")
+        #expect(config.authFlavor == .noauth && config.keystone == nil)
+        #expect(config.warnings.contains { $0.contains("[keystone_authtoken]: ignored: [paste_deploy] flavor is noauth") })
+        #expect(config.policy.policyFile == "/etc/imagestore/policy.yaml" && !config.policy.policyFileIsExplicit)
+        #expect(config.imageLimits == ImageLimits())
     }
 
     @Test func parse_whenBadPort_messageReadsAsDocumented() throws {

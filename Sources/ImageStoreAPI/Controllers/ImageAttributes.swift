@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ImageStoreConfig
 import ImageStoreCore
 
 /// Setting and removing image attributes from JSON values, shared by create (POST) and PATCH, with
@@ -94,6 +95,23 @@ enum ImageAttributes {
         guard image.properties.removeValue(forKey: key) != nil else {
             throw ImageStoreError.conflict("Property \(key) does not exist.")
         }
+    }
+
+    /// Glance's `image_tag_quota` and (when `properties`) `image_property_quota`, on the image as it
+    /// would be stored: 413 beyond them. `os_glance_*` properties do not count.
+    static func checkLimits(_ image: Image, _ limits: ImageLimits, properties: Bool) throws {
+        if let maximum = ImageLimits.bounded(limits.tags), image.tags.count > maximum {
+            throw limitExceeded("tags", attempted: image.tags.count, maximum: maximum)
+        }
+        guard properties, let maximum = ImageLimits.bounded(limits.properties) else { return }
+        let count = image.properties.keys.filter { !$0.hasPrefix("os_glance") }.count
+        if count > maximum { throw limitExceeded("properties", attempted: count, maximum: maximum) }
+    }
+
+    private static func limitExceeded(_ what: String, attempted: Int, maximum: Int) -> ImageStoreError {
+        ImageStoreError(
+            .limitExceeded,
+            "The limit has been exceeded on the number of allowed image \(what). Attempted: \(attempted), Maximum: \(maximum)")
     }
 
     static func validateTag(_ tag: String) throws {

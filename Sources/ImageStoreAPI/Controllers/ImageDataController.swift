@@ -7,7 +7,7 @@ import NIOCore
 
 /// `PUT`/`GET /v2/images/{id}/file`: streamed upload and download of image data.
 struct ImageDataController {
-    let repository: any ImageRepository
+    let access: ImageAccess
     let service: ImageService
 
     func addRoutes(to routes: RouteTable) {
@@ -21,6 +21,7 @@ struct ImageDataController {
             throw ImageStoreError(.unsupportedMediaType, "The Content-Type of image data must be application/octet-stream.")
         }
         let declared = try declaredSize(request.headers)
+        _ = try await access.image(id, for: "upload_image", context)
         let image = try await service.upload(id, body: request.body, declaredSize: declared)
         context.logger.info(
             "image uploaded",
@@ -41,7 +42,7 @@ struct ImageDataController {
 
     @Sendable func download(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let id = try context.imageID()
-        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        let image = try await access.image(id, for: "download_image", context)
         if image.status == .deactivated && !context.isAdmin {
             throw ImageStoreError.forbidden("The requested image has been deactivated. Image data download is forbidden.")
         }

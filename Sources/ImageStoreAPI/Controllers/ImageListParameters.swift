@@ -82,6 +82,17 @@ struct ImageListParameters {
         return query
     }
 
+    /// `member_status` (default `accepted`; `all` means any status → nil), already validated by `query()`.
+    func memberStatus() throws -> MemberStatus? {
+        guard let text = value("member_status") else { return .accepted }
+        if text == "all" { return nil }
+        guard let status = MemberStatus(rawValue: text) else { throw ImageStoreError.badRequest("Invalid status: \(text)") }
+        return status
+    }
+
+    /// Whether a `visibility` filter was given (then other projects' community images are listed too).
+    var hasVisibilityFilter: Bool { value("visibility") != nil }
+
     static let knownParameters: Set<String> = [
         "limit", "marker", "sort_key", "sort_dir", "sort", "id", "name", "status", "disk_format", "container_format",
         "visibility", "owner", "tag", "size_min", "size_max", "os_hidden", "protected", "created_at", "updated_at",

@@ -2,13 +2,17 @@ import Logging
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ImageStoreConfig
 import ImageStoreCore
+import ImageStorePolicy
 import NIOCore
 
 /// Image metadata routes: create, list, show, update (JSON patch), delete, tags, (de)activation.
 struct ImagesController {
     let repository: any ImageRepository
     let service: ImageService
+    let access: ImageAccess
+    let limits: ImageLimits
     /// The backend id shown as `stores` when multi-store is configured.
     let storeID: String?
 
@@ -35,6 +39,8 @@ struct ImagesController {
         for key in fields.keys.sorted() {
             try ImageAttributes.set(key, fields[key]!, on: &image, creating: true)
         }
+        try authorizeCreate(image, visibilityGiven: fields["visibility"] != nil, context)
+        try ImageAttributes.checkLimits(image, limits, properties: true)
         let now = Date()
         image.createdAt = now
         image.updatedAt = now
@@ -51,14 +57,24 @@ struct ImagesController {
 
     @Sendable func list(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let parameters = ImageListParameters(rawQuery: request.uri.query)
-        let query = try parameters.query()
+        var query = try parameters.query()
+        // Glance's "may you list at all" check; each image is then checked against get_image.
+        try context.authorize("get_images")
+        query.viewer = ImageViewer(
+            project: context.projectID, isAdmin: context.isAdmin, memberStatus: try parameters.memberStatus(),
+            includesOthersCommunity: parameters.hasVisibilityFilter)
         let images = try await repository.list(query)
+        var shown: [JSONValue] = []
+        for image in images {
+            if try access.mayShow(image, context) { shown.append(image.glanceJSON(storeID: storeID)) }
+        }
         var body: [String: JSONValue] = [
-            "images": .array(images.map { $0.glanceJSON(storeID: storeID) }),
+            "images": .array(shown),
             "schema": "/v2/schemas/images",
             "first": .string(parameters.link(marker: nil, rawQuery: request.uri.query)),
         ]
-        // Glance adds `next` whenever a full page came back.
+        // Glance adds `next` whenever a full page came back (counted before the policy filter; the
+        // marker is the page's last row, so paging moves on even past images the filter dropped).
         if images.count == query.limit, let last = images.last, query.limit > 0 {
             body["next"] = .string(parameters.link(marker: last.id, rawQuery: request.uri.query))
         }
@@ -66,7 +82,7 @@ struct ImagesController {
     }
 
     @Sendable func show(_ request: Request, _ context: AppRequestContext) async throws -> Response {
-        let image = try await existingImage(context)
+        let image = try await access.visibleImage(try context.imageID(), context)
         return .json(image.glanceJSON(storeID: storeID))
     }
 
@@ -80,14 +96,22 @@ struct ImagesController {
                 headers: [.acceptPatch: JSONPatch.acceptPatch])
         }
         let operations = try JSONPatch.operations(from: try await JSONBody.read(request, context: context), format: format)
+        let image = try await access.visibleImage(id, context)
+        try authorizePatch(operations, on: image, context)
+        let limits = self.limits
         let updated = try await repository.update(id, expecting: nil) { image in
+            let before = Set(image.properties.keys)
             try JSONPatch.apply(operations, to: &image)
+            // Glance checks the property limit only when a property was added, so an image over a
+            // lowered limit can still shed properties.
+            try ImageAttributes.checkLimits(image, limits, properties: !Set(image.properties.keys).isSubset(of: before))
         }
         return .json(updated.glanceJSON(storeID: storeID))
     }
 
     @Sendable func delete(_ request: Request, _ context: AppRequestContext) async throws -> Response {
-        try await service.delete(try context.imageID())
+        let image = try await access.image(try context.imageID(), for: "delete_image", context)
+        try await service.delete(image.id)
         return Response(status: .noContent)
     }
 
@@ -95,13 +119,19 @@ struct ImagesController {
         let id = try context.imageID()
         let tag = context.parameters.get("tag") ?? ""
         try ImageAttributes.validateTag(tag)
-        try await repository.update(id, expecting: nil) { $0.addTag(tag) }
+        _ = try await access.image(id, for: "modify_image", context)
+        let limits = self.limits
+        try await repository.update(id, expecting: nil) { image in
+            image.addTag(tag)
+            try ImageAttributes.checkLimits(image, limits, properties: false)
+        }
         return Response(status: .noContent)
     }
 
     @Sendable func deleteTag(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let id = try context.imageID()
         let tag = context.parameters.get("tag") ?? ""
+        _ = try await access.image(id, for: "modify_image", context)
         try await repository.update(id, expecting: nil) { image in
             guard let index = image.tags.firstIndex(of: tag) else { throw ImageStoreError.notFound("Tag \(tag) not found.") }
             image.tags.remove(at: index)
@@ -110,11 +140,13 @@ struct ImagesController {
     }
 
     @Sendable func deactivate(_ request: Request, _ context: AppRequestContext) async throws -> Response {
-        try await setActivation(try context.imageID(), to: .deactivated, verb: "deactivate")
+        let image = try await access.image(try context.imageID(), for: "deactivate", context)
+        return try await setActivation(image.id, to: .deactivated, verb: "deactivate")
     }
 
     @Sendable func reactivate(_ request: Request, _ context: AppRequestContext) async throws -> Response {
-        try await setActivation(try context.imageID(), to: .active, verb: "reactivate")
+        let image = try await access.image(try context.imageID(), for: "reactivate", context)
+        return try await setActivation(image.id, to: .active, verb: "reactivate")
     }
 
     // MARK: Helpers
@@ -130,10 +162,47 @@ struct ImagesController {
         return Response(status: .noContent)
     }
 
-    private func existingImage(_ context: AppRequestContext) async throws -> Image {
-        let id = try context.imageID()
-        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
-        return image
+    /// Glance's `add_image` with its target (the new image's owner and visibility), then the
+    /// visibility rules for a public or community image.
+    private func authorizeCreate(_ image: Image, visibilityGiven: Bool, _ context: AppRequestContext) throws {
+        let target = PolicyTarget.newImage(owner: image.owner, visibility: visibilityGiven ? image.visibility : nil)
+        guard try context.allows("add_image", target) else {
+            if image.owner != context.projectID {
+                throw ImageStoreError.forbidden("You are not permitted to create images owned by '\(image.owner ?? "None")'.")
+            }
+            throw ImageStoreError.forbidden("You are not authorized to complete add_image action.")
+        }
+        if visibilityGiven { try authorizeVisibility(image.visibility, target, context) }
+    }
+
+    /// Per operation as Glance's `update_property`: a visibility change needs its own rule, an owner
+    /// change needs an admin, and every change needs `modify_image`.
+    private func authorizePatch(_ operations: [JSONPatch.Operation], on image: Image, _ context: AppRequestContext) throws {
+        for operation in operations {
+            if operation.key == "owner" && operation.op != .remove && !context.isAdmin {
+                throw ImageStoreError.forbidden("Owner can't be updated by non admin.")
+            }
+            if operation.key == "visibility", let value = operation.value?.stringValue,
+                let visibility = ImageVisibility(rawValue: value)
+            {
+                try authorizeVisibility(visibility, access.target(image, context), context, image: image)
+            }
+            try access.authorize("modify_image", on: image, context)
+        }
+    }
+
+    /// Glance's `_enforce_image_visibility`: public needs `publicize_image`, community `communitize_image`.
+    private func authorizeVisibility(
+        _ visibility: ImageVisibility, _ target: PolicyTarget, _ context: AppRequestContext, image: Image? = nil
+    ) throws {
+        let rule: String
+        switch visibility {
+        case .public: rule = "publicize_image"
+        case .community: rule = "communitize_image"
+        case .private, .shared: return
+        }
+        if let image { return try access.authorize(rule, on: image, context) }
+        try context.authorize(rule, target)
     }
 }
 

@@ -21,7 +21,10 @@ struct InfoController {
             ])
         }
         routes.add(.get, "/v2/info/stores") { _, _ in try await storesDocument(detail: false) }
-        routes.add(.get, "/v2/info/stores/detail") { _, _ in try await storesDocument(detail: true) }
+        routes.add(.get, "/v2/info/stores/detail") { _, context in
+            try context.authorize("stores_info_detail")
+            return try await storesDocument(detail: true)
+        }
     }
 
     private func storesDocument(detail: Bool) async throws -> Response {

@@ -9,6 +9,8 @@ struct SchemasController {
     func addRoutes(to routes: RouteTable) {
         routes.add(.get, "/v2/schemas/image") { _, _ in .json(Schemas.image) }
         routes.add(.get, "/v2/schemas/images") { _, _ in .json(Schemas.images) }
+        routes.add(.get, "/v2/schemas/member") { _, _ in .json(Schemas.member) }
+        routes.add(.get, "/v2/schemas/members") { _, _ in .json(Schemas.members) }
         routes.add(.get, "/v2/schemas/metadefs/namespace") { _, _ in .json(Schemas.metadefNamespace) }
         routes.add(.get, "/v2/schemas/metadefs/resource_type") { _, _ in .json(Schemas.metadefResourceType) }
     }
@@ -95,6 +97,31 @@ enum Schemas {
         "name": "images",
         "properties": [
             "images": ["type": "array", "items": image],
+            "schema": ["type": "string"], "first": ["type": "string"], "next": ["type": "string"],
+        ],
+        "links": [
+            ["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"],
+            ["rel": "describedby", "href": "{schema}"],
+        ],
+    ]
+
+    static let member: JSONValue = [
+        "name": "member",
+        "properties": [
+            "member_id": ["type": "string", "description": "An identifier for the image member (tenantId)"],
+            "image_id": ["type": "string", "description": "An identifier for the image", "pattern": .string(uuidPattern)],
+            "created_at": ["type": "string", "description": "Date and time of image member creation"],
+            "updated_at": ["type": "string", "description": "Date and time of last modification of image member"],
+            "status": ["type": "string", "description": "The status of this image member", "enum": ["pending", "accepted", "rejected"]],
+            "schema": ["readOnly": true, "type": "string"],
+        ],
+        "additionalProperties": false,
+    ]
+
+    static let members: JSONValue = [
+        "name": "members",
+        "properties": [
+            "members": ["type": "array", "items": member],
             "schema": ["type": "string"], "first": ["type": "string"], "next": ["type": "string"],
         ],
         "links": [

@@ -15,8 +15,9 @@ extension ImageStoreError.Code {
         case .conflict: .conflict
         case .badRequest, .sizeMismatch: .badRequest
         case .forbidden: .forbidden
-        case .imageTooLarge, .quotaExceeded, .storageFull, .payloadTooLarge: .contentTooLarge
-        case .writeDenied, .readUnavailable: .serviceUnavailable
+        case .imageTooLarge, .quotaExceeded, .limitExceeded, .storageFull, .payloadTooLarge: .contentTooLarge
+        case .writeDenied, .readUnavailable, .dependencyUnavailable: .serviceUnavailable
+        case .unauthorized: .unauthorized
         case .storeUnavailable, .deletedDuringUpload: .gone
         case .unsupportedMediaType: .unsupportedMediaType
         case .rangeNotSatisfiable: .rangeNotSatisfiable

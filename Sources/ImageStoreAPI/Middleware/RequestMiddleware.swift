@@ -4,7 +4,7 @@ import Hummingbird
 import ImageStoreCore
 import Logging
 
-/// The outermost middleware: gives each request its id, applies noauth identity headers, turns every
+/// The outermost middleware: gives each request its id, turns every
 /// error into a Glance-style JSON response through the one mapping table, stamps
 /// `x-openstack-request-id` on every response, and logs each request exactly once.
 struct RequestMiddleware: RouterMiddleware {
@@ -16,10 +16,13 @@ struct RequestMiddleware: RouterMiddleware {
     {
         var context = context
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
-        applyNoAuthIdentity(request.headers, to: &context)
         let start = ContinuousClock.now
         var response: Response
         do {
+            // Glance routes no path with a trailing slash: `GET /v2/images/` (an empty image id) is 404,
+            // not the image list.
+            let path = request.uri.path
+            if path.count > 1 && path.hasSuffix("/") { throw APIError.notFound("The resource could not be found.") }
             response = try await next(request, context)
         } catch {
             response = APIError(error).response(requestID: context.requestID, logger: context.logger)
@@ -31,18 +34,6 @@ struct RequestMiddleware: RouterMiddleware {
             "\(request.method) \(request.uri.path) \(response.status.code)",
             metadata: ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))])
         return response
-    }
-
-    /// noauth: every caller is admin; `X-Project-Id`/`X-Tenant-Id` and `X-Roles` set owner and roles.
-    private func applyNoAuthIdentity(_ headers: HTTPFields, to context: inout AppRequestContext) {
-        if let project = headers[.projectID] ?? headers[.tenantID], !project.isEmpty {
-            context.projectID = project
-        }
-        if let roles = headers[.roles] {
-            context.roles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-                .filter { !$0.isEmpty }
-        }
-        context.isAdmin = true
     }
 }
 
