@@ -108,10 +108,15 @@ public final class ResumeOnce<Value: Sendable>: Sendable {
 }
 
 /// The same deadline rule for async work (a health check, a Keystone round trip): runs `operation` in
-/// its own task and returns its value, or nil once `timeout` passes first. The task is then cancelled
-/// and never awaited past the deadline, so an operation that ignores cancellation (a syscall stuck on
-/// a hung mount) cannot hold its caller. Cancelling the caller cancels the operation too.
-public func value<T: Sendable>(within timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
+/// its own task and returns its value, or nil once `timeout` passes first. The task is never awaited
+/// past the deadline, so an operation stuck where cancellation cannot reach (a syscall on a hung mount)
+/// cannot hold its caller. Cancelling the caller cancels the operation.
+/// - Parameter cancelAtDeadline: also cancel the operation at the deadline — for work that stops
+///   cleanly when cancelled (an HTTP request). Leave it off where a stuck call must stay visible as
+///   stuck (the health monitor does not start a check again while its last call has not returned).
+public func value<T: Sendable>(
+    within timeout: Duration, cancelAtDeadline: Bool = false, _ operation: @escaping @Sendable () async -> T
+) async -> T? {
     let once = ResumeOnce<T?>()
     let tasks = RaceTasks()
     return await withTaskCancellationHandler {
@@ -120,7 +125,7 @@ public func value<T: Sendable>(within timeout: Duration, _ operation: @escaping 
             let timer = Task {
                 try? await Task.sleep(for: timeout)
                 guard !Task.isCancelled else { return }
-                tasks.cancelWork()
+                if cancelAtDeadline { tasks.cancelWork() }
                 once.resume(nil)
             }
             let work = Task {

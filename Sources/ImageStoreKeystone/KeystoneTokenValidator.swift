@@ -47,6 +47,9 @@ public actor KeystoneTokenValidator: TokenValidator {
             redirectConfiguration: .disallow,
             timeout: .init(connect: .milliseconds(Int64(options.httpConnectTimeout * 1000))))
         configuration.httpVersion = .http1Only
+        // Fail a refused connection at once; `send` retries `http_request_max_retries` times itself, as
+        // keystonemiddleware does (the client's own retries would last until the deadline).
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -54,7 +57,7 @@ public actor KeystoneTokenValidator: TokenValidator {
 
     public nonisolated func validate(_ token: String, allowExpired: Bool) async throws -> ValidatedToken {
         let deadline = Duration.milliseconds(Int64(options.httpConnectTimeout * 1000))
-        let outcome = await value(within: deadline) { () -> Result<ValidatedToken, any Error> in
+        let outcome = await value(within: deadline, cancelAtDeadline: true) { () -> Result<ValidatedToken, any Error> in
             do { return .success(try await self.validateNow(token, allowExpired: allowExpired)) } catch { return .failure(error) }
         }
         guard let outcome else {

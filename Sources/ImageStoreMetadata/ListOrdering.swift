@@ -12,9 +12,15 @@ enum StoredDate {
     static func normalized(_ date: Date) -> Date { Date(timeIntervalSince1970: date.timeIntervalSince1970) }
 }
 
-extension Image {
-    /// The image as a repository stores it: dates normalized (tags are already sorted and unique).
-    var normalizedForStorage: Image {
+/// A record with creation and modification dates, stored as `StoredDate` does.
+protocol StoredTimestamps {
+    var createdAt: Date { get set }
+    var updatedAt: Date { get set }
+}
+
+extension StoredTimestamps {
+    /// The record as a repository stores it: dates normalized (an image's tags are already sorted and unique).
+    var normalizedForStorage: Self {
         var copy = self
         copy.createdAt = StoredDate.normalized(createdAt)
         copy.updatedAt = StoredDate.normalized(updatedAt)
@@ -22,15 +28,9 @@ extension Image {
     }
 }
 
-extension ImageMember {
-    /// The member as a repository stores it: dates normalized.
-    var normalizedForStorage: ImageMember {
-        var copy = self
-        copy.createdAt = StoredDate.normalized(createdAt)
-        copy.updatedAt = StoredDate.normalized(updatedAt)
-        return copy
-    }
+extension Image: StoredTimestamps {}
 
+extension ImageMember: StoredTimestamps {
     /// The order `members(of:)` returns: oldest first, member id breaking ties.
     static func storageOrder(_ a: ImageMember, _ b: ImageMember) -> Bool {
         a.createdAt != b.createdAt ? a.createdAt < b.createdAt : Array(a.memberID.utf8).lexicographicallyPrecedes(b.memberID.utf8)

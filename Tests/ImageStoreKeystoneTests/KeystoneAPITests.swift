@@ -91,8 +91,8 @@ extension KeystoneTests {
                 first = try await client.execute(uri: "/v2/images", method: .get, headers: [.authToken: alice])
             }
             #expect(first.status == .ok)
-            try await fixture.keystone.process.suspend()
-            defer { fixture.keystone.process.resume() }
+            try await fixture.keystone.suspend()
+            defer { fixture.keystone.resume() }
             #expect(try await client.execute(uri: "/v2/images", method: .get, headers: [.authToken: alice]).status == .ok)
             let start = ContinuousClock.now
             let response = try await client.execute(uri: "/v2/images", method: .get, headers: [.authToken: bob])

@@ -52,17 +52,3 @@ extension RepositoryFactory {
         try await body(fixture.repository)
     }
 }
-
-/// Expects `body` to throw an `ImageStoreError` with `code`.
-func expectError<T>(
-    _ code: ImageStoreError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T
-) async {
-    do {
-        _ = try await body()
-        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as ImageStoreError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected ImageStoreError \(code), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-    }
-}

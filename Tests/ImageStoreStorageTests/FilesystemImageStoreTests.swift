@@ -1,3 +1,4 @@
+import ImageStoreTestSupport
 import Crypto
 import Foundation
 import ImageStoreCore

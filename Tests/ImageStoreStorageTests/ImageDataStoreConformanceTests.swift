@@ -1,3 +1,4 @@
+import ImageStoreTestSupport
 import Foundation
 import ImageStoreCore
 import ImageStoreStorage

@@ -1,3 +1,4 @@
+import ImageStoreTestSupport
 import ImageStoreCore
 import ImageStoreStorage
 import NIOCore

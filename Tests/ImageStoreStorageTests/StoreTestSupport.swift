@@ -121,24 +121,6 @@ func readAll(_ store: any ImageDataStore, _ id: ImageID, range: Range<Int64>? = 
     return collector.bytes
 }
 
-/// Runs `body` and checks it throws an `ImageStoreError` with `code`; returns the error.
-@discardableResult
-func expectError(
-    _ code: ImageStoreError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: () async throws -> Void
-) async -> ImageStoreError? {
-    do {
-        try await body()
-        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as ImageStoreError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        return error
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
 
 /// Mounts a tmpfs on a fresh directory for the duration of `body`; it is unmounted (lazily if still busy)
 /// and removed afterwards, also when `body` throws.

@@ -41,7 +41,7 @@ public final class KeystoneServer: Sendable {
         self.process = process
     }
 
-    deinit { process.killAndWait() }
+    deinit { killGroup() }
 
     /// A user made by `user(project:roles:)`.
     public struct User: Sendable, Decodable {
@@ -122,16 +122,76 @@ public final class KeystoneServer: Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Stops Keystone (SIGTERM, then SIGKILL) and removes its directory. Idempotent.
+    /// Stops Keystone (SIGTERM, then SIGKILL) and removes its directory. Idempotent. uWSGI runs a master
+    /// and workers in the process group `ManagedProcess` gave it: every signal goes to the whole group.
     public func stop() async {
+        if process.isRunning { kill(-process.pid, SIGCONT) }
         await process.terminate()
+        killGroup()
         directory.remove()
     }
 
     /// Synchronous stop, for `defer`.
     public func stopNow() {
-        process.killAndWait()
+        killGroup()
         directory.remove()
+    }
+
+    /// SIGSTOP to every process of Keystone (master and workers), then waits until all are stopped:
+    /// Keystone hangs as a wedged server does, connections accepted and never answered.
+    public func suspend(timeout: Duration = .seconds(10)) async throws {
+        guard process.isRunning else { throw TestSupportError("Keystone is not running") }
+        kill(-process.pid, SIGSTOP)
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if Self.groupMembers(process.pid).allSatisfy({ Self.isStopped($0) }) { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestSupportError("Keystone's processes did not all stop within \(timeout)")
+    }
+
+    /// SIGCONT to every process of Keystone.
+    public func resume() {
+        if process.isRunning { kill(-process.pid, SIGCONT) }
+    }
+
+    private func killGroup() {
+        if process.isRunning {
+            kill(-process.pid, SIGCONT)
+            kill(-process.pid, SIGKILL)
+        }
+        process.killAndWait()
+        // Workers outlive a killed master for a moment; a group kill reaches them even then.
+        kill(-process.pid, SIGKILL)
+    }
+
+    /// PIDs whose process group is `group` (from /proc/PID/stat).
+    static func groupMembers(_ group: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let fields = statFields(pid), fields.count > 2 else { return false }
+            return Int32(fields[2]) == group
+        }
+    }
+
+    /// Fields of /proc/PID/stat after the command name: state, ppid, pgrp, …
+    static func statFields(_ pid: pid_t) -> [Substring]? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        return text[text.index(after: close)...].split(separator: " ")
+    }
+
+    static func isStopped(_ pid: pid_t) -> Bool {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.allSatisfy { task in
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return true }  // gone
+            let state = text[text.index(after: close)...].split(separator: " ").first ?? ""
+            return state == "T" || state == "t"
+        }
     }
 
     // MARK: Helpers
