@@ -1,8 +1,10 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import Logging
 import ImageStoreAPI
 import ImageStoreConfig
+import ImageStoreTestSupport
 import NIOCore
 import Testing
 
@@ -215,5 +217,50 @@ extension TestClientProtocol {
             #expect(list.status == .ok)
             #expect(detail.status == .ok)
         }
+    }
+}
+
+/// `[oslo_policy] policy_file` as the server loads it: overrides change what the API allows, and a
+/// bad rule stops `buildApplication` with an error naming the file and the rule.
+@Suite struct PolicyFileAPITests {
+    @Test func override_changesTheAPI_otherRulesKeepGlanceDefaults() async throws {
+        var harness = try APITestHarness()
+        harness.configuration.policy = PolicyOptions(policyFile: harness.base.path + "/policy.yaml", policyFileIsExplicit: true)
+        try #"{"add_image": "role:admin", "get_images": "rule:context_is_admin or role:auditor"}"#
+            .write(toFile: harness.configuration.policy.policyFile!, atomically: true, encoding: .utf8)
+        try await harness.run { client in
+            let denied = try await client.call(.member, .post, "/v2/images", "{}")
+            let allowed = try await client.call(.admin, .post, "/v2/images", "{}")
+            let listByMember = try await client.call(.member, .get, "/v2/images")
+            let image = try #require(allowed.jsonBody?["id"]?.stringValue)
+            let showByMember = try await client.call(.member, .get, "/v2/images/\(image)")
+            #expect(denied.status == .forbidden)
+            #expect(allowed.status == .created)
+            #expect(listByMember.status == .forbidden)
+            #expect(showByMember.status == .ok)  // get_image untouched: the member reads its project's image
+        }
+    }
+
+    @Test func badRule_stopsStartUp_namingTheRule() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = directory.appending("policy.yaml")
+        try "\"modify_image\": \"role:member and (project_id:%(project_id)s\"\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        var configuration = ServiceConfiguration.embeddedDefault(baseDirectory: directory.path)
+        configuration.policy = PolicyOptions(policyFile: policy, policyFileIsExplicit: true)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        do {
+            _ = try buildApplication(configuration: configuration, logger: logger)
+            Issue.record("a bad policy rule did not stop the start-up")
+        } catch {
+            #expect("\(error)".contains("policy file \(policy): rule \"modify_image\""), "\(error)")
+            #expect("\(error)".contains("not closed"), "\(error)")
+        }
+        // A missing explicit file too; an absent implicit policy.yaml is fine.
+        configuration.policy = PolicyOptions(policyFile: directory.appending("missing.yaml"), policyFileIsExplicit: true)
+        #expect(throws: (any Error).self) { try buildApplication(configuration: configuration, logger: logger) }
+        configuration.policy = PolicyOptions(policyFile: directory.appending("missing.yaml"), policyFileIsExplicit: false)
+        _ = try buildApplication(configuration: configuration, logger: logger)
     }
 }

@@ -104,3 +104,9 @@ def parse_table(text):
         if len(cells) >= 2 and cells[0] not in ("Property", "Field"):
             fields[cells[0]] = cells[1]
     return fields
+
+
+def test_noauth_server_warns_at_startup(server):
+    """The embedded default runs noauth: the log must say so, loudly, once at start-up."""
+    log = open(os.path.join(server["work"], "server.log")).read()
+    assert "authentication is OFF" in log and "flavor = noauth" in log
