@@ -31,6 +31,8 @@ public struct AppRequestContext: RequestContext {
 
     /// The caller's project: owner of the images it creates.
     public var projectID: String? { identity.projectID }
+    /// The caller's user (nil under noauth without `X-User-Id`).
+    public var userID: String? { identity.userID }
     /// Glance's `context.is_admin` (the `context_is_admin` rule).
     public var isAdmin: Bool { identity.isAdmin }
 
