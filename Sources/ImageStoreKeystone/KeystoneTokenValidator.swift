@@ -136,8 +136,7 @@ public actor KeystoneTokenValidator: TokenValidator {
         guard let expires = KeystoneTokenDocument.date(document.token.expires_at) else {
             throw unavailable("Keystone's login answer has no expiry")
         }
-        let lifetime = expires.timeIntervalSinceNow
-        let refreshAt = expires.addingTimeInterval(-min(Self.refreshMargin, max(0, lifetime / 2)))
+        let refreshAt = Self.refreshTime(expiresAt: expires, now: Date())
         let endpoint = document.identityEndpoint(interface: options.interface, region: options.regionName)
         logger.info(
             "service logged in to Keystone",
@@ -163,6 +162,13 @@ public actor KeystoneTokenValidator: TokenValidator {
             "auth": ["identity": ["methods": ["password"], "password": ["user": user]], "scope": ["project": project]]
         ]
         return ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))
+    }
+
+    /// When the service stops using its token: `refreshMargin` before it expires, or halfway through
+    /// its remaining life for a token that lives shorter than twice the margin.
+    static func refreshTime(expiresAt: Date, now: Date) -> Date {
+        let lifetime = expiresAt.timeIntervalSince(now)
+        return expiresAt.addingTimeInterval(-min(refreshMargin, max(0, lifetime / 2)))
     }
 
     /// `<base>/v3/auth/tokens` for an auth URL or catalog URL given with or without its `/v3`.
