@@ -100,7 +100,6 @@ user_domain_name = Default
 project_domain_name = Default
 region_name = RegionOne
 interface = public
-http_connect_timeout = 3
 """)
         slog = open(os.path.join(work, "server.log"), "w")
         server = subprocess.Popen([os.environ["IMAGESTORE_BIN"], "serve", "--config-file", conf], stdout=slog, stderr=slog,
