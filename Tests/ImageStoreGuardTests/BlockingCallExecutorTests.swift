@@ -50,7 +50,7 @@ import Testing
             Issue.record("expected timedOut while stuck, got \(second)")
             return
         }
-        #expect(secondWaited < .milliseconds(100), "took \(secondWaited) while the worker was stuck")
+        #expect(secondWaited < .seconds(2), "took \(secondWaited) while the worker was stuck")
         #expect(blockedFor >= deadline, "reports how long the worker has been stuck")
 
         // The hung call returns: the executor serves again.

@@ -51,7 +51,7 @@ struct LibNFSProbeTests {
             // The context is reused: a leading slash names the same file, and the answer comes fast.
             let second = await probe.probe(markerFile: "/" + Self.marker, deadline: .seconds(2))
             #expect(second.isHealthy, "\(second)")
-            #expect(second.elapsed < .milliseconds(100))
+            #expect(second.elapsed < .seconds(1), "well under the 2 s deadline")
 
             // No marker configured: reachability and capacity only.
             let noMarker = await probe.probe(markerFile: "", deadline: .seconds(2))
@@ -83,7 +83,7 @@ struct LibNFSProbeTests {
                 return
             }
             #expect(!down.reachable)
-            #expect(down.elapsed < .milliseconds(500), "a dead server is noticed at once, not at the deadline")
+            #expect(down.elapsed < .milliseconds(1500), "a dead server is noticed at once, not at the 2 s deadline")
 
             // Still down: a new context cannot connect either.
             let stillDown = await probe.probe(markerFile: Self.marker, deadline: .seconds(2))
@@ -126,7 +126,7 @@ struct LibNFSProbeTests {
                 }
                 #expect(!hung.reachable)
                 #expect(hung.elapsed >= minimum, "\(what): \(hung)")
-                #expect(hung.elapsed < deadline + .milliseconds(200), "\(what): \(hung)")
+                #expect(hung.elapsed < deadline + .seconds(1), "\(what): \(hung)")
             }
             // On the mounted context.
             await expectTimedOut("first", atLeast: deadline)
@@ -204,6 +204,6 @@ struct LibNFSProbeTests {
         }
         #expect(!result.reachable)
         #expect(result.markerPresent == nil)
-        #expect(result.elapsed < .milliseconds(500))
+        #expect(result.elapsed < .milliseconds(1500), "refused at once, not at the 2 s deadline")
     }
 }

@@ -46,7 +46,7 @@ import Testing
         #expect(first.failure == .timedOut(.milliseconds(100)))
         #expect(!first.reachable)
         #expect(first.elapsed >= .milliseconds(100))
-        #expect(first.elapsed < .milliseconds(300))
+        #expect(first.elapsed < .seconds(2), "answers near its 100 ms deadline, not when the call returns (never)")
 
         // The call is still stuck: no queueing behind it, an answer at once.
         let second = await probe.probe(markerFile: "m", deadline: .seconds(5))
@@ -54,7 +54,7 @@ import Testing
             Issue.record("expected timedOut, got \(second)")
             return
         }
-        #expect(second.elapsed < .milliseconds(50))
+        #expect(second.elapsed < .seconds(2), "answers at once, long before its 5 s deadline")
         #expect(second.summary.contains("still blocked"))
         #expect(operation.calls == 1)
 
