@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -117,13 +118,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Prometheus metrics (swift-prometheus): one registry per application, nothing global.
+        .target(
+            name: "ImageStoreMetrics",
+            dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
             dependencies: [
                 "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
-                "ImageStoreGuard", "ImageStoreHealth", "ImageStorePolicy", "ImageStoreKeystone",
+                "ImageStoreGuard", "ImageStoreHealth", "ImageStorePolicy", "ImageStoreKeystone", "ImageStoreMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

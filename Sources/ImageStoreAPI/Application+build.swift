@@ -6,6 +6,7 @@ import ImageStoreCore
 import ImageStoreGuard
 import ImageStoreHealth
 import ImageStoreKeystone
+import ImageStoreMetrics
 import ImageStoreNFS
 import ImageStoreMetadata
 import ImageStorePolicy
@@ -57,9 +58,7 @@ public struct ApplicationDependencies: Sendable {
         }
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize, logger: logger)
-        // A deployed store (any configuration file) is guarded; the embedded default's ./data directory
-        // is a plain local directory with no share to lose.
-        guard configuration.sourcePath != nil || options.isNFSConfigured || options.requireMountpoint else {
+        guard configuration.isGuarded else {
             return ApplicationDependencies(repository: repository, store: store)
         }
         let mountGuard = try makeMountGuard(options, logger: logger)
@@ -95,10 +94,17 @@ public func buildApplication(
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
         repository: dependencies.repository, logger: logger)
+    let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        policy: policy, authentication: authentication, logger: logger
+        policy: policy, authentication: authentication, metrics: metrics, logger: logger
     ).router
+    var services = dependencies.services + [healthMonitor]
+    if let metrics, let port = configuration.metrics.bindPort {
+        let controller = metricsController(metrics, configuration, dependencies, healthMonitor)
+        services.append(controller.application(host: configuration.metrics.bindHost ?? configuration.bindHost, port: port, logger: logger))
+        logger.info("metrics: /metrics on a listener of its own", metadata: ["port": "\(port)"])
+    }
 
     var app = Application(
         router: router,
@@ -109,7 +115,7 @@ public func buildApplication(
                     ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
-        services: dependencies.services + [healthMonitor],
+        services: services,
         logger: logger
     )
     let mountGuard = dependencies.writeGuard as? MountGuard
@@ -139,6 +145,16 @@ public func buildApplication(
             ])
     }
     return app
+}
+
+/// `/metrics` for the store the mount guard watches and the health monitor's backends.
+func metricsController(
+    _ metrics: ServiceMetrics, _ configuration: ServiceConfiguration, _ dependencies: ApplicationDependencies,
+    _ healthMonitor: HealthMonitor
+) -> MetricsController {
+    let mountGuard = dependencies.writeGuard as? MountGuard
+    return MetricsController(
+        metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
 }
 
 /// noauth (with its start-up warning), or Keystone: the dependencies' validator, else one made from
@@ -199,7 +215,7 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
         options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
     return buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        policy: .glanceDefaults, authentication: .noauth, logger: logger
+        policy: .glanceDefaults, authentication: .noauth, metrics: nil, logger: logger
     ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
@@ -207,9 +223,17 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
-    healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, logger: Logger
+    healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, metrics: ServiceMetrics?,
+    logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
+    if let metrics {
+        // Outermost: it sees the status the request middleware's error mapping produced.
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        if configuration.metrics.bindPort == nil {
+            metricsController(metrics, configuration, dependencies, healthMonitor).addRoute(to: router)
+        }
+    }
     router.add(middleware: RequestMiddleware(logger: logger))
     router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
     let routes = RouteTable(router: router)

@@ -19,11 +19,14 @@ struct ConfigurationReader {
         static let healthcheck = "healthcheck"
         static let keystoneAuthtoken = "keystone_authtoken"
         static let osloPolicy = "oslo_policy"
+        static let metrics = "metrics"
         /// Glance registers these stores itself (staging and tasks areas); their sections are valid.
         static let reservedStores: Set<String> = ["os_glance_staging_store", "os_glance_tasks_store"]
         /// The paste file's section whose keys override `[healthcheck]`.
         static let pasteHealthcheck = "app:healthcheck"
-        static let ours: Set<String> = [defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy]
+        static let ours: Set<String> = [
+            defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy, metrics,
+        ]
     }
 
     enum Key {
@@ -66,6 +69,7 @@ struct ConfigurationReader {
         try readPaste(into: &config)
         try readAuth(into: &config)
         config.policy = try readPolicy()
+        config.metrics = try readMetrics()
         warnAboutUnknownNames(backendIDs: Set(config.enabledBackends.map(\.id)))
         config.warnings = warnings
         return config
@@ -358,6 +362,19 @@ struct ConfigurationReader {
         return options
     }
 
+    private func readMetrics() throws -> MetricsOptions {
+        typealias K = MetricsOptions.Key
+        var options = MetricsOptions()
+        // From [metrics] only: [DEFAULT]'s bind_host/bind_port are the API's listener.
+        func own(_ key: String) -> OptionValue? {
+            file.section(Section.metrics)?.entry(key).map { OptionValue(path: file.path, entry: $0) }
+        }
+        if let v = own(K.enabled) { options.enabled = try v.bool() }
+        if let v = own(K.bindHost) { options.bindHost = v.optionalString }
+        if let v = own(K.bindPort) { options.bindPort = try v.int(in: 1...65535) }
+        return options
+    }
+
     /// `[healthcheck]`, where each key of the paste file's `[app:healthcheck]` wins (oslo.middleware's
     /// `_conf_get`: the paste value is set as an override of the oslo option).
     private mutating func readHealthcheck(paste: INIFile?) throws -> HealthcheckOptions {
@@ -447,6 +464,7 @@ struct ConfigurationReader {
             case Section.database: known = [Key.connection]
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
+            case Section.metrics: known = MetricsOptions.Key.all
             case Section.keystoneAuthtoken:
                 for entry in section.entries where KeystoneAuthOptions.Key.notImplemented.contains(entry.key) {
                     warn(entry, "not implemented by ImageStore, ignored")

@@ -42,6 +42,8 @@ public struct ServiceConfiguration: Sendable {
     public var pasteConfigFile: String?
     /// `[healthcheck]`, overridden by the paste file's `[app:healthcheck]`.
     public var healthcheck: HealthcheckOptions
+    /// `[metrics]`: the Prometheus endpoint.
+    public var metrics = MetricsOptions()
     /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.
     public var drainTimeout: Double
     /// `[DEFAULT] client_socket_timeout` (Glance's name): seconds a connection may stay silent, also in
@@ -122,6 +124,14 @@ public struct ServiceConfiguration: Sendable {
             store: FilesystemStoreOptions(datadir: base + "/images"),
             database: .sqlite(path: base + "/imagestore.db")
         )
+    }
+
+    /// Whether the store is guarded (marker, mount point, NFS server checked before writes): any
+    /// deployed configuration (a configuration file) or NFS/mount-point options. The embedded default's
+    /// ./data directory is a plain local directory with no share to lose. The server and
+    /// `imagestore check` both decide by this.
+    public var isGuarded: Bool {
+        sourcePath != nil || store.isNFSConfigured || store.requireMountpoint
     }
 
     /// Whether `enabled_backends` names stores (multi-store, as Glance exposes it: `/v2/info/stores`,

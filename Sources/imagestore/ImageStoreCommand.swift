@@ -133,6 +133,13 @@ struct Check: AsyncParsableCommand {
             print("configuration: \(error)")
             throw ExitCode(2)
         }
+        // The server runs the embedded default unguarded; saying its marker fails would contradict a
+        // server that accepts writes on the same defaults.
+        guard configuration.isGuarded else {
+            print("store: enabled (embedded default: \(configuration.store.datadir) is a plain local directory, not guarded; "
+                + "pass --config-file to check a deployed store)")
+            return
+        }
         let mountGuard: MountGuard
         do {
             mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, logger: logger)

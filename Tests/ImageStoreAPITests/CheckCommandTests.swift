@@ -108,3 +108,22 @@ struct CheckCommandTests {
         #expect(run.output.hasPrefix("configuration:"), "\(run.output)")
     }
 }
+
+/// `imagestore check` with no configuration file checks what `imagestore serve` runs on the same
+/// defaults: the embedded, unguarded ./data directory — so it must not report a failing marker.
+@Suite struct CheckCommandEmbeddedDefaultTests {
+    @Test func noConfigFile_exit0_saysUnguarded() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let out = directory.appending("check.out")
+        let process = try ManagedProcess(
+            "/bin/sh", arguments: ["-c", "cd \"$1\" && exec \"$2\" check", "sh", directory.path, try CheckCommandTests.executable()],
+            stdoutPath: out, stderrPath: out)
+        defer { process.killAndWait() }
+        let status = try #require(await process.waitForExit(timeout: .seconds(30)), "imagestore check did not exit")
+        let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("store: enabled (embedded default: \(directory.path)/data/images is a plain local directory"), "\(output)")
+        #expect(!output.contains("FAIL"), "\(output)")
+    }
+}

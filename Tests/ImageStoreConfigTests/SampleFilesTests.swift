@@ -26,6 +26,7 @@ import Testing
             .union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all.subtracting(["path"]))
             .union([ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile])
             .union(KeystoneAuthOptions.Key.all.subtracting(["auth_uri"])).union(PolicyOptions.Key.all)
+            .union(MetricsOptions.Key.all)
         let undocumented = options.filter { key in
             !lines.contains { $0.hasPrefix("#\(key) =") || $0.hasPrefix("\(key) =") }
         }

@@ -161,6 +161,25 @@ import Testing
         #expect(config.warnings == [])
     }
 
+    @Test func parse_metrics_ownSectionOnly_defaultsOff() throws {
+        #expect(try parse("").metrics == MetricsOptions())
+        let config = try parse(
+            """
+            [DEFAULT]
+            bind_host = 0.0.0.0
+            bind_port = 9292
+            [metrics]
+            enabled = true
+            """)
+        // [DEFAULT]'s bind_port is the API's: [metrics] must not inherit it (both would bind 9292).
+        #expect(config.metrics == MetricsOptions(enabled: true, bindHost: nil, bindPort: nil))
+        let own = try parse("[metrics]\nenabled = yes\nbind_host = 10.0.0.5\nbind_port = 9102\n")
+        #expect(own.metrics == MetricsOptions(enabled: true, bindHost: "10.0.0.5", bindPort: 9102))
+        #expect(own.warnings == [])
+        #expect(throws: ConfigurationError.self) { try parse("[metrics]\nbind_port = 0\n") }
+        #expect(throws: ConfigurationError.self) { try parse("[metrics]\nenabled = maybe\n") }
+    }
+
     @Test func parse_whenCommentsAndContinuationLines_readsTheValues() throws {
         let config = try parse(
             """

@@ -22,10 +22,13 @@ def free_port():
 
 
 @contextlib.contextmanager
-def running_server(config=None):
-    """Starts `imagestore serve` in a temp dir; `config` is an INI text with `{work}` for that dir."""
+def running_server(config=None, setup=None):
+    """Starts `imagestore serve` in a temp dir; `config` is an INI text with `{work}` for that dir;
+    `setup(work)` runs before the server starts (e.g. to put a marker into the store directory)."""
     binary = os.environ["IMAGESTORE_BIN"]
     work = tempfile.mkdtemp(prefix="imagestore-clients-")
+    if setup is not None:
+        setup(work)
     port = free_port()
     args = [binary, "serve", "--bind", f"127.0.0.1:{port}"]
     if config is not None:
