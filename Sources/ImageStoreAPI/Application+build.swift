@@ -38,17 +38,7 @@ public struct ApplicationDependencies: Sendable {
 
     /// SQLite + filesystem store from the configuration.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
-        let repository: any ImageRepository
-        switch configuration.database {
-        case .sqlite(let path):
-            if path != ":memory:" {
-                try FileManager.default.createDirectory(
-                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            }
-            repository = try SQLiteImageRepository(path: path, logger: logger)
-        case .postgresql:
-            throw ImageStoreError.badRequest("[database] connection: postgresql is not supported yet; use sqlite:////path.db")
-        }
+        let repository = try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
         let options = configuration.store
         // Like glance_store, create a missing plain directory; a guarded store (marker, mount) is the
         // admin's to provide, and creating it would write into the bare mountpoint.
@@ -64,6 +54,25 @@ public struct ApplicationDependencies: Sendable {
         }
         let mountGuard = try makeMountGuard(options, logger: logger)
         return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+    }
+
+    /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its
+    /// directory created), or a pool to PostgreSQL (no connection opened yet: a database that is down
+    /// makes requests answer 503 until it is back, it does not stop start-up).
+    public static func makeRepository(
+        _ location: DatabaseLocation, options: DatabaseOptions, logger: Logger
+    ) throws -> any ImageRepository {
+        switch location {
+        case .sqlite(let path):
+            if path != DatabaseLocation.memoryPath {
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            }
+            return try SQLiteImageRepository(path: path, logger: logger)
+        case .postgresql(let url):
+            logger.info("metadata database: PostgreSQL", metadata: ["url": "\(url)", "max_pool_size": "\(options.maxPoolSize)"])
+            return try PostgresImageRepository(settings: .init(url, options: options), logger: logger)
+        }
     }
 
     /// The mount guard for a store's options (also used by `imagestore check`).
@@ -231,4 +240,22 @@ func buildRouter(
     HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()
     return routes
+}
+
+extension PostgresImageRepository.Settings {
+    /// The repository's settings for a `[database]` section.
+    public init(_ url: PostgresURL, options: DatabaseOptions) {
+        let tls: TLS =
+            switch url.tlsMode {
+            case .disable: .disable
+            case .allow, .prefer: .prefer
+            case .require: .require
+            case .verifyCA: .verify(hostname: false)
+            case .verifyFull: .verify(hostname: true)
+            }
+        self.init(
+            host: url.host, port: url.port, unixSocketDirectory: url.unixSocketDirectory, username: url.username,
+            password: url.password, database: url.database, tls: tls, rootCertificatePath: url.rootCertificatePath,
+            maxConnections: options.maxPoolSize, timeout: .milliseconds(Int64((options.poolTimeout * 1000).rounded())))
+    }
 }

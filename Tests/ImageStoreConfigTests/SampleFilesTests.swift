@@ -25,6 +25,7 @@ import Testing
             ConfigurationReader.Key.defaults.union(ConfigurationReader.Key.glanceStore.subtracting(["stores"]))
             .union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all.subtracting(["path"]))
             .union([ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile])
+            .union([DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout])
             .union(KeystoneAuthOptions.Key.all.subtracting(["auth_uri"])).union(PolicyOptions.Key.all)
         let undocumented = options.filter { key in
             !lines.contains { $0.hasPrefix("#\(key) =") || $0.hasPrefix("\(key) =") }
