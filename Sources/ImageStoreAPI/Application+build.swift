@@ -18,6 +18,10 @@ import ServiceLifecycle
 /// their own (in-memory repository and store, a scripted guard).
 public struct ApplicationDependencies: Sendable {
     public var repository: any ImageRepository
+    /// The metadata definitions catalogue; by default beside the images (the same SQLite database).
+    public var metadefs: any MetadefRepository
+    /// Glance's tasks; by default beside the images.
+    public var tasks: any TaskRepository
     public var store: any ImageDataStore
     public var writeGuard: any WriteGuard
     /// Validates callers' tokens under the keystone flavor; made from `[keystone_authtoken]` when nil.
@@ -27,9 +31,18 @@ public struct ApplicationDependencies: Sendable {
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
-        tokenValidator: (any TokenValidator)? = nil, services: [any Service] = []
+        tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
+        tasks: (any TaskRepository)? = nil
     ) {
         self.repository = repository
+        self.metadefs = metadefs ?? Self.metadefs(beside: repository)
+        if let tasks {
+            self.tasks = tasks
+        } else if let sqlite = repository as? SQLiteImageRepository {
+            self.tasks = SQLiteTaskRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
+        } else {
+            self.tasks = InMemoryTaskRepository()
+        }
         self.store = store
         self.writeGuard = writeGuard
         self.tokenValidator = tokenValidator
@@ -54,6 +67,16 @@ public struct ApplicationDependencies: Sendable {
         }
         let mountGuard = try makeMountGuard(options, logger: logger)
         return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+    }
+
+    /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
+    /// With PostgreSQL the metadefs catalogue is not persisted yet (in memory, per process): the
+    /// PostgreSQL schema has no metadefs tables so far (docs/scaling.md).
+    public static func metadefs(beside repository: any ImageRepository) -> any MetadefRepository {
+        if let sqlite = repository as? SQLiteImageRepository {
+            return SQLiteMetadefRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
+        }
+        return InMemoryMetadefRepository()
     }
 
     /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its
@@ -99,7 +122,7 @@ public func buildApplication(
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
         limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
-        logger: logger)
+        requireFormatMatch: configuration.requireImageFormatMatch, logger: logger)
 
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
@@ -232,6 +255,8 @@ func buildRouter(
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
+    MetadefsController(repository: dependencies.metadefs).addRoutes(to: routes)
+    TasksController(repository: dependencies.tasks, access: access).addRoutes(to: routes)
     InfoController(
         backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,

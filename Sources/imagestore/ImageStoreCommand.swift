@@ -164,7 +164,7 @@ struct Check: AsyncParsableCommand {
 struct Database: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db", abstract: "Manage the metadata database (SQLite or PostgreSQL).",
-        subcommands: [Sync.self, Version.self, Copy.self])
+        subcommands: [Sync.self, Version.self, Copy.self, LoadMetadefs.self])
 
     /// The repository for `[database] connection` of the configuration, or for `--connection`.
     static func open(
@@ -292,5 +292,34 @@ extension Duration {
     var milliseconds: String {
         let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
         return String(format: "%.1f", ms)
+    }
+}
+
+/// Glance's `glance-manage db_load_metadefs`: loads namespace JSON files (Glance's `etc/metadefs`, or ours).
+struct LoadMetadefs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load-metadefs",
+        abstract: "Load metadata definition namespaces from the *.json files of a directory.",
+        discussion: "A namespace that already exists is skipped unless --overwrite (then it is replaced).")
+
+    @OptionGroup var config: ConfigOptions
+
+    @Argument(help: "Directory of namespace JSON files (e.g. etc/metadefs).")
+    var directory: String
+
+    @Flag(help: "Replace namespaces that already exist.")
+    var overwrite = false
+
+    func run() async throws {
+        var logger = Logger(label: "imagestore.db")
+        logger.logLevel = .warning
+        let configuration = try config.load(logger: logger)
+        let repository = try ApplicationDependencies.makeRepository(
+            configuration.database, options: configuration.databaseOptions, logger: logger)
+        let metadefs = ApplicationDependencies.metadefs(beside: repository)
+        let report = try await MetadefLoader.load(directory: directory, into: metadefs, overwrite: overwrite)
+        for name in report.loaded { print("loaded \(name)") }
+        for name in report.skipped { print("skipped \(name) (exists; --overwrite replaces it)") }
+        print("\(report.loaded.count) loaded, \(report.skipped.count) skipped")
     }
 }

@@ -22,8 +22,10 @@ import Testing
             #expect(try await repository.migrate() == PostgresImageRepository.knownMigrations)
             #expect(try await repository.migrate() == [])
             #expect(try await repository.appliedMigrations() == PostgresImageRepository.knownMigrations)
-            // The same names as SQLite's, so `db version` means the same on both engines.
-            #expect(PostgresImageRepository.knownMigrations == SQLiteImageRepository.knownMigrations)
+            // The same names as SQLite's, so `db version` means the same on both engines (SQLite's later
+            // metadefs and tasks migrations are not mirrored yet: docs/scaling.md).
+            #expect(PostgresImageRepository.knownMigrations == ["v1-images", "v2-image-members"])
+            #expect(Array(SQLiteImageRepository.knownMigrations.prefix(2)) == PostgresImageRepository.knownMigrations)
             let tables = try await server.psql(
                 "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
                 database: String(url.split(separator: "/").last!))
