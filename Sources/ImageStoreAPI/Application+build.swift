@@ -51,7 +51,7 @@ public struct ApplicationDependencies: Sendable {
 
     /// SQLite + filesystem store from the configuration.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
-        let repository = try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
+        let repository = try makeRepository(configuration, logger: logger)
         let options = configuration.store
         // Like glance_store, create a missing plain directory; a guarded store (marker, mount) is the
         // admin's to provide, and creating it would write into the bare mountpoint.
@@ -77,6 +77,11 @@ public struct ApplicationDependencies: Sendable {
             return SQLiteMetadefRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
         }
         return InMemoryMetadefRepository()
+    }
+
+    /// The metadata database of the configuration (`[database] connection` and pool options).
+    public static func makeRepository(_ configuration: ServiceConfiguration, logger: Logger) throws -> any ImageRepository {
+        try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
     }
 
     /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its

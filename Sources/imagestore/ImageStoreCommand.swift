@@ -314,8 +314,7 @@ struct LoadMetadefs: AsyncParsableCommand {
         var logger = Logger(label: "imagestore.db")
         logger.logLevel = .warning
         let configuration = try config.load(logger: logger)
-        let repository = try ApplicationDependencies.makeRepository(
-            configuration.database, options: configuration.databaseOptions, logger: logger)
+        let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
         let metadefs = ApplicationDependencies.metadefs(beside: repository)
         let report = try await MetadefLoader.load(directory: directory, into: metadefs, overwrite: overwrite)
         for name in report.loaded { print("loaded \(name)") }
