@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -55,12 +56,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Image metadata: SQLite (GRDB) repository and an in-memory one.
+        // Image metadata: SQLite (GRDB) and PostgreSQL (postgres-nio) repositories and an in-memory one.
         .target(
             name: "ImageStoreMetadata",
             dependencies: [
                 "ImageStoreCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -145,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "imagestore",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard",
+                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard", "ImageStoreMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -214,7 +217,7 @@ let package = Package(
         .testTarget(
             name: "ImageStoreAPITests",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore",
+                "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
