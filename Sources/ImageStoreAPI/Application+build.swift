@@ -208,6 +208,8 @@ final class StoreBringUp: Service {
                 await self.attempt()
             }
         }
+        // A service that returns ends the whole group (the server with it): stay until shutdown.
+        try? await gracefulShutdown()
     }
 }
 

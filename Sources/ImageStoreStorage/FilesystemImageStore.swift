@@ -60,7 +60,14 @@ public struct FilesystemImageStore: ImageDataStore {
         guard createsDirectory else { return }
         let directory = self.directory
         try await io.run("create \(directory)", context: .write) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // mkdir -p: each missing component in turn.
+            var path = ""
+            for component in directory.split(separator: "/") {
+                path += "/" + component
+                if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                    throw imageStoreError(errno: errno, "create \(path)", context: .write)
+                }
+            }
         }
     }
 
@@ -244,6 +251,7 @@ final class FilesystemImageReader: ImageDataReader {
     }
 
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        if descriptor.isClosed { throw ImageStoreError.internal("read of \(path) after close") }
         do {
             let end = start + length
             var offset = start
@@ -278,7 +286,8 @@ final class FilesystemImageReader: ImageDataReader {
     }
 
     func close() async {
-        // Never waits on a hung share: the close is queued and runs once the share answers.
+        // Reads fail from now on; the close itself is queued and never waits on a hung share.
+        descriptor.markClosed()
         let descriptor = self.descriptor
         io.submit { descriptor.close() }
     }
@@ -314,11 +323,17 @@ final class FilesystemImageReader: ImageDataReader {
 /// ever take it.
 final class FileDescriptorBox: Sendable {
     private let fd: Mutex<Int32>
+    /// Set by the reader's `close` at once, while the close itself may still be queued.
+    private let closing = Atomic(false)
 
     init(_ fd: Int32) { self.fd = Mutex(fd) }
 
+    func markClosed() { closing.store(true, ordering: .releasing) }
+    var isClosed: Bool { closing.load(ordering: .acquiring) }
+
+    /// `body` gets nil once the reader was closed.
     func withOpen<T>(_ body: (Int32?) throws -> T) rethrows -> T {
-        try fd.withLock { fd in try body(fd >= 0 ? fd : nil) }
+        try fd.withLock { fd in try body(fd >= 0 && !closing.load(ordering: .acquiring) ? fd : nil) }
     }
 
     /// Idempotent.

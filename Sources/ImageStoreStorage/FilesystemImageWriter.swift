@@ -172,7 +172,8 @@ final class UploadPipeline: Sendable {
     /// Waits for room in the pipeline; no progress within the deadline means the file (a write on a
     /// hung share) is stuck: the upload fails with the store-unavailable error and the store is told.
     private func waitWithDeadline(inFlightAtMost threshold: Int) async throws {
-        let answer = await value(within: io.timeout, cancelAtDeadline: true) { () -> Result<Void, any Error> in
+        // Not cancelled at the deadline: `fail` below ends the wait with the real error instead.
+        let answer = await value(within: io.timeout) { () -> Result<Void, any Error> in
             do { return .success(try await self.waitUntil(inFlightAtMost: threshold)) } catch { return .failure(error) }
         }
         if let answer { return try answer.get() }

@@ -33,8 +33,9 @@ final class StoreIO: Sendable {
             { Result(catching: body) })
         switch outcome {
         case .completed(let result): return try result.get()
-        case .timedOut(let blockedFor):
-            throw timedOut(what, context: context, alreadyStuckFor: blockedFor > timeout ? blockedFor : nil)
+        case .timedOut:
+            // Also when refused at once because an earlier call is still stuck: the store did not answer.
+            throw timedOut(what, context: context)
         }
     }
 
@@ -44,10 +45,8 @@ final class StoreIO: Sendable {
     }
 
     /// The error for a call that did not answer in time.
-    func timedOut(_ what: String, context: IOContext, alreadyStuckFor: Duration? = nil) -> ImageStoreError {
-        let detail =
-            alreadyStuckFor.map { "timed out: an earlier call to the store has not answered for \($0.wholeMilliseconds) ms" }
-            ?? "timed out: \(what) did not answer within \(timeout.wholeMilliseconds) ms"
+    func timedOut(_ what: String, context: IOContext) -> ImageStoreError {
+        let detail = "timed out: \(what) did not answer within \(timeout.wholeMilliseconds) ms"
         switch context {
         case .read: return ImageStoreError(.readUnavailable, "Image store is unavailable: \(detail)")
         case .write: return .storeUnavailable("store disabled: \(detail)")

@@ -22,7 +22,7 @@ import Glibc
     static let timeout = Duration.milliseconds(500)
     static let interval = 0.3
     /// Any answer while the share hangs: the deadline plus room for a loaded 2-core machine.
-    static let answerBound = Duration.seconds(3)
+    static let answerBound = Duration.seconds(5)
 
     enum Mode: String, CaseIterable, Sendable {
         case markerOnly, requireMountpoint, nfs
@@ -62,6 +62,7 @@ import Glibc
         configuration.healthcheck.enableByFilePaths = [fs.mountpoint + "/.glance"]
         configuration.healthcheck.checkInterval = 0.1
         configuration.healthcheck.checkTimeoutMilliseconds = 500
+        configuration.healthcheck.detailed = true
         return configuration
     }
 
@@ -159,7 +160,9 @@ import Glibc
                 // The share answers again: no restart needed.
                 fs.releaseAll()
                 nfs?.resume()
-                #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(15)) == .ok)
+                let healthy = try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(15))
+                let detail = try await client.get("/healthcheck", accept: "application/json").text
+                #expect(healthy == .ok, "\(detail)")
                 try await client.waitForGuardState("enabled")
                 if mode == .markerOnly {
                     // Created by the server once the share answered (recovery then reset the image whose data is gone).
@@ -258,7 +261,9 @@ import Glibc
                 #expect(try await client.guardStateJSON()?["state"]?.stringValue == "disabled")
                 fs.release(.read)
                 try await client.waitForGuardState("enabled")
-                #expect(try await client.get("/v2/images/\(id)/file").body.readableBytes == size)
+                let part = try await client.get("/v2/images/\(id)/file", headers: [.range: "bytes=0-1048575"])
+                #expect(part.status == .partialContent)
+                #expect(part.body.readableBytes == 1 << 20)
             }
         }
     }
@@ -282,7 +287,7 @@ import Glibc
                 var response: TestResponse?
                 let elapsed = try await clock.measure { response = try await client.putFile(id, randomBytes(8 << 20)) }
                 #expect(response?.status == .gone, "\(response?.text ?? "")")
-                #expect(response?.text.contains("did not answer within 500 ms") == true, "\(response?.text ?? "")")
+                #expect(response?.text.contains("did not answer within 500 ms") == true)
                 // Deadline (0.5 s) + one interval (0.3 s) is the contract.
                 #expect(elapsed < Self.answerBound, "answered after \(elapsed)")
                 print("hung-share \(op.rawValue) mid-upload: 410 after \(elapsed)")
@@ -299,6 +304,43 @@ import Glibc
                 #expect(try await client.putFile(id, data).status == .noContent)
                 #expect(try await client.imageStatus(id) == "active")
                 #expect(FileManager.default.contents(atPath: fs.backing + "/" + id).map(Array.init) == data)
+            }
+        }
+    }
+}
+
+extension HungShareTests {
+    // MARK: 4. Stable health after release
+
+    /// The flapping bug of issue #8: after a hang is released (with a check, a download and an upload
+    /// stuck in it), every backend is green within one interval and stays green: 50 probes in a row,
+    /// one every 100 ms, all 200.
+    @Test func health_afterRelease_isGreenAndStaysGreen() async throws {
+        try await Self.withShare { fs in
+            try await Self.run(Self.configuration(fs)) { client in
+                let id = try await client.newImage()
+                #expect(try await client.putFile(id, randomBytes(1 << 20)).status == .noContent)
+                #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(5)) == .ok)
+                try fs.hang(.all)
+                let other = try await client.newImage()
+                async let download = client.get("/v2/images/\(id)/file")
+                async let upload = client.putFile(other, randomBytes(1 << 20))
+                #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
+                #expect(try await download.status == .serviceUnavailable)
+                #expect(try await upload.status == .gone)
+                try await Task.sleep(for: .seconds(2))  // the stuck calls stay stuck for a while
+                fs.releaseAll()
+                let clock = ContinuousClock()
+                let released = clock.now
+                #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(10)) == .ok)
+                print("hung-share release: /healthcheck 200 after \(clock.now - released)")
+                var failures: [String] = []
+                for _ in 0..<50 {
+                    let response = try await client.get("/healthcheck", accept: "application/json")
+                    if response.status != .ok { failures.append(response.text) }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(failures.isEmpty, "\(failures.count) of 50 probes failed after the release: \(failures.first ?? "")")
             }
         }
     }

@@ -60,6 +60,26 @@ public final class RawHTTPConnection: @unchecked Sendable {
     }
 
     public func closeNormally() { close(fd) }
+
+    /// Reads what arrives until the peer closes (or `timeout` passes); returns the bytes and whether
+    /// the peer closed.
+    public func receiveUntilClosed(timeout: TimeInterval) -> (bytes: [UInt8], closed: Bool) {
+        var received = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        var short = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &short, socklen_t(MemoryLayout<timeval>.size))
+        while Date() < deadline {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return (received, true) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                return (received, true)  // reset
+            }
+            received += buffer[0..<n]
+        }
+        return (received, false)
+    }
 }
 
 /// Runs blocking socket work on its own OS thread: a test blocking the cooperative pool (2 threads on
