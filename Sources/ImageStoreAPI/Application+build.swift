@@ -14,6 +14,7 @@ import ImageStoreStorage
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// The parts the API runs on. `buildApplication` makes them from the configuration; tests may pass
 /// their own (in-memory repository and store, a scripted guard).
@@ -54,17 +55,16 @@ public struct ApplicationDependencies: Sendable {
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
         let repository = try makeRepository(configuration, logger: logger)
         let options = configuration.store
-        // Like glance_store, create a missing plain directory; a guarded store (marker, mount) is the
-        // admin's to provide, and creating it would write into the bare mountpoint.
-        if !options.isNFSConfigured && !options.requireMountpoint {
-            try FileManager.default.createDirectory(atPath: options.datadir, withIntermediateDirectories: true)
-        }
+        let mountGuard = configuration.isGuarded ? try makeMountGuard(options, logger: logger) : nil
+        // Like glance_store, create a missing plain directory — in the background, under the deadline
+        // (start-up must never wait on the share); a mounted store (mount point required) is the admin's
+        // to provide, and creating it would write into the bare mountpoint.
         let store = FilesystemImageStore(
-            directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize, logger: logger)
-        guard configuration.isGuarded else {
-            return ApplicationDependencies(repository: repository, store: store)
-        }
-        let mountGuard = try makeMountGuard(options, logger: logger)
+            directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
+            timeout: .milliseconds(options.guardTimeoutMilliseconds),
+            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
+            onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
+        guard let mountGuard else { return ApplicationDependencies(repository: repository, store: store) }
         return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
     }
 
@@ -143,6 +143,9 @@ public func buildApplication(
         logger.info("metrics: /metrics on a listener of its own", metadata: ["port": "\(port)"])
     }
 
+    let bringUp = StoreBringUp(
+        store: dependencies.store, service: service, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
+        logger: logger)
     var app = Application(
         router: router,
         server: .http1(
@@ -152,34 +155,34 @@ public func buildApplication(
                     ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
-        services: services,
+        services: services + [bringUp],
         logger: logger
     )
     let mountGuard = dependencies.writeGuard as? MountGuard
     app.beforeServerStarts {
-        // The first guard check before serving; a failure only disables the store (writes 410).
-        if let mountGuard {
-            let state = await mountGuard.runAllChecks()
-            if state.enabled {
-                logger.info("store enabled: every guard check passes")
-            } else {
-                logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
-            }
+        // The first guard check, the first health round (so the first probe answers with a real result)
+        // and the store's bring-up (directory, recovery) before serving — but never more than
+        // `startupBudget`: on a hung share the server listens anyway (/livez 200, store disabled) and
+        // what did not finish goes on in the background.
+        let finished = await value(within: startupBudget) {
+            async let checked: Void = {
+                guard let mountGuard else { return }
+                let state = await mountGuard.runAllChecks()
+                if state.enabled {
+                    logger.info("store enabled: every guard check passes")
+                } else {
+                    logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
+                }
+            }()
+            async let round: Void = healthMonitor.runRound()
+            _ = await (checked, round)
+            await bringUp.attempt()
         }
-        // The first health round before serving, so the first probe answers with a real result.
-        await healthMonitor.runRound()
-        // Never fatal: with the share missing the service must still start (store disabled).
-        guard let report = try? await service.recoverAfterRestart() else {
-            logger.warning("start-up recovery skipped: the store is not reachable")
-            return
+        if finished == nil {
+            logger.warning(
+                "the store did not answer within the start-up budget: serving with the store disabled; its checks and recovery go on in the background",
+                metadata: ["budget_ms": "\(startupBudget.components.seconds * 1000 + startupBudget.components.attoseconds / 1_000_000_000_000_000)"])
         }
-        logger.info(
-            "start-up recovery done",
-            metadata: [
-                "uploads_reset": "\(report.uploadsReset)", "temp_files_removed": "\(report.temporaryFilesRemoved)",
-                "deletes_finished": "\(report.deletesFinished)", "orphans_removed": "\(report.orphanedDataRemoved)",
-                "missing_data_reset": "\(report.missingDataReset)", "store_checked": "\(report.storeChecked)",
-            ])
     }
     return app
 }
@@ -192,6 +195,74 @@ func metricsController(
     let mountGuard = dependencies.writeGuard as? MountGuard
     return MetricsController(
         metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
+}
+
+/// The most start-up waits on the store before listening (`imagestore serve` must listen within 2 s).
+let startupBudget = Duration.milliseconds(1000)
+
+/// Creates the store directory (when the store may) and runs start-up recovery, retrying every
+/// `interval` until both succeed with the store writable: a share that is hung or missing at start-up
+/// is brought up by itself once it answers. Every store call is under the store's deadline.
+final class StoreBringUp: Service {
+    private let store: any ImageDataStore
+    private let service: ImageService
+    private let interval: Duration
+    private let logger: Logger
+    private let state = Mutex<(done: Bool, running: Bool, failures: Int)>((false, false, 0))
+
+    init(store: any ImageDataStore, service: ImageService, interval: Duration, logger: Logger) {
+        self.store = store
+        self.service = service
+        self.interval = interval
+        self.logger = logger
+    }
+
+    var isDone: Bool { state.withLock { $0.done } }
+
+    /// One attempt (skipped while another runs or once done).
+    func attempt() async {
+        let claimed = state.withLock { state -> Bool in
+            guard !state.done, !state.running else { return false }
+            state.running = true
+            return true
+        }
+        guard claimed else { return }
+        var done = false
+        do {
+            try await store.prepare()
+            let report = try await service.recoverAfterRestart()
+            done = report.storeChecked
+            logger.info(
+                done ? "start-up recovery done" : "start-up recovery: metadata done, the store is not writable yet",
+                metadata: [
+                    "uploads_reset": "\(report.uploadsReset)", "temp_files_removed": "\(report.temporaryFilesRemoved)",
+                    "deletes_finished": "\(report.deletesFinished)", "orphans_removed": "\(report.orphanedDataRemoved)",
+                    "missing_data_reset": "\(report.missingDataReset)", "store_checked": "\(report.storeChecked)",
+                ])
+        } catch {
+            // Never fatal: with the share missing or hung the service must still run (store disabled).
+            let first = state.withLock { $0.failures == 0 }
+            if first {
+                logger.warning("start-up recovery postponed: the store is not reachable; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+        state.withLock { state in
+            state.running = false
+            state.done = done
+            if !done { state.failures += 1 }
+        }
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !self.isDone && !Task.isCancelled {
+                do { try await Task.sleep(for: self.interval) } catch { break }
+                await self.attempt()
+            }
+        }
+        // A service that returns ends the whole group (the server with it): stay until shutdown.
+        try? await gracefulShutdown()
+    }
 }
 
 /// noauth (with its start-up warning), or Keystone: the dependencies' validator, else one made from

@@ -2,12 +2,13 @@ import Foundation
 import Synchronization
 
 /// Runs blocking calls (stat, statvfs, reading files that may sit on a hung NFS or FUSE mount) on
-/// one dedicated OS thread and races each against a deadline.
+/// dedicated OS threads (one by default, or a small fixed pool) and races each against a deadline.
 ///
-/// A call that overruns its deadline stays on the thread (a blocked syscall cannot be abandoned), but
+/// A call that overruns its deadline stays on its thread (a blocked syscall cannot be abandoned), but
 /// its caller gets `.timedOut` at the deadline. While such a call is still stuck, new calls answer
 /// `.timedOut` at once instead of queueing behind it, so a hung mount costs callers a bounded time and
-/// never piles up threads. Never the NIO thread pool or the cooperative pool: those must not block.
+/// never piles up threads: at most `threads` can ever be held. Never the NIO thread pool or the
+/// cooperative pool: those must not block.
 public final class BlockingCallExecutor: Sendable {
     public enum Outcome<Value: Sendable>: Sendable {
         case completed(Value)
@@ -17,22 +18,37 @@ public final class BlockingCallExecutor: Sendable {
 
     private let worker: SerialWorkerThread
     private let state = Mutex(State())
+    /// Told the number of stuck calls whenever it changes (a store reports its hung calls to the guard).
+    private let onStuckChange: (@Sendable (Int) -> Void)?
 
     private struct State {
         var nextID = 0
         /// Calls submitted and not finished; `overdue` once their caller gave up.
         var inFlight: [Int: (started: ContinuousClock.Instant, overdue: Bool)] = [:]
         var oldestOverdue: ContinuousClock.Instant? { inFlight.values.filter(\.overdue).map(\.started).min() }
+        var overdueCount: Int { inFlight.values.count(where: \.overdue) }
     }
 
-    public init(name: String) {
-        worker = SerialWorkerThread(name: name)
+    /// - Parameters:
+    ///   - threads: how many calls may run at once (and so the most a hung filesystem can ever hold).
+    ///   - onStuckChange: called, off any lock, with the number of calls past their deadline and not yet
+    ///     returned, each time it changes.
+    public init(name: String, threads: Int = 1, onStuckChange: (@Sendable (Int) -> Void)? = nil) {
+        worker = SerialWorkerThread(name: name, threads: threads)
+        self.onStuckChange = onStuckChange
     }
 
     deinit { worker.close() }
 
-    /// Runs `body` on the worker thread; answers at the latest at `deadline`.
-    public func run<Value: Sendable>(deadline: Duration, _ body: @escaping @Sendable () -> Value) async -> Outcome<Value> {
+    /// Calls that overran their deadline and are still blocked on a thread.
+    public var stuckCalls: Int { state.withLock { $0.overdueCount } }
+
+    /// Runs `body` on a worker thread; answers at the latest at `deadline`.
+    /// - Parameter abandoned: called on the worker with `body`'s value when it returned after its caller
+    ///   had given up, to release what it acquired (a descriptor opened late, a file created late).
+    public func run<Value: Sendable>(
+        deadline: Duration, abandoned: (@Sendable (Value) -> Void)? = nil, _ body: @escaping @Sendable () -> Value
+    ) async -> Outcome<Value> {
         let clock = ContinuousClock()
         let start = clock.now
         let admitted: Int? = state.withLock { state in
@@ -52,22 +68,43 @@ public final class BlockingCallExecutor: Sendable {
             let timer = Task { [self] in
                 try? await clock.sleep(until: start + deadline)
                 guard !Task.isCancelled else { return }
-                state.withLock { $0.inFlight[id]?.overdue = true }
+                let stuck = state.withLock { state -> Int? in
+                    guard state.inFlight[id] != nil else { return nil }
+                    state.inFlight[id]?.overdue = true
+                    return state.overdueCount
+                }
                 once.resume(.timedOut(blockedFor: clock.now - start))
+                if let stuck { onStuckChange?(stuck) }
             }
             let submitted = worker.submit { [self] in
-                defer { _ = state.withLock { $0.inFlight.removeValue(forKey: id) } }
+                defer { finished(id) }
                 guard !once.isResolved else { return }  // the caller already gave up
                 let value = body()
                 timer.cancel()
-                once.resume(.completed(value))
+                if !once.resume(.completed(value)) { abandoned?(value) }
             }
             if !submitted {
                 timer.cancel()
-                _ = state.withLock { $0.inFlight.removeValue(forKey: id) }
+                finished(id)
                 once.resume(.timedOut(blockedFor: .zero))
             }
         }
+    }
+
+    /// Queues `body` without a deadline and without waiting: it runs even while a call is stuck (after
+    /// the calls queued before it). For clean-up that must happen once the filesystem answers again
+    /// (closing a descriptor, removing a temporary file). Returns false once the executor is closed.
+    @discardableResult
+    public func submit(_ body: @escaping @Sendable () -> Void) -> Bool {
+        worker.submit(body)
+    }
+
+    private func finished(_ id: Int) {
+        let stuck = state.withLock { state -> Int? in
+            let wasOverdue = state.inFlight.removeValue(forKey: id)?.overdue == true
+            return wasOverdue ? state.overdueCount : nil
+        }
+        if let stuck { onStuckChange?(stuck) }
     }
 }
 
@@ -92,18 +129,21 @@ public final class ResumeOnce<Value: Sendable>: Sendable {
 
     public var isResolved: Bool { state.withLock { $0.resolved } }
 
-    public func resume(_ value: Value) {
-        let continuation: CheckedContinuation<Value, Never>? = state.withLock { state in
-            guard !state.resolved else { return nil }
+    /// Returns false when an earlier answer had already won (this one is dropped).
+    @discardableResult
+    public func resume(_ value: Value) -> Bool {
+        let (won, continuation): (Bool, CheckedContinuation<Value, Never>?) = state.withLock { state in
+            guard !state.resolved else { return (false, nil) }
             state.resolved = true
             if let c = state.continuation {
                 state.continuation = nil
-                return c
+                return (true, c)
             }
             state.pending = value
-            return nil
+            return (true, nil)
         }
         continuation?.resume(returning: value)
+        return won
     }
 }
 

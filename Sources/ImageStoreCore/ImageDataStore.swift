@@ -7,6 +7,10 @@ import NIOCore
 /// publishes it under the image id. `abort` (or any failure) leaves nothing behind.
 /// Every implementation passes the same conformance suite (`ImageDataStoreConformance`).
 public protocol ImageDataStore: Sendable {
+    /// Makes the store usable (creates its directory where it may), under the store's deadline.
+    /// Start-up calls it, and retries it in the background until it succeeds.
+    func prepare() async throws
+
     /// Starts writing data for `id`. Throws `.conflict` if data for `id` is already committed,
     /// or the mapped I/O error (`.storageFull`, `.writeDenied`, `.storeUnavailable`).
     func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter
@@ -33,6 +37,11 @@ public protocol ImageDataStore: Sendable {
 }
 
 /// A write in progress. Not shared between tasks: one upload drives one writer.
+extension ImageDataStore {
+    /// Nothing to prepare.
+    public func prepare() async throws {}
+}
+
 public protocol ImageDataWriter: Sendable {
     /// Appends bytes (hashing them on the way). Throws `.sizeMismatch` as soon as more bytes
     /// than the expected size arrive, or the mapped I/O error.

@@ -272,12 +272,21 @@ extension ImageService {
         // Uploads other replicas hold right now may be between their rename and `active`: not ours to judge.
         let heldElsewhere = Set(try await repository.images(withStatus: [.saving]).map(\.id))
         for id in stored.subtracting(withData).subtracting(heldElsewhere) {
-            // Unreferenced: renamed into place but never marked active (or its image is gone). Uploads of
-            // this process cannot be running yet, so nothing live owns it.
+            // Unreferenced: renamed into place but never marked active (or its image is gone). Recovery may
+            // run late (the share answered only after start-up), with uploads of this process running:
+            // look at the image again right before deleting, and leave data an upload holds or published.
+            if let image = try await repository.get(id), [.saving, .active, .deactivated].contains(image.status) { continue }
             logger.warning("removing data no active image points to", metadata: ["image_id": "\(id)"])
             if (try? await store.delete(id)) == true { report.orphanedDataRemoved += 1 }
         }
         for id in withData.subtracting(stored) {
+            // The listing may predate an upload that became active since: ask the store again.
+            // Only a definite "not found" resets the image; a store that stopped answering fails this
+            // attempt (retried later).
+            do {
+                _ = try await store.size(id)
+                continue
+            } catch let error as ImageStoreError where error.code == .notFound {}
             logger.error("active image has no data file: resetting it to queued", metadata: ["image_id": "\(id)"])
             do {
                 try await repository.update(id, expecting: [.active, .deactivated]) { image in

@@ -36,6 +36,11 @@ public struct GuardState: Sendable, Equatable {
     /// From the NFS server (statvfs through libnfs) or the local filesystem.
     public var freeBytes: Int64?
     public var totalBytes: Int64?
+    /// Store calls (reads, writes, metadata) past their deadline that have not returned yet: each holds
+    /// one of the store's bounded threads. While above zero the store is disabled.
+    public var hungCalls = 0
+    /// What timed out, while `hungCalls` > 0.
+    public var hungDetail: String?
 
     public init(
         enabled: Bool, reason: String? = nil, results: [GuardCheck: GuardCheckResult] = [:], lastCheck: Date? = nil,

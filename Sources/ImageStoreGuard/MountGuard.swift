@@ -56,10 +56,11 @@ public final class MountGuard: WriteGuard, Service {
         async let marker = markerFlight.run { await self.checkMarker() }
         async let slow = freshSlowChecks()
         let results = await [marker] + slow
-        _ = record(results)
+        let state = record(results)
         if let failure = results.first(where: \.failed) {
             throw ImageStoreError.storeUnavailable("store disabled: \(failure.detail)")
         }
+        if state.hungCalls > 0 { throw ImageStoreError.storeUnavailable("store disabled: \(state.reason ?? "")") }
     }
 
     public func checkReadable() async throws {
@@ -216,17 +217,53 @@ public final class MountGuard: WriteGuard, Service {
         return .init(check: .nfs, verdict: .fail, detail: detail, elapsed: result.elapsed)
     }
 
+    /// The store's count of calls past their deadline (a read, write or fsync on a share that stopped
+    /// answering). While any is stuck the store is disabled, whatever the checks say: the checks may pass
+    /// (a marker stat answering while data reads hang) yet the share is not serving.
+    public func storeCallsStuck(_ count: Int, detail: String?) {
+        let (before, after) = current.withLock { state -> (GuardState, GuardState) in
+            let before = state
+            state.hungCalls = count
+            if count == 0 {
+                state.hungDetail = nil
+            } else if state.hungDetail == nil || detail != nil {
+                state.hungDetail = detail ?? state.hungDetail
+            }
+            Self.derive(&state)
+            return (before, state)
+        }
+        logTransition(before, after)
+    }
+
+    /// Enabled only when every check passes and no store call is stuck; the reason is the first failure.
+    private static func derive(_ state: inout GuardState) {
+        let failure = GuardCheck.allCases.compactMap { state.results[$0] }.first(where: \.failed)
+        if let failure {
+            state.enabled = false
+            state.reason = failure.detail
+        } else if state.hungCalls > 0 {
+            state.enabled = false
+            state.reason = "\(state.hungDetail ?? "timed out: a call to the store did not answer") (\(state.hungCalls) call(s) still stuck)"
+        } else {
+            state.enabled = true
+            state.reason = nil
+        }
+    }
+
     /// Merges results into the state; logs enable/disable transitions once.
     private func record(_ results: [GuardCheckResult]) -> GuardState {
         let (before, after) = current.withLock { state -> (GuardState, GuardState) in
             let before = state
             for result in results { state.results[result.check] = result }
-            let failure = GuardCheck.allCases.compactMap { state.results[$0] }.first(where: \.failed)
-            state.enabled = failure == nil
-            state.reason = failure?.detail
+            Self.derive(&state)
             state.lastCheck = Date()
             return (before, state)
         }
+        logTransition(before, after)
+        return after
+    }
+
+    private func logTransition(_ before: GuardState, _ after: GuardState) {
         if before.enabled && !after.enabled {
             logger.error("store disabled", metadata: ["reason": "\(after.reason ?? "")", "datadir": "\(settings.datadir)"])
         } else if !before.enabled && after.enabled {
@@ -234,7 +271,6 @@ public final class MountGuard: WriteGuard, Service {
         } else if !after.enabled && before.reason != after.reason {
             logger.warning("store still disabled", metadata: ["reason": "\(after.reason ?? "")"])
         }
-        return after
     }
 
     // MARK: Service

@@ -15,25 +15,60 @@ import Synchronization
 /// Uploads stream into a hidden temporary file `.<id>.<random>.tmp`, are fsynced, then published with
 /// a rename that never replaces existing data, and the directory is fsynced. Every blocking call runs
 /// on threads owned by the store (reads, metadata) or by the upload (write, md5, sha512), never on an
-/// event loop. Only `ImageID.description` (a canonical UUID) ever becomes a path component.
+/// event loop, and under `timeout`: a share that stops answering costs a request at most that long
+/// (reads 503, writes the store-unavailable error), never a hang. Only `ImageID.description` (a
+/// canonical UUID) ever becomes a path component.
 public struct FilesystemImageStore: ImageDataStore {
     public let directory: String
     private let filePermissions: Int
     private let chunkSize: Int
+    private let createsDirectory: Bool
     private let logger: Logger
-    /// Threads for reads and metadata calls; a few, since an NFS call can block for a long time.
-    private let io: BlockingExecutor
+    /// A few threads for reads and metadata calls, each call under the deadline.
+    private let io: StoreIO
+
+    /// How many threads a hung share can hold at most for reads and metadata calls.
+    public static let ioThreads = 4
 
     /// - Parameters:
     ///   - filePermissions: mode applied to committed files when > 0 (glance's `filesystem_store_file_perm`).
     ///   - chunkSize: bytes per chunk when streaming a download (at least 64 KiB).
-    public init(directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, logger: Logger) {
+    ///   - timeout: the deadline of every blocking call (`mount_guard_timeout`).
+    ///   - createDirectory: `prepare()` creates a missing directory (an unguarded or marker-only store).
+    ///   - onStuckChange: told the number of calls past their deadline and not yet returned, on each change
+    ///     (with what timed out while it is above zero).
+    public init(
+        directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, timeout: Duration = .seconds(2),
+        createDirectory: Bool = false, logger: Logger,
+        onStuckChange: @escaping @Sendable (_ stuck: Int, _ detail: String?) -> Void = { _, _ in }
+    ) {
         self.directory = directory
         self.filePermissions = filePermissions
         self.chunkSize = max(chunkSize, 64 * 1024)
+        self.createsDirectory = createDirectory
         self.logger = logger
-        self.io = BlockingExecutor(threads: 4, name: "imagestore.fs-io")
+        self.io = StoreIO(name: "imagestore.fs-io", threads: Self.ioThreads, timeout: timeout, onStuckChange: onStuckChange)
         _ = ProcessStart.time  // fix the reference time for the sweep as early as possible
+    }
+
+    /// Calls past their deadline that have not returned yet (each holds a thread).
+    public var stuckCalls: Int { io.stuckCalls }
+
+    /// Creates the store directory when this store may (like glance_store for a plain directory), under
+    /// the deadline: start-up calls it in the background until it answers.
+    public func prepare() async throws {
+        guard createsDirectory else { return }
+        let directory = self.directory
+        try await io.run("create \(directory)", context: .write) {
+            // mkdir -p: each missing component in turn.
+            var path = ""
+            for component in directory.split(separator: "/") {
+                path += "/" + component
+                if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                    throw imageStoreError(errno: errno, "create \(path)", context: .write)
+                }
+            }
+        }
     }
 
     private func path(of id: ImageID) -> String {
@@ -43,7 +78,11 @@ public struct FilesystemImageStore: ImageDataStore {
     public func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter {
         let directory = self.directory
         let finalPath = path(of: id)
-        let file = try await io.run { () throws -> TemporaryFile in
+        let file = try await io.run(
+            "create a temporary file in \(directory)", context: .write,
+            // Created after the caller gave up: nobody will write it.
+            abandoned: { $0.discard() }
+        ) { () throws -> TemporaryFile in
             var existing = stat()
             if stat(finalPath, &existing) == 0 {
                 throw ImageStoreError.conflict("Image data for \(id) already exists")
@@ -65,12 +104,14 @@ public struct FilesystemImageStore: ImageDataStore {
             throw ImageStoreError.internal("could not create a temporary file for \(id)")
         }
         return FilesystemImageWriter(
-            id: id, expectedSize: expectedSize, file: file, filePermissions: filePermissions, logger: logger)
+            id: id, expectedSize: expectedSize, file: file, filePermissions: filePermissions, io: io, logger: logger)
     }
 
     public func read(_ id: ImageID, range: Range<Int64>?) async throws -> any ImageDataReader {
         let path = path(of: id)
-        let (fd, size) = try await io.run { () throws -> (Int32, Int64) in
+        let (fd, size) = try await io.run(
+            "open \(path)", context: .read, abandoned: { closeDescriptor($0.0) }
+        ) { () throws -> (Int32, Int64) in
             let fd = try posixCall("open \(path)", context: .read) { open(path, O_RDONLY | O_CLOEXEC) }
             var status = stat()
             if fstat(fd, &status) != 0 {
@@ -84,18 +125,21 @@ public struct FilesystemImageStore: ImageDataStore {
         if let range {
             // The API validated the range against the size it knows; the file is the final word.
             guard range.lowerBound >= 0, range.lowerBound < size || (range.isEmpty && range.lowerBound == 0) else {
-                let io = self.io
-                _ = try? await io.run { closeDescriptor(fd) }
+                io.submit { closeDescriptor(fd) }
                 throw ImageStoreError(.rangeNotSatisfiable, "Range \(range) not satisfiable for \(size) bytes")
             }
             bytes = range.lowerBound..<min(range.upperBound, size)
         }
-        return FilesystemImageReader(fd: fd, bytes: bytes, chunkSize: chunkSize, io: io, path: path)
+        let reader = FilesystemImageReader(fd: fd, bytes: bytes, chunkSize: chunkSize, io: io, path: path)
+        // The first chunk before any header goes out: a share that does not answer is a 503 with
+        // Retry-After, not a 200 followed by silence.
+        try await reader.prefetchFirstChunk()
+        return reader
     }
 
     public func size(_ id: ImageID) async throws -> Int64 {
         let path = path(of: id)
-        return try await io.run {
+        return try await io.run("stat \(path)", context: .read) {
             let status = try fileStatus(path, context: .read)
             guard isRegularFile(status) else { throw ImageStoreError.notFound("No image data found for \(id)") }
             return Int64(status.st_size)
@@ -106,7 +150,7 @@ public struct FilesystemImageStore: ImageDataStore {
     public func delete(_ id: ImageID) async throws -> Bool {
         let path = path(of: id)
         let directory = self.directory
-        return try await io.run {
+        return try await io.run("unlink \(path)", context: .write) {
             if unlink(path) != 0 {
                 let code = errno
                 if code == ENOENT { return false }
@@ -119,7 +163,7 @@ public struct FilesystemImageStore: ImageDataStore {
 
     public func storedIDs() async throws -> [ImageID] {
         let directory = self.directory
-        return try await io.run {
+        return try await io.run("list \(directory)", context: .write) {
             try listDirectory(directory).compactMap { name in
                 // Only canonical names are ours: an upper-case alias would never be read back.
                 guard let id = ImageID(name), id.description == name else { return nil }
@@ -133,7 +177,7 @@ public struct FilesystemImageStore: ImageDataStore {
         let directory = self.directory
         let logger = self.logger
         let startedAt = ProcessStart.time
-        return try await io.run {
+        return try await io.run("sweep \(directory)", context: .write) {
             var removed = 0
             for name in try listDirectory(directory) where name.hasPrefix(".") && name.hasSuffix(".tmp") {
                 let path = "\(directory)/\(name)"
@@ -157,7 +201,7 @@ public struct FilesystemImageStore: ImageDataStore {
 
     public func capacity() async throws -> StoreCapacity {
         let directory = self.directory
-        return try await io.run {
+        return try await io.run("statvfs \(directory)", context: .write) {
             var info = statvfs()
             try posixCall("statvfs \(directory)", context: .write) { statvfs(directory, &info) }
             let fragment = Int64(info.f_frsize)
@@ -167,19 +211,20 @@ public struct FilesystemImageStore: ImageDataStore {
 }
 
 /// Streams a byte range of an open file in chunks, reading one chunk ahead on the store's threads
-/// while the consumer handles the current one.
+/// while the consumer handles the current one. Each read is under the store's deadline: a stall
+/// mid-body throws (the server cuts the connection, the client sees a short body).
 final class FilesystemImageReader: ImageDataReader {
     let length: Int64
     private let start: Int64
     private let chunkSize: Int
-    private let io: BlockingExecutor
+    private let io: StoreIO
     private let path: String
-    /// -1 once closed. The lock is held across `pread`, so a concurrent `close` cannot free the
-    /// descriptor (and let it be reused) under a read.
-    private let descriptor: Mutex<Int32>
+    private let descriptor: FileDescriptorBox
+    /// The first chunk, read by the store before the response starts.
+    private let prefetched = Mutex<ByteBuffer?>(nil)
 
-    init(fd: Int32, bytes: Range<Int64>, chunkSize: Int, io: BlockingExecutor, path: String) {
-        self.descriptor = Mutex(fd)
+    init(fd: Int32, bytes: Range<Int64>, chunkSize: Int, io: StoreIO, path: String) {
+        self.descriptor = FileDescriptorBox(fd)
         self.start = bytes.lowerBound
         self.length = Int64(bytes.count)
         self.chunkSize = chunkSize
@@ -190,19 +235,37 @@ final class FilesystemImageReader: ImageDataReader {
     deinit {
         // Dropped without close: do not leak the descriptor. Closed on the store's threads, since a
         // close on NFS is a round trip and deinit may run on an event loop.
-        let fd = descriptor.withLock { fd in
-            defer { fd = -1 }
-            return fd
+        let descriptor = self.descriptor
+        io.submit { descriptor.close() }
+    }
+
+    func prefetchFirstChunk() async throws {
+        guard length > 0 else { return }
+        do {
+            let first = try await readChunk(at: start, count: Int(min(Int64(chunkSize), length)))
+            prefetched.withLock { $0 = first }
+        } catch {
+            await close()
+            throw error
         }
-        if fd >= 0 { io.submit { closeDescriptor(fd) } }
     }
 
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        if descriptor.isClosed { throw ImageStoreError.internal("read of \(path) after close") }
         do {
             let end = start + length
             var offset = start
             if offset < end {
-                var current = try await readChunk(at: offset, count: Int(min(Int64(chunkSize), end - offset)))
+                let first = prefetched.withLock { buffer in
+                    defer { buffer = nil }
+                    return buffer
+                }
+                var current: ByteBuffer
+                if let first {
+                    current = first
+                } else {
+                    current = try await readChunk(at: offset, count: Int(min(Int64(chunkSize), end - offset)))
+                }
                 while true {
                     offset += Int64(current.readableBytes)
                     if offset >= end {
@@ -223,19 +286,18 @@ final class FilesystemImageReader: ImageDataReader {
     }
 
     func close() async {
-        _ = try? await io.run {
-            self.descriptor.withLock { fd in
-                if fd >= 0 { closeDescriptor(fd) }
-                fd = -1
-            }
-        }
+        // Reads fail from now on; the close itself is queued and never waits on a hung share.
+        descriptor.markClosed()
+        let descriptor = self.descriptor
+        io.submit { descriptor.close() }
     }
 
     private func readChunk(at offset: Int64, count: Int) async throws -> ByteBuffer {
         let path = self.path
-        return try await io.run {
-            try self.descriptor.withLock { fd in
-                guard fd >= 0 else { throw ImageStoreError.internal("read of \(path) after close") }
+        let descriptor = self.descriptor
+        return try await io.run("read \(path)", context: .read) {
+            try descriptor.withOpen { fd in
+                guard let fd else { throw ImageStoreError.internal("read of \(path) after close") }
                 var buffer = ByteBufferAllocator().buffer(capacity: count)
                 var done = 0
                 while done < count {
@@ -252,6 +314,33 @@ final class FilesystemImageReader: ImageDataReader {
                 }
                 return buffer
             }
+        }
+    }
+}
+
+/// A read descriptor shared by a reader and its queued clean-up. The lock is held across `pread`, so a
+/// concurrent close cannot free the descriptor (and let it be reused) under a read; only store threads
+/// ever take it.
+final class FileDescriptorBox: Sendable {
+    private let fd: Mutex<Int32>
+    /// Set by the reader's `close` at once, while the close itself may still be queued.
+    private let closing = Atomic(false)
+
+    init(_ fd: Int32) { self.fd = Mutex(fd) }
+
+    func markClosed() { closing.store(true, ordering: .releasing) }
+    var isClosed: Bool { closing.load(ordering: .acquiring) }
+
+    /// `body` gets nil once the reader was closed.
+    func withOpen<T>(_ body: (Int32?) throws -> T) rethrows -> T {
+        try fd.withLock { fd in try body(fd >= 0 && !closing.load(ordering: .acquiring) ? fd : nil) }
+    }
+
+    /// Idempotent.
+    func close() {
+        fd.withLock { fd in
+            if fd >= 0 { closeDescriptor(fd) }
+            fd = -1
         }
     }
 }

@@ -18,6 +18,8 @@ final class TemporaryFile: @unchecked Sendable {
     let tempPath: String
     let finalPath: String
     private var fd: Int32
+    /// Set once `publish` renamed the data into place.
+    private var published = false
 
     init(fd: Int32, directory: String, tempPath: String, finalPath: String) {
         self.fd = fd
@@ -47,17 +49,21 @@ final class TemporaryFile: @unchecked Sendable {
     /// durable. Either the data is published durably or nothing is published.
     func publish() throws {
         try renameNoReplace(tempPath, finalPath)
+        published = true
         do {
             try fsyncDirectory(directory)
         } catch {
             // The caller will treat the commit as failed and not delete the image's data: do not
             // leave a published file nobody accounts for.
             _ = unlink(finalPath)
+            published = false
             throw error
         }
     }
 
-    /// Closes and removes the temporary file; never touches the committed name. Idempotent.
+    /// Closes and removes the temporary file. Touches the committed name only when this upload published
+    /// it and then failed (its publish answered after the deadline, so the upload was refused): that
+    /// file is an orphan no image points to. Idempotent.
     func discard() {
         if fd >= 0 {
             close(fd)
@@ -65,6 +71,11 @@ final class TemporaryFile: @unchecked Sendable {
         }
         // Best effort: a temp that cannot be removed now (store gone) is removed by the start-up sweep.
         _ = unlink(tempPath)
+        if published {
+            _ = unlink(finalPath)
+            published = false
+            try? fsyncDirectory(directory)
+        }
     }
 }
 
@@ -76,6 +87,8 @@ final class UploadPipeline: Sendable {
     static let maxInFlight = 4
 
     let file: TemporaryFile
+    /// Deadlines and the count of stuck calls, shared with the store.
+    private let io: StoreIO
     private let fileThread: BlockingExecutor
     private let md5Thread: BlockingExecutor
     private let sha512Thread: BlockingExecutor
@@ -90,8 +103,9 @@ final class UploadPipeline: Sendable {
     }
     private let state = Mutex(State())
 
-    init(file: TemporaryFile, id: ImageID) {
+    init(file: TemporaryFile, id: ImageID, io: StoreIO) {
         self.file = file
+        self.io = io
         let label = "imagestore.upload.\(id.description.prefix(8))"
         fileThread = BlockingExecutor(threads: 1, name: "\(label).file")
         md5Thread = BlockingExecutor(threads: 1, name: "\(label).md5")
@@ -100,7 +114,7 @@ final class UploadPipeline: Sendable {
 
     /// Queues one batch on all three stages, waiting first while the pipeline is full.
     func submit(_ batch: ByteBuffer) async throws {
-        try await waitUntil(inFlightAtMost: Self.maxInFlight - 1)
+        try await waitWithDeadline(inFlightAtMost: Self.maxInFlight - 1)
         state.withLock { $0.inFlight += 1 }
         let completion = BatchCompletion(pipeline: self)
         let file = self.file
@@ -124,7 +138,7 @@ final class UploadPipeline: Sendable {
 
     /// Waits until every queued batch is written and hashed; throws the first failure.
     func drain() async throws {
-        try await waitUntil(inFlightAtMost: 0)
+        try await waitWithDeadline(inFlightAtMost: 0)
     }
 
     /// After `drain`: the digests.
@@ -139,10 +153,41 @@ final class UploadPipeline: Sendable {
         return result
     }
 
-    /// Runs blocking work on the file thread, after every write queued before it.
-    func onFileThread<T: Sendable>(_ body: @escaping @Sendable (TemporaryFile) throws -> T) async throws -> T {
+    /// Runs blocking work on the file thread, after every write queued before it, under the store's
+    /// deadline. Work past the deadline still runs (it is queued); its caller gets the store-unavailable
+    /// error at the deadline.
+    func onFileThread<T: Sendable>(
+        _ what: String, _ body: @escaping @Sendable (TemporaryFile) throws -> T
+    ) async throws -> T {
         let file = self.file
-        return try await fileThread.run { try body(file) }
+        let fileThread = self.fileThread
+        let answer = await value(within: io.timeout) { () -> Result<T, any Error> in
+            do { return .success(try await fileThread.run { try body(file) }) } catch { return .failure(error) }
+        }
+        if let answer { return try answer.get() }
+        try Task.checkCancellation()
+        throw stuck("\(what) \(file.tempPath)")
+    }
+
+    /// Waits for room in the pipeline; no progress within the deadline means the file (a write on a
+    /// hung share) is stuck: the upload fails with the store-unavailable error and the store is told.
+    private func waitWithDeadline(inFlightAtMost threshold: Int) async throws {
+        // Not cancelled at the deadline: `fail` below ends the wait with the real error instead.
+        let answer = await value(within: io.timeout) { () -> Result<Void, any Error> in
+            do { return .success(try await self.waitUntil(inFlightAtMost: threshold)) } catch { return .failure(error) }
+        }
+        if let answer { return try answer.get() }
+        try Task.checkCancellation()
+        let error = stuck("write \(file.tempPath)")
+        fail(error)
+        throw error
+    }
+
+    /// Counts the file thread as stuck until everything queued on it so far has returned.
+    private func stuck(_ what: String) -> ImageStoreError {
+        let release = io.uploadStuck(what)
+        fileThread.submit { release() }
+        return io.timedOut(what, context: .write)
     }
 
     /// Stops the pipeline: queued batches are skipped, a waiting `submit`/`drain` throws.
@@ -155,6 +200,13 @@ final class UploadPipeline: Sendable {
         fileThread.close()
         md5Thread.close()
         sha512Thread.close()
+    }
+
+    /// Removes the temporary file behind any pending writes; waits for that at most the deadline.
+    func discard() async {
+        let file = self.file
+        let fileThread = self.fileThread
+        _ = await value(within: io.timeout) { try? await fileThread.run { file.discard() } }
     }
 
     /// Queues the removal of the temporary file behind any pending writes, without waiting (deinit).
@@ -257,9 +309,9 @@ final class FilesystemImageWriter: ImageDataWriter {
     private let state: Mutex<State>
     private let allocator = ByteBufferAllocator()
 
-    init(id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, logger: Logger) {
+    init(id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, io: StoreIO, logger: Logger) {
         self.id = id
-        self.pipeline = UploadPipeline(file: file, id: id)
+        self.pipeline = UploadPipeline(file: file, id: id, io: io)
         self.filePermissions = filePermissions
         self.logger = logger
         self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize)))
@@ -316,7 +368,7 @@ final class FilesystemImageWriter: ImageDataWriter {
             if let last { try await pipeline.submit(last) }
             try await pipeline.drain()
             let permissions = filePermissions
-            try await pipeline.onFileThread { try $0.makeDurable(permissions: permissions) }
+            try await pipeline.onFileThread("fsync") { try $0.makeDurable(permissions: permissions) }
             let (md5, sha512) = try await pipeline.digests()
             let staged = UploadHasher.staged(size: size, md5: md5, sha512: sha512)
             try state.withLock { state in
@@ -337,7 +389,7 @@ final class FilesystemImageWriter: ImageDataWriter {
             }
         }
         do {
-            try await pipeline.onFileThread { try $0.publish() }
+            try await pipeline.onFileThread("publish") { try $0.publish() }
         } catch {
             await fail()
             throw error
@@ -364,8 +416,9 @@ final class FilesystemImageWriter: ImageDataWriter {
         }
         guard shouldDiscard else { return }
         pipeline.cancel(ImageStoreError.internal("upload of \(id) aborted"))
-        // Queued behind any pending write, so the descriptor is not closed under a running write.
-        _ = try? await pipeline.onFileThread { $0.discard() }
+        // Queued behind any pending write, so the descriptor is not closed under a running write; on a
+        // hung share it runs (removing the temporary file) once the share answers again.
+        await pipeline.discard()
         pipeline.shutDown()
         ActiveTemporaryFiles.remove(pipeline.file.tempPath)
     }

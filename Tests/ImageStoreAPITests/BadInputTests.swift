@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import ImageStoreAPI
 import ImageStoreCore
+import ImageStoreTestSupport
 import NIOCore
 import Testing
 

@@ -57,6 +57,8 @@ struct InfoController {
             "last_check": JSONValue(state.lastCheck.map { GlanceTime.format($0) }),
             "free_bytes": JSONValue(state.freeBytes),
             "total_bytes": JSONValue(state.totalBytes),
+            // Store calls past their deadline still holding one of the store's bounded threads.
+            "hung_calls": .int(Int64(state.hungCalls)),
         ]
         doc["checks"] = .array(
             state.orderedResults.map { result in

@@ -5,11 +5,11 @@ import Glibc
 #endif
 
 /// A plain TCP connection for what a well-behaved client library will not do: stop mid-body,
-/// stall, or wait for `100 Continue`.
-final class RawHTTPConnection: @unchecked Sendable {
-    let fd: Int32
+/// stall, wait for `100 Continue`, or read a body slowly and see where it ends.
+public final class RawHTTPConnection: @unchecked Sendable {
+    public let fd: Int32
 
-    init(port: Int) throws {
+    public init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         var address = sockaddr_in()
@@ -27,9 +27,9 @@ final class RawHTTPConnection: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    func send(_ text: String) throws { try send(Array(text.utf8)) }
+    public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -39,7 +39,7 @@ final class RawHTTPConnection: @unchecked Sendable {
     }
 
     /// Reads until `marker` appears or the peer closes / the read times out.
-    func receive(until marker: String, timeout: TimeInterval = 10) -> String {
+    public func receive(until marker: String, timeout: TimeInterval = 10) -> String {
         var received = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Date().addingTimeInterval(timeout)
@@ -53,18 +53,38 @@ final class RawHTTPConnection: @unchecked Sendable {
     }
 
     /// Abortive close (RST), like a client that crashed.
-    func reset() {
+    public func reset() {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(fd)
     }
 
-    func closeNormally() { close(fd) }
+    public func closeNormally() { close(fd) }
+
+    /// Reads what arrives until the peer closes (or `timeout` passes); returns the bytes and whether
+    /// the peer closed.
+    public func receiveUntilClosed(timeout: TimeInterval) -> (bytes: [UInt8], closed: Bool) {
+        var received = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        var short = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &short, socklen_t(MemoryLayout<timeval>.size))
+        while Date() < deadline {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return (received, true) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                return (received, true)  // reset
+            }
+            received += buffer[0..<n]
+        }
+        return (received, false)
+    }
 }
 
 /// Runs blocking socket work on its own OS thread: a test blocking the cooperative pool (2 threads on
 /// this machine) would starve the server it is talking to, which runs in the same process.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try body() }) }.start()
     }
