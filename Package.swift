@@ -170,7 +170,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreTestSupport"],
+            name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreStorageTests",
@@ -188,7 +188,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreGuardTests",
-            dependencies: ["ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore"],
+            dependencies: [
+                "ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore",
+                "ImageStoreMetadata",
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreHealthTests",

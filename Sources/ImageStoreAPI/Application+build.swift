@@ -62,12 +62,16 @@ public struct ApplicationDependencies: Sendable {
         guard configuration.sourcePath != nil || options.isNFSConfigured || options.requireMountpoint else {
             return ApplicationDependencies(repository: repository, store: store)
         }
-        let mountGuard = try makeMountGuard(options, logger: logger)
+        let mountGuard = try makeMountGuard(
+            options, identity: StoreIdentityRecord(repository: repository, store: configuration.defaultBackend), logger: logger)
         return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
     }
 
-    /// The mount guard for a store's options (also used by `imagestore check`).
-    public static func makeMountGuard(_ options: FilesystemStoreOptions, logger: Logger) throws -> MountGuard {
+    /// The mount guard for a store's options (also used by `imagestore check`, without `identity`).
+    /// - Parameter identity: where the share's store id is recorded; nil accepts any share with a marker.
+    public static func makeMountGuard(
+        _ options: FilesystemStoreOptions, identity: StoreIdentityRecord? = nil, logger: Logger
+    ) throws -> MountGuard {
         let settings: MountGuardSettings
         do {
             settings = try MountGuardSettings(options: options)
@@ -75,7 +79,7 @@ public struct ApplicationDependencies: Sendable {
             throw ImageStoreError.badRequest("filesystem_nfs_mount_options: \(error)")
         }
         let probe = settings.nfsTarget.map { LibNFSProbe(target: $0, logger: logger) }
-        return MountGuard(settings: settings, probe: probe, logger: logger)
+        return MountGuard(settings: settings, probe: probe, identity: identity, logger: logger)
     }
 }
 
@@ -89,7 +93,9 @@ public func buildApplication(
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
-        limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
+        limits: .init(
+            imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
+            reservedSpace: configuration.store.reservedSpace),
         logger: logger)
 
     let healthMonitor = HealthMonitor(
