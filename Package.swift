@@ -168,7 +168,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
-        .testTarget(name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore", "ImageStoreTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport"],
             swiftSettings: swiftSettings),

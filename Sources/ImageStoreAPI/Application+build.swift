@@ -18,6 +18,10 @@ import ServiceLifecycle
 /// their own (in-memory repository and store, a scripted guard).
 public struct ApplicationDependencies: Sendable {
     public var repository: any ImageRepository
+    /// The metadata definitions catalogue; by default beside the images (the same SQLite database).
+    public var metadefs: any MetadefRepository
+    /// Glance's tasks; by default beside the images.
+    public var tasks: any TaskRepository
     public var store: any ImageDataStore
     public var writeGuard: any WriteGuard
     /// Validates callers' tokens under the keystone flavor; made from `[keystone_authtoken]` when nil.
@@ -27,9 +31,18 @@ public struct ApplicationDependencies: Sendable {
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
-        tokenValidator: (any TokenValidator)? = nil, services: [any Service] = []
+        tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
+        tasks: (any TaskRepository)? = nil
     ) {
         self.repository = repository
+        self.metadefs = metadefs ?? Self.metadefs(beside: repository)
+        if let tasks {
+            self.tasks = tasks
+        } else if let sqlite = repository as? SQLiteImageRepository {
+            self.tasks = SQLiteTaskRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
+        } else {
+            self.tasks = InMemoryTaskRepository()
+        }
         self.store = store
         self.writeGuard = writeGuard
         self.tokenValidator = tokenValidator
@@ -38,17 +51,7 @@ public struct ApplicationDependencies: Sendable {
 
     /// SQLite + filesystem store from the configuration.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
-        let repository: any ImageRepository
-        switch configuration.database {
-        case .sqlite(let path):
-            if path != ":memory:" {
-                try FileManager.default.createDirectory(
-                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            }
-            repository = try SQLiteImageRepository(path: path, logger: logger)
-        case .postgresql:
-            throw ImageStoreError.badRequest("[database] connection: postgresql is not supported yet; use sqlite:////path.db")
-        }
+        let repository = try makeRepository(configuration, logger: logger)
         let options = configuration.store
         // Like glance_store, create a missing plain directory; a guarded store (marker, mount) is the
         // admin's to provide, and creating it would write into the bare mountpoint.
@@ -65,6 +68,28 @@ public struct ApplicationDependencies: Sendable {
         let mountGuard = try makeMountGuard(
             options, identity: StoreIdentityRecord(repository: repository, store: configuration.defaultBackend), logger: logger)
         return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+    }
+
+    /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
+    public static func metadefs(beside repository: any ImageRepository) -> any MetadefRepository {
+        if let sqlite = repository as? SQLiteImageRepository {
+            return SQLiteMetadefRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
+        }
+        return InMemoryMetadefRepository()
+    }
+
+    /// The metadata database of the configuration (also used by `imagestore db`).
+    public static func makeRepository(_ configuration: ServiceConfiguration, logger: Logger) throws -> any ImageRepository {
+        switch configuration.database {
+        case .sqlite(let path):
+            if path != ":memory:" {
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            }
+            return try SQLiteImageRepository(path: path, logger: logger)
+        case .postgresql:
+            throw ImageStoreError.badRequest("[database] connection: postgresql is not supported yet; use sqlite:////path.db")
+        }
     }
 
     /// The mount guard for a store's options (also used by `imagestore check`, without `identity`).
@@ -96,7 +121,7 @@ public func buildApplication(
         limits: .init(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
-        logger: logger)
+        requireFormatMatch: configuration.requireImageFormatMatch, logger: logger)
 
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
@@ -229,6 +254,8 @@ func buildRouter(
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
+    MetadefsController(repository: dependencies.metadefs).addRoutes(to: routes)
+    TasksController(repository: dependencies.tasks, access: access).addRoutes(to: routes)
     InfoController(
         backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,

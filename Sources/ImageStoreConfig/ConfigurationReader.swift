@@ -20,11 +20,14 @@ struct ConfigurationReader {
         static let healthcheck = "healthcheck"
         static let keystoneAuthtoken = "keystone_authtoken"
         static let osloPolicy = "oslo_policy"
+        static let imageFormat = "image_format"
         /// Glance registers these stores itself (staging and tasks areas); their sections are valid.
         static let reservedStores: Set<String> = ["os_glance_staging_store", "os_glance_tasks_store"]
         /// The paste file's section whose keys override `[healthcheck]`.
         static let pasteHealthcheck = "app:healthcheck"
-        static let ours: Set<String> = [defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy]
+        static let ours: Set<String> = [
+            defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy, imageFormat,
+        ]
     }
 
     enum Key {
@@ -35,6 +38,7 @@ struct ConfigurationReader {
         static let enabledBackends = "enabled_backends"
         static let drainTimeout = "shutdown_drain_timeout"
         static let clientSocketTimeout = "client_socket_timeout"
+        static let requireImageFormatMatch = "require_image_format_match"
         static let defaultBackend = "default_backend"
         /// Deprecated legacy glance_store options: accepted, `default_store` must be `file`.
         static let stores = "stores"
@@ -64,6 +68,7 @@ struct ConfigurationReader {
             case .failure(let reason): throw v.invalid(reason.description)
             }
         }
+        if let v = value(Section.imageFormat, Key.requireImageFormatMatch) { config.requireImageFormatMatch = try v.bool() }
         try readPaste(into: &config)
         try readAuth(into: &config)
         config.policy = try readPolicy()
@@ -457,7 +462,7 @@ struct ConfigurationReader {
         // [DEFAULT] is every section's fallback, so any option that some section knows is valid there.
         let everyKey = Key.defaults.union(Key.glanceStore).union(storeKeys).union(HealthcheckOptions.Key.all)
             .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all)
-            .union([Key.connection, Key.flavor, Key.configFile])
+            .union([Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch])
         for section in file.sections {
             let known: Set<String>
             switch section.name {
@@ -465,6 +470,7 @@ struct ConfigurationReader {
             // Store options here are read (legacy mode) or already warned about (multi-store mode).
             case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
             case Section.database: known = [Key.connection]
+            case Section.imageFormat: known = [Key.requireImageFormatMatch]
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
             case Section.keystoneAuthtoken:

@@ -47,6 +47,9 @@ public struct ServiceConfiguration: Sendable {
     /// `[DEFAULT] client_socket_timeout` (Glance's name): seconds a connection may stay silent, also in
     /// the middle of an upload body, before it is closed (the upload is then cleaned up); 0 disables.
     public var clientSocketTimeout: Double = Self.defaultClientSocketTimeout
+    /// `[image_format] require_image_format_match`: uploads whose data is not their `disk_format` are
+    /// refused (415). Failed safety checks (a qcow2 backing file…) are refused either way.
+    public var requireImageFormatMatch = true
     /// Unknown sections and options, and options that were ignored, each naming file, line,
     /// section and key. Log them at start-up.
     public var warnings: [String]

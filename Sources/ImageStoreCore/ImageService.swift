@@ -30,19 +30,22 @@ public struct ImageService: Sendable {
     public let limits: Limits
     /// Space before bytes, shared by every upload of this service (see `SpaceGate`).
     public let space: SpaceGate
+    /// `[image_format] require_image_format_match`: data that is not its `disk_format` is refused (415).
+    public let requireFormatMatch: Bool
     /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
     public let processToken: String
     let logger: Logger
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
-        limits: Limits = .init(), processToken: String = ImageService.makeProcessToken(),
+        limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
         logger: Logger = Logger(label: "imagestore.images")
     ) {
         self.repository = repository
         self.store = store
         self.writeGuard = writeGuard
         self.limits = limits
+        self.requireFormatMatch = requireFormatMatch
         self.processToken = processToken
         self.logger = logger
         self.space = SpaceGate(reserve: limits.reservedSpace) { [writeGuard, store] in
@@ -96,12 +99,16 @@ public struct ImageService: Sendable {
             let w = try await store.beginWrite(id, expectedSize: declaredSize)
             writer = w
             var received: Int64 = 0
+            // As Glance, only `bare` containers are inspected: the format is checked on the bytes as they
+            // pass, never by reading the data again.
+            let inspection = image.containerFormat == "bare" ? FormatInspection() : nil
             do {
                 for try await chunk in body {
                     received += Int64(chunk.readableBytes)
                     if received > limits.imageSizeCap { throw tooLarge() }
                     if let quotaLeft, received > quotaLeft { throw quotaExceeded(quotaLeft) }
                     try await ticket?.willWrite(chunk.readableBytes)
+                    if let inspection { chunk.withUnsafeReadableBytes { inspection.eat($0) } }
                     try await w.write(chunk)
                 }
                 // A cancelled request (shutdown past the drain timeout) may see its body end early:
@@ -118,6 +125,8 @@ public struct ImageService: Sendable {
                 // Errors from the body sequence are the client going away.
                 throw ImageStoreError(.clientDisconnected, "The client stopped sending the image data: \(error)")
             }
+            // A mismatch or a failed safety check (qcow2 backing file…) is 415, and the data is dropped.
+            let virtualSize = try inspection?.finish().verdict(diskFormat: image.diskFormat ?? "", requireMatch: requireFormatMatch)
             let staged = try await w.finish()
             // The share may have gone away while we streamed: check again before publishing.
             try await writeGuard.checkWritable()
@@ -130,6 +139,7 @@ public struct ImageService: Sendable {
                     image.checksum = staged.md5
                     image.osHashAlgo = staged.hashAlgorithm
                     image.osHashValue = staged.hashValue
+                    if let virtualSize { image.virtualSize = virtualSize }
                     image.uploadOwner = nil
                 }
             } catch let error as ImageStoreError where error.code == .notFound || error.code == .conflict {

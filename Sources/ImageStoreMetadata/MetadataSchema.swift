@@ -1,4 +1,6 @@
+import Foundation
 import GRDB
+import ImageStoreCore
 
 /// The metadata schema, as versioned migrations. GRDB records each applied migration in
 /// `grdb_migrations`, so running the migrator at every start-up applies only what is new.
@@ -80,7 +82,84 @@ enum MetadataSchema {
                     CREATE INDEX image_members_by_member ON image_members(member_id, status, image_id);
                     """)
         }
-        migrator.registerMigration("v3-store-identity") { db in
+        migrator.registerMigration("v3-metadefs") { db in
+            // Glance's metadata definitions catalogue. Objects, properties and tags share one table: each is
+            // a name and the JSON definition the API validated. Children follow their namespace's renames
+            // and deletes (ON UPDATE/DELETE CASCADE). Resource types are seeded as Glance's schema did, so
+            // the list is never empty.
+            try db.execute(
+                sql: """
+                    CREATE TABLE metadef_namespaces (
+                        namespace TEXT NOT NULL PRIMARY KEY,
+                        display_name TEXT,
+                        description TEXT,
+                        visibility TEXT NOT NULL,
+                        protected INTEGER NOT NULL DEFAULT 0,
+                        owner TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    ) STRICT;
+
+                    CREATE TABLE metadef_items (
+                        namespace TEXT NOT NULL REFERENCES metadef_namespaces(namespace) ON DELETE CASCADE ON UPDATE CASCADE,
+                        kind TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        document TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (namespace, kind, name)
+                    ) STRICT, WITHOUT ROWID;
+
+                    CREATE TABLE metadef_resource_types (
+                        name TEXT NOT NULL PRIMARY KEY,
+                        protected INTEGER NOT NULL DEFAULT 0,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    ) STRICT;
+
+                    CREATE TABLE metadef_associations (
+                        namespace TEXT NOT NULL REFERENCES metadef_namespaces(namespace) ON DELETE CASCADE ON UPDATE CASCADE,
+                        resource_type TEXT NOT NULL REFERENCES metadef_resource_types(name),
+                        prefix TEXT,
+                        properties_target TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (namespace, resource_type)
+                    ) STRICT, WITHOUT ROWID;
+                    """)
+            let now = Date().timeIntervalSince1970
+            for name in MetadefResourceType.seeded {
+                try db.execute(
+                    sql: "INSERT INTO metadef_resource_types (name, protected, created_at, updated_at) VALUES (?, 1, ?, ?)",
+                    arguments: [name, now, now])
+            }
+        }
+        migrator.registerMigration("v4-tasks") { db in
+            // Glance's tasks: input and result are JSON texts; image_id is not a foreign key, since a task
+            // outlives the image it made or failed to make.
+            try db.execute(
+                sql: """
+                    CREATE TABLE tasks (
+                        id TEXT NOT NULL PRIMARY KEY,
+                        type TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        input TEXT NOT NULL,
+                        result TEXT,
+                        message TEXT NOT NULL DEFAULT '',
+                        owner TEXT,
+                        image_id TEXT,
+                        user_id TEXT,
+                        request_id TEXT,
+                        expires_at REAL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    ) STRICT;
+
+                    CREATE INDEX tasks_by_owner ON tasks(owner, created_at);
+                    CREATE INDEX tasks_by_image ON tasks(image_id);
+                    """)
+        }
+        migrator.registerMigration("v5-store-identity") { db in
             // The store id read from each backend's marker at its first writable check: a share whose
             // marker carries another id is a different share (writes refused, see MountGuard).
             try db.execute(

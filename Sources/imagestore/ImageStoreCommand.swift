@@ -19,7 +19,7 @@ struct ImageStoreCommand: AsyncParsableCommand {
             With no configuration file, `imagestore serve` runs on an embedded default: SQLite and a store \
             directory under ./data, listening on 127.0.0.1:9292, noauth (development only).
             """,
-        subcommands: [Serve.self, Check.self, InitStore.self],
+        subcommands: [Serve.self, Check.self, InitStore.self, Database.self],
         defaultSubcommand: nil
     )
 }
@@ -245,5 +245,39 @@ extension Duration {
     var milliseconds: String {
         let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
         return String(format: "%.1f", ms)
+    }
+}
+
+/// `imagestore db …`: maintenance of the metadata database.
+struct Database: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Metadata database maintenance.", subcommands: [LoadMetadefs.self])
+}
+
+/// Glance's `glance-manage db_load_metadefs`: loads namespace JSON files (Glance's `etc/metadefs`, or ours).
+struct LoadMetadefs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load-metadefs",
+        abstract: "Load metadata definition namespaces from the *.json files of a directory.",
+        discussion: "A namespace that already exists is skipped unless --overwrite (then it is replaced).")
+
+    @OptionGroup var config: ConfigOptions
+
+    @Argument(help: "Directory of namespace JSON files (e.g. etc/metadefs).")
+    var directory: String
+
+    @Flag(help: "Replace namespaces that already exist.")
+    var overwrite = false
+
+    func run() async throws {
+        var logger = Logger(label: "imagestore.db")
+        logger.logLevel = .warning
+        let configuration = try config.load(logger: logger)
+        let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
+        let metadefs = ApplicationDependencies.metadefs(beside: repository)
+        let report = try await MetadefLoader.load(directory: directory, into: metadefs, overwrite: overwrite)
+        for name in report.loaded { print("loaded \(name)") }
+        for name in report.skipped { print("skipped \(name) (exists; --overwrite replaces it)") }
+        print("\(report.loaded.count) loaded, \(report.skipped.count) skipped")
     }
 }

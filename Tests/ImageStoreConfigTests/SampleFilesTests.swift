@@ -24,7 +24,10 @@ import Testing
         let options =
             ConfigurationReader.Key.defaults.union(ConfigurationReader.Key.glanceStore.subtracting(["stores"]))
             .union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all.subtracting(["path"]))
-            .union([ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile])
+            .union([
+                ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile,
+                ConfigurationReader.Key.requireImageFormatMatch,
+            ])
             .union(KeystoneAuthOptions.Key.all.subtracting(["auth_uri"])).union(PolicyOptions.Key.all)
         let undocumented = options.filter { key in
             !lines.contains { $0.hasPrefix("#\(key) =") || $0.hasPrefix("\(key) =") }

@@ -15,10 +15,11 @@ import urllib.request
 def run(args, env_extra=None):
     env = dict(os.environ)
     env.pop("OS_CLOUD", None)
-    env["HOME"] = tempfile.mkdtemp(prefix="client-home-")  # no cached schemas between runs
     if env_extra:
         env.update(env_extra)
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    with tempfile.TemporaryDirectory(prefix="client-home-") as home:  # no cached schemas between runs
+        env["HOME"] = home
+        result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result.stdout
 

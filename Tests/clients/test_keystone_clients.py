@@ -131,8 +131,8 @@ def openstack(cloud, user, *args):
 
 
 def run_failing(args):
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, HOME=tempfile.mkdtemp(prefix="client-home-")))
+    with tempfile.TemporaryDirectory(prefix="client-home-") as home:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=home))
     assert result.returncode != 0, f"{' '.join(args)} unexpectedly succeeded:\n{result.stdout}"
     return result.stdout + result.stderr
 

@@ -13,6 +13,16 @@ struct SchemasController {
         routes.add(.get, "/v2/schemas/members") { _, _ in .json(Schemas.members) }
         routes.add(.get, "/v2/schemas/metadefs/namespace") { _, _ in .json(Schemas.metadefNamespace) }
         routes.add(.get, "/v2/schemas/metadefs/resource_type") { _, _ in .json(Schemas.metadefResourceType) }
+        routes.add(.get, "/v2/schemas/task") { _, _ in .json(Schemas.task) }
+        routes.add(.get, "/v2/schemas/tasks") { _, _ in .json(Schemas.tasks) }
+        routes.add(.get, "/v2/schemas/metadefs/namespaces") { _, _ in .json(Schemas.metadefNamespaces) }
+        routes.add(.get, "/v2/schemas/metadefs/resource_types") { _, _ in .json(Schemas.metadefResourceTypes) }
+        routes.add(.get, "/v2/schemas/metadefs/object") { _, _ in .json(Schemas.metadefObject) }
+        routes.add(.get, "/v2/schemas/metadefs/objects") { _, _ in .json(Schemas.metadefObjects) }
+        routes.add(.get, "/v2/schemas/metadefs/property") { _, _ in .json(Schemas.metadefProperty) }
+        routes.add(.get, "/v2/schemas/metadefs/properties") { _, _ in .json(Schemas.metadefProperties) }
+        routes.add(.get, "/v2/schemas/metadefs/tag") { _, _ in .json(Schemas.metadefTag) }
+        routes.add(.get, "/v2/schemas/metadefs/tags") { _, _ in .json(Schemas.metadefTags) }
     }
 }
 
@@ -130,15 +140,38 @@ enum Schemas {
         ],
     ]
 
+    /// Glance's namespace schema: python-glanceclient validates namespace documents with it (warlock),
+    /// so every field the API returns is here.
     static let metadefNamespace: JSONValue = [
         "name": "namespace",
         "properties": [
-            "namespace": ["type": "string", "maxLength": 80], "display_name": ["type": "string", "maxLength": 80],
-            "description": ["type": "string", "maxLength": 500],
-            "visibility": ["type": "string", "enum": ["public", "private"]],
-            "protected": ["type": "boolean"], "owner": ["type": "string", "maxLength": 255],
+            "namespace": ["type": "string", "maxLength": 80, "description": "The unique namespace text."],
+            "display_name": ["type": "string", "maxLength": 80, "description": "The user friendly name for the namespace. Used by UI if available."],
+            "description": ["type": "string", "maxLength": 500, "description": "Provides a user friendly description of the namespace."],
+            "visibility": ["type": "string", "enum": ["public", "private"], "description": "Scope of namespace accessibility."],
+            "protected": ["type": "boolean", "description": "If true, namespace will not be deletable."],
+            "owner": ["type": "string", "maxLength": 255, "description": "Owner of the namespace."],
+            "created_at": ["type": "string", "readOnly": true, "description": "Date and time of namespace creation", "format": "date-time"],
+            "updated_at": ["type": "string", "readOnly": true, "description": "Date and time of the last namespace modification", "format": "date-time"],
+            "schema": ["type": "string", "readOnly": true], "self": ["type": "string", "readOnly": true],
+            "resource_type_associations": [
+                "type": "array",
+                "items": ["type": "object", "properties": ["name": ["type": "string"], "prefix": ["type": "string"], "properties_target": ["type": "string"]]],
+            ],
+            "properties": ["$ref": "#/definitions/property"],
+            "objects": [
+                "type": "array",
+                "items": [
+                    "type": "object",
+                    "properties": [
+                        "name": ["type": "string"], "description": ["type": "string"],
+                        "required": ["$ref": "#/definitions/stringArray"], "properties": ["$ref": "#/definitions/property"],
+                    ],
+                ],
+            ],
+            "tags": ["type": "array", "items": ["type": "object", "properties": ["name": ["type": "string"]]]],
         ],
-        "additionalProperties": false, "required": ["namespace"],
+        "additionalProperties": false, "required": ["namespace"], "definitions": metadefDefinitions,
     ]
 
     static let metadefResourceType: JSONValue = [
@@ -146,9 +179,134 @@ enum Schemas {
         "properties": [
             "name": ["type": "string", "maxLength": 80], "prefix": ["type": "string", "maxLength": 80],
             "properties_target": ["type": "string", "maxLength": 80],
+            "created_at": ["type": "string", "readOnly": true, "format": "date-time"],
+            "updated_at": ["type": "string", "readOnly": true, "format": "date-time"],
         ],
         "additionalProperties": false, "required": ["name"],
     ]
+
+    // MARK: Tasks (glance/api/v2/tasks.py)
+
+    static let taskProperties: [String: JSONValue] = [
+        "id": ["type": "string", "description": "An identifier for the task", "pattern": .string(uuidPattern)],
+        "type": [
+            "type": "string", "description": "The type of task represented by this content",
+            "enum": ["import", "api_image_import", "location_import"],
+        ],
+        "status": [
+            "type": "string", "description": "The current status of this task",
+            "enum": .array(TaskStatus.allCases.map { .string($0.rawValue) }),
+        ],
+        "input": ["type": ["null", "object"], "description": "The parameters required by task, JSON blob"],
+        "result": ["type": ["null", "object"], "description": "The result of current task, JSON blob"],
+        "owner": ["type": "string", "description": "An identifier for the owner of this task"],
+        "message": ["type": "string", "description": "Human-readable informative message only included when appropriate (usually on failure)"],
+        "image_id": ["type": "string", "description": "Image associated with the task"],
+        "request_id": ["type": "string", "description": "Human-readable informative request-id"],
+        "user_id": ["type": "string", "description": "User associated with the task"],
+        "expires_at": ["type": ["null", "string"], "description": "Datetime when this resource would be subject to removal"],
+        "created_at": ["type": "string", "description": "Datetime when this resource was created"],
+        "updated_at": ["type": "string", "description": "Datetime when this resource was updated"],
+        "self": ["readOnly": true, "type": "string"],
+        "schema": ["readOnly": true, "type": "string"],
+    ]
+
+    static let task: JSONValue = ["name": "task", "properties": .object(taskProperties)]
+
+    static let tasks: JSONValue = {
+        var partial = taskProperties
+        for hidden in ["input", "result", "message"] { partial[hidden] = nil }
+        return collection("tasks", ["name": "task", "properties": .object(partial)])
+    }()
+
+    // MARK: Metadata definitions (glance/api/v2/metadef_*.py get_schema / get_collection_schema)
+
+    static let propertyTypeEnum: JSONValue = ["array", "boolean", "integer", "number", "object", "string", .null]
+
+    /// Glance's shared `definitions` (positiveInteger, stringArray, property).
+    static let metadefDefinitions: JSONValue = [
+        "positiveInteger": ["type": "integer", "minimum": 0],
+        "positiveIntegerDefault0": ["allOf": [["$ref": "#/definitions/positiveInteger"], ["default": 0]]],
+        "stringArray": ["type": "array", "items": ["type": "string"], "uniqueItems": true],
+        "property": [
+            "type": "object",
+            "additionalProperties": [
+                "type": "object", "required": ["title", "type"],
+                "properties": .object(metadefPropertyFields),
+            ],
+        ],
+    ]
+
+    static let metadefPropertyFields: [String: JSONValue] = [
+        "name": ["type": "string", "maxLength": 80], "title": ["type": "string"], "description": ["type": "string"],
+        "operators": ["type": "array", "items": ["type": "string"]], "type": ["type": "string", "enum": propertyTypeEnum],
+        "required": ["$ref": "#/definitions/stringArray"], "minimum": ["type": "number"], "maximum": ["type": "number"],
+        "maxLength": ["$ref": "#/definitions/positiveInteger"], "minLength": ["$ref": "#/definitions/positiveIntegerDefault0"],
+        "pattern": ["type": "string", "format": "regex"], "enum": ["type": "array"], "readonly": ["type": "boolean"],
+        "default": [:],
+        "items": [
+            "type": "object",
+            "properties": ["type": ["type": "string", "enum": propertyTypeEnum], "enum": ["type": "array"]],
+        ],
+        "maxItems": ["$ref": "#/definitions/positiveInteger"], "minItems": ["$ref": "#/definitions/positiveIntegerDefault0"],
+        "uniqueItems": ["type": "boolean", "default": false], "additionalItems": ["type": "boolean"],
+    ]
+
+    static func collection(_ name: String, _ items: JSONValue, extra: [String: JSONValue] = [:]) -> JSONValue {
+        var properties: [String: JSONValue] = [
+            name: ["type": "array", "items": items], "first": ["type": "string"], "next": ["type": "string"],
+            "schema": ["type": "string"],
+        ]
+        for (key, value) in extra { properties[key] = value }
+        return [
+            "name": .string(name), "properties": .object(properties),
+            "links": [
+                ["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"],
+            ],
+        ]
+    }
+
+    static let metadefNamespaces: JSONValue = collection("namespaces", metadefNamespace)
+    static let metadefResourceTypes: JSONValue = collection("resource_type_associations", metadefResourceType)
+
+    static let metadefObject: JSONValue = [
+        "name": "object",
+        "properties": [
+            "name": ["type": "string", "maxLength": 80], "description": ["type": "string"],
+            "required": ["$ref": "#/definitions/stringArray"], "properties": ["$ref": "#/definitions/property"],
+            "schema": ["type": "string", "readOnly": true], "self": ["type": "string", "readOnly": true],
+            "created_at": ["type": "string", "readOnly": true, "description": "Date and time of object creation", "format": "date-time"],
+            "updated_at": ["type": "string", "readOnly": true, "description": "Date and time of the last object modification", "format": "date-time"],
+        ],
+        "additionalProperties": false, "required": ["name"], "definitions": metadefDefinitions,
+    ]
+    static let metadefObjects: JSONValue = collection("objects", metadefObject)
+
+    static let metadefProperty: JSONValue = {
+        var properties = metadefPropertyFields
+        properties["name"] = ["type": "string", "maxLength": 255]
+        return [
+            "name": "property", "properties": .object(properties), "additionalProperties": false,
+            "required": ["name", "title", "type"], "definitions": metadefDefinitions,
+        ]
+    }()
+    static let metadefProperties: JSONValue = [
+        "name": "properties",
+        "properties": ["properties": ["$ref": "#/definitions/property"], "first": ["type": "string"], "next": ["type": "string"], "schema": ["type": "string"]],
+        "links": [["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"]],
+        "definitions": metadefDefinitions,
+    ]
+
+    static let metadefTag: JSONValue = [
+        "name": "tag",
+        "properties": [
+            "name": ["type": "string", "maxLength": 255],
+            "created_at": ["type": "string", "readOnly": true, "description": "Date and time of tag creation", "format": "date-time"],
+            "updated_at": ["type": "string", "readOnly": true, "description": "Date and time of the last tag modification", "format": "date-time"],
+        ],
+        "additionalProperties": false, "required": ["name"],
+    ]
+    static let metadefTags: JSONValue = collection("tags", metadefTag)
 
     /// Names clients may set on create/patch, with their schema type.
     static let readOnlyAttributes: Set<String> = [

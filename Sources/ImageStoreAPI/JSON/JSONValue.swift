@@ -89,6 +89,11 @@ public enum JSONValue: Sendable, Equatable {
     }
     public var isNull: Bool { self == .null }
     public subscript(key: String) -> JSONValue? { objectValue?[key] }
+    /// The element at `index` of an array (nil out of range or for other types).
+    public subscript(index: Int) -> JSONValue? {
+        guard let array = arrayValue, array.indices.contains(index) else { return nil }
+        return array[index]
+    }
 
     /// Name of the JSON type, for error messages.
     public var typeName: String {

@@ -1,0 +1,99 @@
+import Foundation
+import ImageStoreCore
+import ImageStoreMetadata
+import ImageStoreTestSupport
+import Testing
+
+/// Makes a fresh `TaskRepository` of one implementation.
+struct TaskFactory: Sendable, CustomTestStringConvertible {
+    let name: String
+    let make: @Sendable () throws -> (any TaskRepository, @Sendable () -> Void)
+    var testDescription: String { name }
+
+    static let all: [TaskFactory] = [
+        TaskFactory(name: "in-memory actor") { (InMemoryTaskRepository(), {}) },
+        TaskFactory(name: "SQLite :memory:") {
+            (SQLiteTaskRepository(sharing: try SQLiteImageRepository(path: ":memory:", logger: testLogger), logger: testLogger), {})
+        },
+        TaskFactory(name: "SQLite file") {
+            let directory = try TemporaryDirectory()
+            let images = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
+            return (SQLiteTaskRepository(sharing: images, logger: testLogger), { try? images.close(); directory.remove() })
+        },
+    ]
+
+    func with(_ body: (any TaskRepository) async throws -> Void) async throws {
+        let (repository, cleanup) = try make()
+        defer { cleanup() }
+        try await body(repository)
+    }
+}
+
+/// The `TaskRepository` contract, run against every implementation.
+@Suite struct TaskRepositoryConformanceTests {
+    static let t0 = Date(timeIntervalSince1970: 1_700_000_000.25)
+
+    @Test(arguments: TaskFactory.all)
+    func create_roundTrips_duplicateIsConflict(factory: TaskFactory) async throws {
+        try await factory.with { repo in
+            let image = ImageID()
+            let task = ImageTask(
+                type: "import", status: .pending, input: #"{"import_from":"http://x/y"}"#, result: #"{"image_id":"i"}"#,
+                message: "m", owner: "p1", imageID: image, userID: "u", requestID: "req-1",
+                expiresAt: Self.t0.addingTimeInterval(3600), createdAt: Self.t0)
+            try await repo.createTask(task)
+            #expect(try await repo.task(task.id) == task)
+            #expect(try await repo.task("missing") == nil)
+            await expectError(.conflict) { try await repo.createTask(task) }
+        }
+    }
+
+    @Test(arguments: TaskFactory.all)
+    func update_changesStatus_setsUpdatedAt_unknownIsNotFound(factory: TaskFactory) async throws {
+        try await factory.with { repo in
+            let task = ImageTask(type: "import", createdAt: Self.t0)
+            try await repo.createTask(task)
+            let updated = try await repo.updateTask(task.id) {
+                $0.status = .failure
+                $0.message = "no"
+            }
+            #expect(updated.status == .failure && updated.message == "no")
+            #expect(updated.updatedAt > Self.t0)
+            #expect(try await repo.task(task.id) == updated)
+            await expectError(.notFound) { try await repo.updateTask("missing") { $0.status = .success } }
+        }
+    }
+
+    @Test(arguments: TaskFactory.all)
+    func list_filtersSortsAndPages(factory: TaskFactory) async throws {
+        try await factory.with { repo in
+            let image = ImageID()
+            var all: [ImageTask] = []
+            for i in 0..<7 {
+                let task = ImageTask(
+                    id: "t\(i)", type: i % 2 == 0 ? "import" : "api_image_import", status: i < 3 ? .success : .pending,
+                    owner: i < 5 ? "p1" : "p2", imageID: i == 4 ? image : nil, createdAt: Self.t0.addingTimeInterval(Double(i / 2)))
+                try await repo.createTask(task)
+                all.append(task)
+            }
+            var query = TaskListQuery()
+            #expect(try await repo.tasks(query).map(\.id) == ["t6", "t5", "t4", "t3", "t2", "t1", "t0"])
+            query.owner = "p1"
+            query.limit = 2
+            #expect(try await repo.tasks(query).map(\.id) == ["t4", "t3"])
+            query.marker = "t3"
+            #expect(try await repo.tasks(query).map(\.id) == ["t2", "t1"])
+            query.marker = "t6"  // another owner's: not a marker this caller may use
+            await expectError(.badRequest) { try await repo.tasks(query) }
+            var filtered = TaskListQuery()
+            filtered.type = "import"
+            filtered.status = .pending
+            filtered.sortKey = .id
+            filtered.ascending = true
+            #expect(try await repo.tasks(filtered).map(\.id) == ["t4", "t6"])
+            var byImage = TaskListQuery()
+            byImage.imageID = image
+            #expect(try await repo.tasks(byImage).map(\.id) == ["t4"])
+        }
+    }
+}
