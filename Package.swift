@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -54,12 +55,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Image metadata: SQLite (GRDB) repository and an in-memory one.
+        // Image metadata: SQLite (GRDB) and PostgreSQL (postgres-nio) repositories and an in-memory one.
         .target(
             name: "ImageStoreMetadata",
             dependencies: [
                 "ImageStoreCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -137,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "imagestore",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard",
+                "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard", "ImageStoreMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -209,7 +212,7 @@ let package = Package(
         .testTarget(
             name: "ImageStoreAPITests",
             dependencies: [
-                "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore",
+                "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

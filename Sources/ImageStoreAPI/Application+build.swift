@@ -71,6 +71,8 @@ public struct ApplicationDependencies: Sendable {
     }
 
     /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
+    /// With PostgreSQL the metadefs catalogue is not persisted yet (in memory, per process): the
+    /// PostgreSQL schema has no metadefs tables so far (docs/scaling.md).
     public static func metadefs(beside repository: any ImageRepository) -> any MetadefRepository {
         if let sqlite = repository as? SQLiteImageRepository {
             return SQLiteMetadefRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
@@ -78,17 +80,27 @@ public struct ApplicationDependencies: Sendable {
         return InMemoryMetadefRepository()
     }
 
-    /// The metadata database of the configuration (also used by `imagestore db`).
+    /// The metadata database of the configuration (`[database] connection` and pool options).
     public static func makeRepository(_ configuration: ServiceConfiguration, logger: Logger) throws -> any ImageRepository {
-        switch configuration.database {
+        try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
+    }
+
+    /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its
+    /// directory created), or a pool to PostgreSQL (no connection opened yet: a database that is down
+    /// makes requests answer 503 until it is back, it does not stop start-up).
+    public static func makeRepository(
+        _ location: DatabaseLocation, options: DatabaseOptions, logger: Logger
+    ) throws -> any ImageRepository {
+        switch location {
         case .sqlite(let path):
-            if path != ":memory:" {
+            if path != DatabaseLocation.memoryPath {
                 try FileManager.default.createDirectory(
                     atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             }
             return try SQLiteImageRepository(path: path, logger: logger)
-        case .postgresql:
-            throw ImageStoreError.badRequest("[database] connection: postgresql is not supported yet; use sqlite:////path.db")
+        case .postgresql(let url):
+            logger.info("metadata database: PostgreSQL", metadata: ["url": "\(url)", "max_pool_size": "\(options.maxPoolSize)"])
+            return try PostgresImageRepository(settings: .init(url, options: options), logger: logger)
         }
     }
 
@@ -264,4 +276,22 @@ func buildRouter(
     HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()
     return routes
+}
+
+extension PostgresImageRepository.Settings {
+    /// The repository's settings for a `[database]` section.
+    public init(_ url: PostgresURL, options: DatabaseOptions) {
+        let tls: TLS =
+            switch url.tlsMode {
+            case .disable: .disable
+            case .allow, .prefer: .prefer
+            case .require: .require
+            case .verifyCA: .verify(hostname: false)
+            case .verifyFull: .verify(hostname: true)
+            }
+        self.init(
+            host: url.host, port: url.port, unixSocketDirectory: url.unixSocketDirectory, username: url.username,
+            password: url.password, database: url.database, tls: tls, rootCertificatePath: url.rootCertificatePath,
+            maxConnections: options.maxPoolSize, timeout: .milliseconds(Int64((options.poolTimeout * 1000).rounded())))
+    }
 }

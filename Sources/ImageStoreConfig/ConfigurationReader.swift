@@ -68,6 +68,10 @@ struct ConfigurationReader {
             case .failure(let reason): throw v.invalid(reason.description)
             }
         }
+        if let v = value(Section.database, DatabaseOptions.Key.maxPoolSize) { config.databaseOptions.maxPoolSize = try v.int(in: 1...1000) }
+        if let v = value(Section.database, DatabaseOptions.Key.poolTimeout) {
+            config.databaseOptions.poolTimeout = try v.seconds(greaterThan: 0)
+        }
         if let v = value(Section.imageFormat, Key.requireImageFormatMatch) { config.requireImageFormatMatch = try v.bool() }
         try readPaste(into: &config)
         try readAuth(into: &config)
@@ -469,7 +473,7 @@ struct ConfigurationReader {
             case Section.defaults: known = everyKey
             // Store options here are read (legacy mode) or already warned about (multi-store mode).
             case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
-            case Section.database: known = [Key.connection]
+            case Section.database: known = [Key.connection, DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout]
             case Section.imageFormat: known = [Key.requireImageFormatMatch]
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all

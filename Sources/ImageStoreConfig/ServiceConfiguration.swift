@@ -28,6 +28,8 @@ public struct ServiceConfiguration: Sendable {
     public var store: FilesystemStoreOptions
     /// `[database] connection`.
     public var database: DatabaseLocation
+    /// `[database] max_pool_size`, `pool_timeout`.
+    public var databaseOptions = DatabaseOptions()
     /// `[paste_deploy] flavor` as written (`noauth`, `keystone`, `keystone+cachemanagement`…).
     public var pasteFlavor: String
     /// What the flavor means here: noauth or Keystone tokens.

@@ -16,8 +16,9 @@ public final class SQLiteImageRepository: ImageRepository {
     let writer: any DatabaseWriter
     private let logger: Logger
 
-    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
-    public init(path: String, logger: Logger) throws {
+    /// Opens (creating if needed) the database at `path` and, unless `migrate` is false (`imagestore db
+    /// version` only looks), migrates it to the current schema.
+    public init(path: String, logger: Logger, migrate: Bool = true) throws {
         self.logger = logger
         var config = Configuration()
         config.label = "imagestore.metadata"
@@ -38,7 +39,7 @@ public final class SQLiteImageRepository: ImageRepository {
             // and only a power loss can drop the newest of them, which loses no image data. This is what
             // lets POST /v2/images run at hundreds per second instead of ~50.
             try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-            try MetadataSchema.migrator.migrate(writer)
+            if migrate { try MetadataSchema.migrator.migrate(writer) }
         } catch {
             logger.error("cannot open the metadata database", metadata: ["path": "\(path)", "error": "\(error)"])
             throw Self.mapped(error, "opening the metadata database at \(path)")
@@ -50,6 +51,28 @@ public final class SQLiteImageRepository: ImageRepository {
     public func close() throws {
         do { try writer.close() } catch { throw Self.mapped(error, "closing the metadata database") }
     }
+
+    // MARK: Schema
+
+    /// Applies the migrations this database lacks (`imagestore db sync`); returns their names.
+    @discardableResult
+    public func migrate() async throws -> [String] {
+        try await perform("migrate") {
+            let before = try await self.writer.read { db in try MetadataSchema.migrator.appliedMigrations(db) }
+            try MetadataSchema.migrator.migrate(self.writer)
+            return Self.knownMigrations.filter { !before.contains($0) }
+        }
+    }
+
+    /// The migrations applied, oldest first (`imagestore db version` prints the last).
+    public func appliedMigrations() async throws -> [String] {
+        try await perform("appliedMigrations") {
+            try await self.writer.read { db in try MetadataSchema.migrator.appliedMigrations(db) }
+        }
+    }
+
+    /// Every migration this build knows, oldest first.
+    public static var knownMigrations: [String] { MetadataSchema.migrator.migrations }
 
     // MARK: ImageRepository
 
@@ -74,8 +97,8 @@ public final class SQLiteImageRepository: ImageRepository {
     public func list(_ query: ImageListQuery) async throws -> [Image] {
         try await perform("list") {
             try await self.writer.read { db in
-                let sql = try ListSQL(query, markerValues: Self.markerValues(query, db))
-                return try Self.fetchImages(db, sql: sql.text, sql.arguments)
+                let sql = try ListSQL(query, markerValues: Self.markerValues(query, db), columns: Self.columns, dialect: .sqlite)
+                return try Self.fetchImages(db, sql: sql.text, StatementArguments(sql.arguments.map(\.databaseValue)))
             }
         }
     }
@@ -413,144 +436,37 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     /// The marker image's values for each effective sort key; `.badRequest` when there is no such image.
-    private static func markerValues(_ query: ImageListQuery, _ db: Database) throws -> [DatabaseValue]? {
+    private static func markerValues(_ query: ImageListQuery, _ db: Database) throws -> [SQLValue]? {
         guard let marker = query.marker else { return nil }
         let keys = query.effectiveSortKeys
         let columns = keys.map(\.key.column).joined(separator: ", ")
         guard let row = try Row.fetchOne(db, sql: "SELECT \(columns) FROM images WHERE id = ?", arguments: [marker.description])
         else { throw ImageStoreError.badRequest("marker not found") }
-        return keys.indices.map { row[$0] as DatabaseValue }
+        return keys.indices.map { SQLValue(row[$0] as DatabaseValue) }
     }
 }
 
-/// The SELECT for one page of `list`: filters, keyset condition after the marker, ORDER BY, LIMIT.
-/// Mirrors `ImageListQuery.matches` filter for filter; the conformance suite checks both agree.
-struct ListSQL {
-    private(set) var text = ""
-    private(set) var arguments = StatementArguments()
-    private var conditions: [String] = []
-
-    init(_ query: ImageListQuery, markerValues: [DatabaseValue]?) {
-        let query = query.normalizedForStorage
-        if let viewer = query.viewer { addVisibility(viewer) }
-        if let ids = query.ids { whereIn("id", ids, nilMatchesEmpty: false) }
-        // `matches` compares `name ?? ""`: an empty string in the set also matches a NULL column.
-        if let names = query.names { whereIn("name", names, nilMatchesEmpty: true) }
-        if let statuses = query.statuses { whereIn("status", statuses, nilMatchesEmpty: false) }
-        if let formats = query.diskFormats { whereIn("disk_format", formats, nilMatchesEmpty: true) }
-        if let formats = query.containerFormats { whereIn("container_format", formats, nilMatchesEmpty: true) }
-        if let visibilities = query.visibilities { whereIn("visibility", visibilities, nilMatchesEmpty: false) }
-        if let owner = query.owner { add("owner = ?", [owner]) }
-        for tag in Set(query.tags).sorted() {
-            add("EXISTS (SELECT 1 FROM image_tags WHERE image_tags.image_id = images.id AND image_tags.tag = ?)", [tag])
-        }
-        // A NULL size fails both comparisons, as in `matches`.
-        if let sizeMin = query.sizeMin { add("size >= ?", [sizeMin]) }
-        if let sizeMax = query.sizeMax { add("size <= ?", [sizeMax]) }
-        if let osHidden = query.osHidden { add("os_hidden = ?", [osHidden]) }
-        if let isProtected = query.isProtected { add("protected = ?", [isProtected]) }
-        if let filter = query.createdAtFilter { add("created_at \(filter.op.sql) ?", [filter.date.timeIntervalSince1970]) }
-        if let filter = query.updatedAtFilter { add("updated_at \(filter.op.sql) ?", [filter.date.timeIntervalSince1970]) }
-        for (name, value) in query.properties.sorted(by: { $0.key < $1.key }) {
-            add(
-                "EXISTS (SELECT 1 FROM image_properties WHERE image_properties.image_id = images.id "
-                    + "AND image_properties.name = ? AND image_properties.value = ?)", [name, value])
-        }
-        let keys = query.effectiveSortKeys
-        if let markerValues { addKeyset(keys, markerValues) }
-
-        text = "SELECT \(SQLiteImageRepository.columns) FROM images"
-        if !conditions.isEmpty { text += " WHERE " + conditions.joined(separator: " AND ") }
-        text += " ORDER BY " + keys.map { "\($0.key.column) \($0.direction == .asc ? "ASC" : "DESC")" }.joined(separator: ", ")
-        text += " LIMIT ?"
-        arguments += [max(0, query.limit)]  // a negative LIMIT means "no limit" to SQLite
-    }
-
-    private mutating func add(_ condition: String, _ values: StatementArguments = []) {
-        conditions.append(condition)
-        arguments += values
-    }
-
-    /// `ImageViewer.lists` in SQL. `owner = ?` is never true for a NULL owner, as `owns` never is.
-    private mutating func addVisibility(_ viewer: ImageViewer) {
-        if !viewer.includesOthersCommunity {
-            if let project = viewer.project {
-                add("(visibility <> 'community' OR owner = ?)", [project])
-            } else {
-                add("visibility <> 'community'")
-            }
-        }
-        guard !viewer.isAdmin else { return }
-        guard let project = viewer.project else { return add("visibility IN ('public', 'community')") }
-        var membership = "m.image_id = images.id AND m.member_id = ?"
-        var values: StatementArguments = [project, project]
-        if let status = viewer.memberStatus {
-            membership += " AND m.status = ?"
-            values += [status.rawValue]
-        }
-        add(
-            "(visibility IN ('public', 'community') OR owner = ? OR (visibility = 'shared' AND EXISTS "
-                + "(SELECT 1 FROM image_members m WHERE \(membership))))", values)
-    }
-
-    private mutating func whereIn(_ column: String, _ values: Set<String>, nilMatchesEmpty: Bool) {
-        guard !values.isEmpty else { return add("0") }
-        let placeholders = Array(repeating: "?", count: values.count).joined(separator: ", ")
-        // Spelled out rather than COALESCE(column, '') so the column's index stays usable.
-        let nullClause = nilMatchesEmpty && values.contains("") ? " OR \(column) IS NULL" : ""
-        add("(\(column) IN (\(placeholders))\(nullClause))", StatementArguments(values.sorted()))
-    }
-
-    /// Rows strictly after the marker in the sort order k1..kn:
-    /// OR over i of (k1 = m1 AND … AND k(i-1) = m(i-1) AND ki after mi), where "after" follows SQLite's
-    /// NULL placement (first ascending, last descending). A redundant bound on k1 alone comes first so
-    /// SQLite can seek in k1's index instead of scanning up to the marker.
-    private mutating func addKeyset(_ keys: [ImageListQuery.SortSpec], _ marker: [DatabaseValue]) {
-        var disjuncts: [(sql: String, values: StatementArguments)] = []
-        var equalities: [String] = []
-        var equalityValues = StatementArguments()
-        for (spec, value) in zip(keys, marker) {
-            let column = spec.key.column
-            let after: (String, StatementArguments)? =
-                switch (spec.direction, value.isNull) {
-                case (.asc, true): ("\(column) IS NOT NULL", [])
-                case (.asc, false): ("\(column) > ?", [value])
-                case (.desc, true): nil  // NULLs are last: nothing comes after a NULL in this key
-                case (.desc, false): spec.key.isNullable ? ("(\(column) < ? OR \(column) IS NULL)", [value]) : ("\(column) < ?", [value])
-                }
-            if let (sql, values) = after {
-                disjuncts.append(((equalities + [sql]).joined(separator: " AND "), equalityValues + values))
-            }
-            if value.isNull {
-                equalities.append("\(column) IS NULL")
-            } else {
-                equalities.append("\(column) = ?")
-                equalityValues += [value]
-            }
-        }
-        if let first = keys.first, let value = marker.first, !value.isNull {
-            switch first.direction {
-            case .asc: add("\(first.key.column) >= ?", [value])
-            case .desc where !first.key.isNullable: add("\(first.key.column) <= ?", [value])
-            case .desc: break  // "<= m OR IS NULL" would not narrow the index range
-            }
-        }
-        guard !disjuncts.isEmpty else { return add("0") }
-        var values = StatementArguments()
-        for disjunct in disjuncts { values += disjunct.values }
-        add("(" + disjuncts.map { "(\($0.sql))" }.joined(separator: " OR ") + ")", values)
-    }
-}
-
-extension TimeComparison {
-    fileprivate var sql: String {
+extension SQLValue {
+    /// The value as GRDB binds it (booleans as 0/1, as SQLite stores them).
+    var databaseValue: DatabaseValue {
         switch self {
-        case .gt: ">"
-        case .gte: ">="
-        case .eq: "="
-        case .neq: "<>"
-        case .lt: "<"
-        case .lte: "<="
+        case .null: .null
+        case .integer(let v): v.databaseValue
+        case .real(let v): v.databaseValue
+        case .text(let v): v.databaseValue
+        case .bool(let v): v.databaseValue
+        }
+    }
+
+    /// A value read back from SQLite.
+    init(_ value: DatabaseValue) {
+        switch value.storage {
+        case .null: self = .null
+        case .int64(let v): self = .integer(v)
+        case .double(let v): self = .real(v)
+        case .string(let v): self = .text(v)
+        case .blob(let data): self = .text(String(decoding: data, as: UTF8.self))  // never stored in a sort column
         }
     }
 }
+

@@ -5,6 +5,7 @@ import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
+import ImageStoreMetadata
 import ImageStoreNFS
 import Logging
 import ServiceLifecycle
@@ -229,6 +230,122 @@ struct Check: AsyncParsableCommand {
     }
 }
 
+/// `imagestore db …`: glance-manage's schema verbs, and moving a catalogue between engines.
+struct Database: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Manage the metadata database (SQLite or PostgreSQL).",
+        subcommands: [Sync.self, Version.self, Copy.self, LoadMetadefs.self])
+
+    /// The repository for `[database] connection` of the configuration, or for `--connection`.
+    static func open(
+        _ config: ConfigOptions, connection: String?, migrate: Bool = true, logger: Logger
+    ) throws -> any ImageRepository & MetadataSchemaVersioned {
+        let configuration = try config.load(logger: logger)
+        var location = configuration.database
+        if let connection {
+            switch DatabaseLocation.parse(connection) {
+            case .success(let parsed): location = parsed
+            case .failure(let reason): throw ValidationError("--connection: \(reason)")
+            }
+        }
+        if case .sqlite(let path) = location, !migrate {
+            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no SQLite database at \(path)") }
+            return try SQLiteImageRepository(path: path, logger: logger, migrate: false)
+        }
+        let repository = try ApplicationDependencies.makeRepository(location, options: configuration.databaseOptions, logger: logger)
+        guard let versioned = repository as? any ImageRepository & MetadataSchemaVersioned else {
+            throw ValidationError("this database has no schema versions")
+        }
+        return versioned
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "imagestore.db")
+        logger.logLevel = .error
+        return logger
+    }
+
+    struct Sync: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create or upgrade the schema (glance-manage db sync).",
+            discussion: "Applies, in order, every migration the database lacks; running it again changes nothing.")
+        @OptionGroup var config: ConfigOptions
+        @Option(help: "A database URL instead of the configuration's [database] connection.")
+        var connection: String?
+
+        func run() async throws {
+            let repository = try Database.open(config, connection: connection, logger: Database.quietLogger)
+            let applied = try await repository.migrate()
+            let all = try await repository.appliedMigrations()
+            print(applied.isEmpty ? "already current" : "applied: \(applied.joined(separator: ", "))")
+            print("version: \(all.last ?? "none")")
+            if let postgres = repository as? PostgresImageRepository { await postgres.shutdown() }
+        }
+    }
+
+    struct Version: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the schema version: the last migration applied (glance-manage db version).",
+            discussion: "Exit status 1 when the database lacks migrations this build knows (run db sync).")
+        @OptionGroup var config: ConfigOptions
+        @Option(help: "A database URL instead of the configuration's [database] connection.")
+        var connection: String?
+
+        func run() async throws {
+            let repository = try Database.open(config, connection: connection, migrate: false, logger: Database.quietLogger)
+            let applied = try await repository.appliedMigrations()
+            if let postgres = repository as? PostgresImageRepository { await postgres.shutdown() }
+            let known = type(of: repository).knownMigrations
+            print(applied.last ?? "none")
+            let missing = known.filter { !applied.contains($0) }
+            if !missing.isEmpty {
+                print("not applied: \(missing.joined(separator: ", ")) (run imagestore db sync)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Copy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a whole catalogue into an empty PostgreSQL database.",
+            discussion: """
+                Copies every image (all statuses, dates unchanged) with its tags, properties and members from \
+                --from (sqlite:////path.db or postgresql://…) into --to (postgresql://…), in one transaction, \
+                then checks the row counts. Image data is not touched: point the new configuration at the same \
+                store directory. Stop the servers using --from first.
+                """)
+        @Option(help: "The source database URL (sqlite:////absolute/path.db or postgresql://…).")
+        var from: String
+        @Option(help: "The destination PostgreSQL URL (postgresql://user:password@host/db); must hold no images.")
+        var to: String
+
+        func run() async throws {
+            let logger = Database.quietLogger
+            guard case .success(let source) = DatabaseLocation.parse(from) else { throw ValidationError("--from is not a database URL") }
+            guard case .success(.postgresql(let destinationURL)) = DatabaseLocation.parse(to) else {
+                throw ValidationError("--to must be a postgresql:// URL naming a database")
+            }
+            if case .sqlite(let path) = source, !FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("no SQLite database at \(path)")
+            }
+            let options = DatabaseOptions(maxPoolSize: 2, poolTimeout: 60)
+            let sourceRepository = try ApplicationDependencies.makeRepository(source, options: options, logger: logger)
+            let destination = try PostgresImageRepository(settings: .init(destinationURL, options: options), logger: logger)
+            do {
+                let counts = try await CatalogueCopy.copy(from: sourceRepository, to: destination)
+                print("copied: \(counts)")
+                print("counts checked: the destination holds exactly what was read")
+            } catch {
+                print("copy failed: \(error)")
+                await destination.shutdown()
+                throw ExitCode(1)
+            }
+            await destination.shutdown()
+            if let postgres = sourceRepository as? PostgresImageRepository { await postgres.shutdown() }
+        }
+    }
+}
+
 enum CheckTable {
     static func render(header: [String], rows: [[String]]) -> String {
         let all = [header] + rows
@@ -246,12 +363,6 @@ extension Duration {
         let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
         return String(format: "%.1f", ms)
     }
-}
-
-/// `imagestore db …`: maintenance of the metadata database.
-struct Database: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "db", abstract: "Metadata database maintenance.", subcommands: [LoadMetadefs.self])
 }
 
 /// Glance's `glance-manage db_load_metadefs`: loads namespace JSON files (Glance's `etc/metadefs`, or ours).

@@ -28,6 +28,7 @@ import Testing
                 ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile,
                 ConfigurationReader.Key.requireImageFormatMatch,
             ])
+            .union([DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout])
             .union(KeystoneAuthOptions.Key.all.subtracting(["auth_uri"])).union(PolicyOptions.Key.all)
         let undocumented = options.filter { key in
             !lines.contains { $0.hasPrefix("#\(key) =") || $0.hasPrefix("\(key) =") }

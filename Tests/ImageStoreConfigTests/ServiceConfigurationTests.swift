@@ -276,7 +276,7 @@ import Testing
             debug = true
             filesystem_store_datadir = /known/through/fallback
             [database]
-            max_pool_size = 5
+            max_overflow = 5
             [cors]
             allowed_origin = *
             [healthcheck]
@@ -285,7 +285,7 @@ import Testing
         #expect(
             config.warnings.sorted() == [
                 "\(Self.path):2: [DEFAULT] debug: unknown option, ignored",
-                "\(Self.path):5: [database] max_pool_size: unknown option, ignored",
+                "\(Self.path):5: [database] max_overflow: unknown option, ignored",
                 "\(Self.path):6: [cors]: unknown section, ignored",
                 "\(Self.path):9: [healthcheck] path: ignored: the health check always answers at /healthcheck (the option was removed in oslo.middleware 7.0)",
             ])
@@ -329,11 +329,41 @@ import Testing
         ("sqlite:///rel/x.db", .sqlite(path: "rel/x.db")),
         ("sqlite://", .sqlite(path: ":memory:")),
         ("sqlite:///:memory:", .sqlite(path: ":memory:")),
-        ("postgresql://glance:secret@db.example.org:5432/glance", .postgresql(url: "postgresql://glance:secret@db.example.org:5432/glance")),
-        ("postgresql+psycopg2://glance@/glance?host=/run/postgresql", .postgresql(url: "postgresql+psycopg2://glance@/glance?host=/run/postgresql")),
+        ("postgresql://glance:secret@db.example.org:5432/glance", .postgresql(PostgresURL(username: "glance", password: "secret", host: "db.example.org", database: "glance"))),
+        ("postgresql+psycopg2://glance@/glance?host=/run/postgresql", .postgresql(PostgresURL(username: "glance", host: nil, unixSocketDirectory: "/run/postgresql", database: "glance"))),
     ])
     func parse_whenDatabaseURL_readsTheLocation(url: String, location: DatabaseLocation) throws {
         #expect(try parse("[database]\nconnection = \(url)\n").database == location)
+    }
+
+    @Test func parse_whenPostgresURLHasOptions_readsThemTyped() throws {
+        let config = try parse(
+            """
+            [database]
+            connection = postgresql+psycopg2://gl%40nce:p%3Ass@[::1]:6543/images?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=5
+            max_pool_size = 12
+            pool_timeout = 2.5
+            """)
+        let url = PostgresURL(
+            username: "gl@nce", password: "p:ss", host: "::1", port: 6543, database: "images", tlsMode: .verifyFull,
+            rootCertificatePath: "/etc/ca.pem")
+        #expect(config.database == .postgresql(url))
+        #expect(config.databaseOptions == DatabaseOptions(maxPoolSize: 12, poolTimeout: 2.5))
+        #expect(config.warnings == [])
+        #expect(!url.description.contains("p:ss"))
+    }
+
+    @Test(arguments: [
+        ("[database]\nmax_pool_size = 0", "max_pool_size", "between 1 and 1000"),
+        ("[database]\npool_timeout = 0", "pool_timeout", "greater than 0"),
+        ("[database]\nconnection = postgresql://u:secret@h/db?sslmode=always", "connection", "sslmode \"always\" is not one of"),
+        ("[database]\nconnection = postgresql://u:secret@h:99999/db", "connection", "port is not a number"),
+    ])
+    func parse_whenBadDatabaseOption_throwsNamingTheKey(text: String, key: String, fragment: String) throws {
+        let error = try #require(throws: ConfigurationError.self) { try parse(text) }
+        #expect(error.description.contains("[database] \(key): "), "\(error)")
+        #expect(error.reason.contains(fragment), "\(error)")
+        #expect(!error.description.contains("secret"))
     }
 
     @Test(arguments: [

@@ -8,7 +8,7 @@ import Testing
 /// Makes a fresh repository for one test; the conformance suite runs once per factory.
 struct RepositoryFactory: Sendable, CustomTestStringConvertible {
     let name: String
-    let make: @Sendable () throws -> RepositoryFixture
+    let make: @Sendable () async throws -> RepositoryFixture
 
     var testDescription: String { name }
 
@@ -34,12 +34,38 @@ struct RepositoryFactory: Sendable, CustomTestStringConvertible {
         }
     }
 
-    static let all: [RepositoryFactory] = [.inMemory, .sqliteInMemory, .sqliteFile]
+    /// A fresh database on the shared real PostgreSQL 15 (`SharedPostgresServer`).
+    static let postgres = RepositoryFactory(name: "PostgreSQL 15") {
+        let server = try await SharedPostgresServer.shared.acquire()
+        do {
+            let database = "db_" + UUID().uuidString.prefix(8).lowercased()
+            try await server.psql("CREATE DATABASE \(database)")
+            let repository = try PostgresImageRepository(
+                settings: .init(
+                    host: "127.0.0.1", port: server.port, username: PostgresServer.username, password: server.password,
+                    database: database, tls: .disable, maxConnections: 8, timeout: .seconds(30)),
+                logger: testLogger)
+            return RepositoryFixture(repository: repository) {
+                await repository.shutdown()
+                await SharedPostgresServer.shared.release()
+            }
+        } catch {
+            await SharedPostgresServer.shared.release()
+            throw error
+        }
+    }
+
+    static let all: [RepositoryFactory] = [.inMemory, .sqliteInMemory, .sqliteFile, .postgres]
 }
 
 struct RepositoryFixture: Sendable {
     let repository: any ImageRepository
-    let cleanup: @Sendable () -> Void
+    let cleanup: @Sendable () async -> Void
+
+    init(repository: any ImageRepository, cleanup: @escaping @Sendable () async -> Void) {
+        self.repository = repository
+        self.cleanup = cleanup
+    }
 }
 
 let testLogger = Logger(label: "imagestore.metadata.tests")
@@ -47,8 +73,13 @@ let testLogger = Logger(label: "imagestore.metadata.tests")
 extension RepositoryFactory {
     /// Runs `body` with a fresh repository, cleaning up (temp files included) also when it throws.
     func with(_ body: (any ImageRepository) async throws -> Void) async throws {
-        let fixture = try make()
-        defer { fixture.cleanup() }
-        try await body(fixture.repository)
+        let fixture = try await make()
+        do {
+            try await body(fixture.repository)
+        } catch {
+            await fixture.cleanup()
+            throw error
+        }
+        await fixture.cleanup()
     }
 }

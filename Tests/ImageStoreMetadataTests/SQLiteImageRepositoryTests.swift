@@ -165,8 +165,10 @@ import ImageStoreTestSupport
             let marker = try Row.fetchOne(
                 db, sql: "SELECT \(query.effectiveSortKeys.map(\.key.column).joined(separator: ", ")) FROM images WHERE id = ?",
                 arguments: [query.marker!.description])!
-            let sql = ListSQL(query, markerValues: marker.databaseValues.map { $0 })
-            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql.text, arguments: sql.arguments)
+            let sql = ListSQL(
+                query, markerValues: marker.databaseValues.map(SQLValue.init), columns: SQLiteImageRepository.columns, dialect: .sqlite)
+            return try Row.fetchAll(
+                db, sql: "EXPLAIN QUERY PLAN " + sql.text, arguments: StatementArguments(sql.arguments.map(\.databaseValue)))
                 .map { $0["detail"] as String }.joined(separator: "; ")
         }
     }
