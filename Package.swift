@@ -182,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore", "ImageStoreTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreTestSupport"],
+            name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreStorageTests",
@@ -200,7 +200,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreGuardTests",
-            dependencies: ["ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore"],
+            dependencies: [
+                "ImageStoreGuard", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreNFS", "ImageStoreCore",
+                "ImageStoreMetadata",
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreHealthTests",

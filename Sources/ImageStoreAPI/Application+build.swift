@@ -55,7 +55,12 @@ public struct ApplicationDependencies: Sendable {
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
         let repository = try makeRepository(configuration, logger: logger)
         let options = configuration.store
-        let mountGuard = configuration.isGuarded ? try makeMountGuard(options, logger: logger) : nil
+        let mountGuard =
+            configuration.isGuarded
+            ? try makeMountGuard(
+                options, identity: StoreIdentityRecord(repository: repository, store: configuration.defaultBackend),
+                logger: logger)
+            : nil
         // Like glance_store, create a missing plain directory — in the background, under the deadline
         // (start-up must never wait on the share); a mounted store (mount point required) is the admin's
         // to provide, and creating it would write into the bare mountpoint.
@@ -102,8 +107,11 @@ public struct ApplicationDependencies: Sendable {
         }
     }
 
-    /// The mount guard for a store's options (also used by `imagestore check`).
-    public static func makeMountGuard(_ options: FilesystemStoreOptions, logger: Logger) throws -> MountGuard {
+    /// The mount guard for a store's options (also used by `imagestore check`, without `identity`).
+    /// - Parameter identity: where the share's store id is recorded; nil accepts any share with a marker.
+    public static func makeMountGuard(
+        _ options: FilesystemStoreOptions, identity: StoreIdentityRecord? = nil, logger: Logger
+    ) throws -> MountGuard {
         let settings: MountGuardSettings
         do {
             settings = try MountGuardSettings(options: options)
@@ -111,7 +119,7 @@ public struct ApplicationDependencies: Sendable {
             throw ImageStoreError.badRequest("filesystem_nfs_mount_options: \(error)")
         }
         let probe = settings.nfsTarget.map { LibNFSProbe(target: $0, logger: logger) }
-        return MountGuard(settings: settings, probe: probe, logger: logger)
+        return MountGuard(settings: settings, probe: probe, identity: identity, logger: logger)
     }
 }
 
@@ -125,7 +133,9 @@ public func buildApplication(
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
-        limits: .init(imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota),
+        limits: .init(
+            imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
+            reservedSpace: configuration.store.reservedSpace),
         requireFormatMatch: configuration.requireImageFormatMatch, logger: logger)
 
     let healthMonitor = HealthMonitor(

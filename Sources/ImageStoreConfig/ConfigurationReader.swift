@@ -1,4 +1,5 @@
 import Foundation
+import ImageStoreCore
 
 /// Turns a parsed `INIFile` into a validated `ServiceConfiguration`: reads every option we know with
 /// its type and range, applies the paste file's `[app:healthcheck]` overrides, and collects warnings
@@ -205,6 +206,7 @@ struct ConfigurationReader {
         if let v = value(section, K.guardInterval) { options.guardInterval = try v.seconds(greaterThan: 0) }
         if let v = value(section, K.guardTimeout) { options.guardTimeoutMilliseconds = try v.int(in: 1...Int.max) }
         if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
+        if let v = value(section, K.reservedSpace) { options.reservedSpace = try parseReservedSpace(v) }
 
         // Missing NFS host or share is not fatal: as the Glance spec says, the store starts disabled with
         // that reason (the mount guard reports it) and the API still serves reads and metadata.
@@ -235,6 +237,24 @@ struct ConfigurationReader {
             options.mountpointPath = mountpoint
         }
         return options
+    }
+
+    /// `N%` (0 ≤ N < 100) of the filesystem, or a byte size (`1073741824`, `10GB`).
+    private func parseReservedSpace(_ v: OptionValue) throws -> ReservedSpace {
+        if v.text.hasSuffix("%") {
+            let number = v.text.dropLast().trimmingCharacters(in: .whitespaces)
+            guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+                let percent = Double(number), percent >= 0, percent < 100
+            else {
+                throw v.invalid("\(quoted(v.text)) is not a percentage from 0% to below 100% (e.g. 10%)")
+            }
+            return .percent(percent)
+        }
+        guard let bytes = ValueSyntax.byteSize(v.text) else {
+            throw v.invalid(
+                "\(quoted(v.text)) is not a size: digits and an optional unit B, KB, MB, GB or TB (e.g. 10GB), or a percentage of the filesystem (e.g. 10%)")
+        }
+        return .bytes(bytes)
     }
 
     /// Octal text as glance_store reads `filesystem_store_file_perm` (`0640` or `640`); 0 leaves the mode.

@@ -1,3 +1,5 @@
+import ImageStoreCore
+
 /// The filesystem store's options: glance_store's filesystem driver options plus ImageStore's mount
 /// guard (all read from the store's own section, `[<backend id>]`, or `[glance_store]` in legacy mode).
 public struct FilesystemStoreOptions: Sendable, Equatable {
@@ -11,6 +13,9 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public var description: String?
     /// `weight`: store preference when listing locations.
     public var weight: Int
+    /// `filesystem_store_reserved_space`: free space uploads must leave (bytes, or `N%` of the filesystem);
+    /// an upload that would eat into it is refused with 413 before a byte is written.
+    public var reservedSpace: ReservedSpace = .none
 
     // MARK: Mount guard
 
@@ -108,10 +113,12 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
         static let guardInterval = "mount_guard_interval"
         static let guardTimeout = "mount_guard_timeout"
         static let guardMaxAge = "mount_guard_max_age"
+        static let reservedSpace = "filesystem_store_reserved_space"
 
         static let all: Set<String> = [
             datadir, filePerm, chunkSize, description, weight, markerFile, requireMountpoint, mountpoint, mountTypes,
             isNFSConfigured, nfsHost, nfsSharePath, nfsMountOptions, guardInterval, guardTimeout, guardMaxAge,
+            reservedSpace,
         ]
     }
 }

@@ -56,6 +56,16 @@ public protocol ImageRepository: Sendable {
     /// Removes a membership. Returns false if there was none.
     @discardableResult
     func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool
+
+    // MARK: Store identity
+
+    /// The share identity (the marker's store id) recorded for `store` (a backend id), or nil.
+    func storeIdentity(of store: String) async throws -> String?
+
+    /// Records `markerID` as the identity of `store` unless one is recorded already, in one atomic step,
+    /// and returns the recorded identity: `markerID` the first time, the earlier one afterwards. The mount
+    /// guard compares it with the marker it reads, so a different share mounted later is noticed.
+    func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String
 }
 
 /// A sort key Glance accepts.

@@ -15,9 +15,12 @@ public struct ImageService: Sendable {
         public var imageSizeCap: Int64
         /// `user_storage_quota`: bytes per owner; 0 means no quota.
         public var userStorageQuota: Int64
-        public init(imageSizeCap: Int64 = 1 << 40, userStorageQuota: Int64 = 0) {
+        /// `filesystem_store_reserved_space`: free space uploads must leave on the store.
+        public var reservedSpace: ReservedSpace
+        public init(imageSizeCap: Int64 = 1 << 40, userStorageQuota: Int64 = 0, reservedSpace: ReservedSpace = .none) {
             self.imageSizeCap = imageSizeCap
             self.userStorageQuota = userStorageQuota
+            self.reservedSpace = reservedSpace
         }
     }
 
@@ -25,6 +28,8 @@ public struct ImageService: Sendable {
     public let store: any ImageDataStore
     public let writeGuard: any WriteGuard
     public let limits: Limits
+    /// Space before bytes, shared by every upload of this service (see `SpaceGate`).
+    public let space: SpaceGate
     /// `[image_format] require_image_format_match`: data that is not its `disk_format` is refused (415).
     public let requireFormatMatch: Bool
     /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
@@ -43,6 +48,10 @@ public struct ImageService: Sendable {
         self.requireFormatMatch = requireFormatMatch
         self.processToken = processToken
         self.logger = logger
+        self.space = SpaceGate(reserve: limits.reservedSpace) { [writeGuard, store] in
+            if let capacity = try await writeGuard.freeSpace() { return capacity }
+            return try await store.capacity()
+        }
     }
 
     public static func makeProcessToken() -> String {
@@ -71,6 +80,12 @@ public struct ImageService: Sendable {
         if let declaredSize, let quotaLeft, declaredSize > quotaLeft { throw quotaExceeded(quotaLeft) }
 
         try await writeGuard.checkWritable()
+        // Space before bytes: a declared size is checked against the free space above the reserve before
+        // anything is written (the image stays queued); a streamed upload is stopped at the reserve.
+        // Without a reserve, only uploads that declare their size are measured.
+        var ticket: SpaceTicket?
+        if declaredSize != nil || !limits.reservedSpace.isNone { ticket = try await space.admit(declared: declaredSize) }
+        defer { ticket?.release() }
 
         let token = processToken
         try await repository.update(id, expecting: [.queued]) { image in
@@ -92,6 +107,7 @@ public struct ImageService: Sendable {
                     received += Int64(chunk.readableBytes)
                     if received > limits.imageSizeCap { throw tooLarge() }
                     if let quotaLeft, received > quotaLeft { throw quotaExceeded(quotaLeft) }
+                    try await ticket?.willWrite(chunk.readableBytes)
                     if let inspection { chunk.withUnsafeReadableBytes { inspection.eat($0) } }
                     try await w.write(chunk)
                 }

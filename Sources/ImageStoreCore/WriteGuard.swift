@@ -6,6 +6,13 @@ public protocol WriteGuard: Sendable {
     func checkWritable() async throws
     /// Whether reads can be served; throws `.readUnavailable` if not (answered 503 + Retry-After).
     func checkReadable() async throws
+    /// The store's total and free bytes now, under the guard's deadline (from the NFS server when it is
+    /// one); nil when the guard cannot tell, and the data store is asked instead.
+    func freeSpace() async throws -> StoreCapacity?
+}
+
+extension WriteGuard {
+    public func freeSpace() async throws -> StoreCapacity? { nil }
 }
 
 /// A guard that always allows: for a plain local directory with no guard configured.

@@ -28,11 +28,20 @@ public final class MountGuard: WriteGuard, Service {
     /// Mount + NFS results and when they were taken (reused for `maxAge`).
     private let slowCache = Mutex<(results: [GuardCheckResult], at: ContinuousClock.Instant)?>(nil)
 
+    /// Where the share's identity is recorded (the metadata); nil checks only that a marker is there.
+    private let identity: StoreIdentityRecord?
+    /// The recorded identity once known: the database is asked once per process, not per write.
+    private let expectedStoreID = Mutex<String?>(nil)
+    /// Warn once per process about a Glance-style marker without a store id, not on every check.
+    private let warnedUnidentified = Atomic<Bool>(false)
+
     /// - Parameters:
     ///   - probe: the NFS server probe; required when `settings.nfsTarget` is set (`LibNFSProbe`).
-    public init(settings: MountGuardSettings, probe: (any NFSProbe)?, logger: Logger) {
+    ///   - identity: records and recalls the marker's store id (nil: any share with a marker is accepted).
+    public init(settings: MountGuardSettings, probe: (any NFSProbe)?, identity: StoreIdentityRecord? = nil, logger: Logger) {
         self.settings = settings
         self.probe = probe
+        self.identity = identity
         self.logger = logger
         self.executor = BlockingCallExecutor(name: "mount-guard")
         // Until the first check says otherwise, writes are checked anyway; reads are allowed.
@@ -67,6 +76,43 @@ public final class MountGuard: WriteGuard, Service {
         let state = self.state
         guard state.enabled else {
             throw ImageStoreError(.readUnavailable, "Image store is unavailable: \(state.reason ?? "unknown reason")")
+        }
+    }
+
+    /// Free space for `filesystem_store_reserved_space`: from the NFS server (libnfs statvfs, a result at
+    /// most `maxAge` old) when the store is NFS, else `statvfs` of the store directory on the guard's thread;
+    /// either way within `timeout`, or `.storeUnavailable`.
+    public func freeSpace() async throws -> StoreCapacity? {
+        if probe != nil {
+            let results = await freshSlowChecks()
+            if let failure = results.first(where: \.failed) {
+                throw ImageStoreError.storeUnavailable("store disabled: \(failure.detail)")
+            }
+            let state = self.state
+            guard let free = state.freeBytes, let total = state.totalBytes else {
+                throw ImageStoreError.storeUnavailable("store disabled: the NFS server did not report its free space")
+            }
+            return StoreCapacity(totalBytes: total, freeBytes: free)
+        }
+        let datadir = settings.datadir
+        let outcome = await executor.run(deadline: settings.timeout) { () -> Result<StoreCapacity, POSIXError> in
+            var fs = statvfs()
+            guard statvfs(datadir, &fs) == 0 else { return .failure(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
+            let fragment = Int64(fs.f_frsize)
+            return .success(StoreCapacity(totalBytes: Int64(fs.f_blocks) * fragment, freeBytes: Int64(fs.f_bavail) * fragment))
+        }
+        switch outcome {
+        case .completed(.success(let capacity)):
+            current.withLock { state in
+                state.freeBytes = capacity.freeBytes
+                state.totalBytes = capacity.totalBytes
+            }
+            return capacity
+        case .completed(.failure(let error)):
+            throw ImageStoreError.storeUnavailable("store disabled: statvfs \(datadir): \(String(cString: strerror(error.code.rawValue)))")
+        case .timedOut:
+            throw ImageStoreError.storeUnavailable(
+                "store disabled: timed out: statvfs of \(datadir) did not answer within \(settings.timeout.milliseconds) ms")
         }
     }
 
@@ -119,38 +165,97 @@ public final class MountGuard: WriteGuard, Service {
         return await [mount, nfs]
     }
 
-    /// `stat` of the marker, plus `statvfs` of the directory for free space, on the guard's thread.
+    /// Reads the marker (its first `StoreMarker.maximumSize` bytes), plus `statvfs` of the directory for
+    /// free space, on the guard's thread; then compares the marker's store id with the recorded one.
     func checkMarker() async -> GuardCheckResult {
         let path = settings.markerPath
         let datadir = settings.datadir
         let start = ContinuousClock.now
-        let outcome = await executor.run(deadline: settings.timeout) { () -> (Int32, Int64?, Int64?) in
-            var info = stat()
-            guard stat(path, &info) == 0 else { return (errno, nil, nil) }
+        let outcome = await executor.run(deadline: settings.timeout) { () -> (Int32, String?, Int64?, Int64?) in
+            let text: String
+            switch StoreMarker.readText(at: path) {
+            case .failure(let error): return (error.code.rawValue, nil, nil, nil)
+            case .success(let read): text = read
+            }
             var fs = statvfs()
-            guard statvfs(datadir, &fs) == 0 else { return (0, nil, nil) }
-            return (0, Int64(fs.f_bavail) * Int64(fs.f_frsize), Int64(fs.f_blocks) * Int64(fs.f_frsize))
+            guard statvfs(datadir, &fs) == 0 else { return (0, text, nil, nil) }
+            return (0, text, Int64(fs.f_bavail) * Int64(fs.f_frsize), Int64(fs.f_blocks) * Int64(fs.f_frsize))
         }
         let elapsed = ContinuousClock.now - start
         switch outcome {
-        case .completed((0, let free, let total)):
+        case .completed((0, let text, let free, let total)):
             if probe == nil, let free, let total {
                 current.withLock { state in
                     state.freeBytes = free
                     state.totalBytes = total
                 }
             }
-            return .init(check: .marker, verdict: .pass, detail: "marker \(path) present", elapsed: elapsed)
-        case .completed((ENOENT, _, _)), .completed((ENOTDIR, _, _)):
+            return await checkIdentity(StoreMarker(parsing: text ?? ""), start: start)
+        case .completed((ENOENT, _, _, _)), .completed((ENOTDIR, _, _, _)):
             return .init(check: .marker, verdict: .fail, detail: "marker missing: \(path) not found", elapsed: elapsed)
-        case .completed((let code, _, _)):
+        case .completed((let code, _, _, _)):
             return .init(
-                check: .marker, verdict: .fail, detail: "marker check failed: stat \(path): \(String(cString: strerror(code)))",
+                check: .marker, verdict: .fail, detail: "marker check failed: read \(path): \(String(cString: strerror(code)))",
                 elapsed: elapsed)
         case .timedOut:
             return .init(
                 check: .marker, verdict: .fail,
-                detail: "timed out: stat of \(path) did not answer within \(settings.timeout.milliseconds) ms", elapsed: elapsed)
+                detail: "timed out: reading \(path) did not answer within \(settings.timeout.milliseconds) ms", elapsed: elapsed)
+        }
+    }
+
+    /// The right share, not just a share: the marker's store id must be the one recorded in the metadata
+    /// (recorded by the first check that sees an id). A marker without an id (Glance's empty `.glance`)
+    /// passes with a warning while nothing is recorded.
+    private func checkIdentity(_ marker: StoreMarker, start: ContinuousClock.Instant) async -> GuardCheckResult {
+        let path = settings.markerPath
+        func result(_ verdict: GuardCheckResult.Verdict, _ detail: String) -> GuardCheckResult {
+            .init(check: .marker, verdict: verdict, detail: detail, elapsed: ContinuousClock.now - start)
+        }
+        guard let identity else {
+            return result(.pass, "marker \(path) present" + (marker.storeID.map { ", store id \($0)" } ?? ""))
+        }
+        var expected = expectedStoreID.withLock { $0 }
+        if expected == nil {
+            // Bounded like every other check: a slow database must not hold a write past the guard's timeout.
+            let answer = await value(within: settings.timeout) { () -> Result<String?, any Error> in
+                do {
+                    if let id = marker.storeID { return .success(try await identity.claim(id)) }
+                    return .success(try await identity.recorded())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch answer {
+            case nil:
+                return result(
+                    .fail, "timed out: the recorded store id was not read within \(settings.timeout.milliseconds) ms")
+            case .failure(let error)?:
+                return result(.fail, "store id check failed: cannot read the recorded store id: \(error)")
+            case .success(let recorded)?:
+                expected = recorded
+                if let recorded {
+                    expectedStoreID.withLock { $0 = recorded }
+                    if recorded == marker.storeID {
+                        logger.info("store id recorded", metadata: ["store_id": "\(recorded)", "marker": "\(path)"])
+                    }
+                }
+            }
+        }
+        switch (marker.storeID, expected) {
+        case (let found?, let expected?) where found != expected:
+            return result(.fail, "wrong share: marker id \(found), expected \(expected)")
+        case (nil, let expected?):
+            return result(.fail, "wrong share: marker \(path) has no store id, expected \(expected)")
+        case (nil, nil):
+            if !warnedUnidentified.exchange(true, ordering: .relaxed) {
+                logger.warning(
+                    "the marker has no store id (Glance's empty marker): another share with a marker would not be noticed; run imagestore init-store --adopt",
+                    metadata: ["marker": "\(path)"])
+            }
+            return result(.pass, "marker \(path) present, without a store id (run imagestore init-store --adopt)")
+        case (let found?, _):
+            return result(.pass, "marker \(path) present, store id \(found)")
         }
     }
 
@@ -283,6 +388,18 @@ public final class MountGuard: WriteGuard, Service {
                 try await Task.sleep(for: self.settings.interval)
             }
         }
+    }
+}
+
+/// Where the mount guard records the share's identity and reads it back (the metadata repository).
+public struct StoreIdentityRecord: Sendable {
+    let claim: @Sendable (String) async throws -> String
+    let recorded: @Sendable () async throws -> String?
+
+    /// The identity of backend `store` in `repository`.
+    public init(repository: any ImageRepository, store: String) {
+        claim = { try await repository.claimStoreIdentity($0, of: store) }
+        recorded = { try await repository.storeIdentity(of: store) }
     }
 }
 

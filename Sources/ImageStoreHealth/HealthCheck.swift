@@ -34,6 +34,8 @@ public struct HealthResult: Sendable, Equatable {
         public static let nfsUnavailable = "NFS SERVER UNAVAILABLE"
         public static let notMounted = "STORE NOT MOUNTED"
         public static let storeDisabled = "STORE DISABLED"
+        /// A different share is mounted: its marker's store id is not the recorded one.
+        public static let wrongShare = "WRONG SHARE"
         public static let databaseUnavailable = "DATABASE UNAVAILABLE"
         /// No check round finished recently: the monitor itself is stuck or stopped.
         public static let stale = "HEALTH MONITOR STALE"

@@ -40,8 +40,10 @@ public struct StoreCheck: HealthCheck {
     public func check() async -> HealthResult {
         guard let state = state() else { return .ok("the store is not guarded") }
         guard state.enabled else {
+            let wrongShare = state.reason?.hasPrefix("wrong share") == true
             return HealthResult(
-                available: false, reason: HealthResult.Reason.storeDisabled, details: state.reason ?? "store disabled")
+                available: false, reason: wrongShare ? HealthResult.Reason.wrongShare : HealthResult.Reason.storeDisabled,
+                details: state.reason ?? "store disabled")
         }
         return .ok("store enabled")
     }

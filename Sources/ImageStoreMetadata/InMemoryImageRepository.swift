@@ -10,6 +10,7 @@ import ImageStoreCore
 public actor InMemoryImageRepository: ImageRepository {
     private var images: [ImageID: Image] = [:]
     private var membersByImage: [ImageID: [String: ImageMember]] = [:]
+    private var storeIdentities: [String: String] = [:]
 
     public init(_ images: [Image] = []) {
         for image in images { self.images[image.id] = image.normalizedForStorage }
@@ -101,6 +102,14 @@ public actor InMemoryImageRepository: ImageRepository {
     @discardableResult
     public func removeMember(_ memberID: String, of image: ImageID) -> Bool {
         membersByImage[image]?.removeValue(forKey: memberID) != nil
+    }
+
+    public func storeIdentity(of store: String) -> String? { storeIdentities[store] }
+
+    public func claimStoreIdentity(_ markerID: String, of store: String) -> String {
+        if let recorded = storeIdentities[store] { return recorded }
+        storeIdentities[store] = markerID
+        return markerID
     }
 
     private func membersOf(_ image: ImageID) -> [ImageMember] {

@@ -159,6 +159,18 @@ enum MetadataSchema {
                     CREATE INDEX tasks_by_image ON tasks(image_id);
                     """)
         }
+        migrator.registerMigration("v5-store-identity") { db in
+            // The store id read from each backend's marker at its first writable check: a share whose
+            // marker carries another id is a different share (writes refused, see MountGuard).
+            try db.execute(
+                sql: """
+                    CREATE TABLE store_identity (
+                        store TEXT NOT NULL PRIMARY KEY,
+                        marker_id TEXT NOT NULL,
+                        recorded_at REAL NOT NULL
+                    ) STRICT;
+                    """)
+        }
         return migrator
     }()
 }

@@ -241,6 +241,27 @@ public final class PostgresImageRepository: ImageRepository {
         try await perform("ping") { connection in _ = try await self.rows(connection, "SELECT 1", []) }
     }
 
+    // MARK: Store identity
+
+    public func storeIdentity(of store: String) async throws -> String? {
+        try await perform("storeIdentity") { connection in
+            try await self.rows(connection, "SELECT marker_id FROM store_identity WHERE store = $1", [.text(store)])
+                .first?.decode(String.self)
+        }
+    }
+
+    public func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String {
+        try await perform("claimStoreIdentity") { connection in
+            // ON CONFLICT DO NOTHING: of two first claims one inserts, and both read that one back.
+            _ = try await self.rows(
+                connection,
+                "INSERT INTO store_identity (store, marker_id, recorded_at) VALUES ($1, $2, $3) ON CONFLICT (store) DO NOTHING",
+                [.text(store), .text(markerID), .real(Date().timeIntervalSince1970)])
+            return try await self.rows(connection, "SELECT marker_id FROM store_identity WHERE store = $1", [.text(store)])
+                .first?.decode(String.self) ?? markerID
+        }
+    }
+
     // MARK: Members
 
     public func addMember(_ member: ImageMember, limit: Int?) async throws {

@@ -76,6 +76,16 @@ enum PostgresSchema {
                 );
                 CREATE INDEX image_members_by_member ON image_members(member_id, status, image_id);
                 """),
+        // Same name as SQLite's: v3-metadefs and v4-tasks are SQLite-only.
+        Migration(
+            name: "v5-store-identity",
+            sql: """
+                CREATE TABLE store_identity (
+                    store TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    marker_id TEXT NOT NULL,
+                    recorded_at DOUBLE PRECISION NOT NULL
+                );
+                """),
     ]
 
     /// Any fixed number: every ImageStore process migrating the same database takes this advisory lock,

@@ -180,6 +180,29 @@ public final class SQLiteImageRepository: ImageRepository {
         }
     }
 
+    // MARK: Store identity
+
+    public func storeIdentity(of store: String) async throws -> String? {
+        try await perform("storeIdentity") {
+            try await self.writer.read { db in
+                try String.fetchOne(db, sql: "SELECT marker_id FROM store_identity WHERE store = ?", arguments: [store])
+            }
+        }
+    }
+
+    public func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String {
+        try await perform("claimStoreIdentity") {
+            // One write transaction: two first checks racing record one id, and both read it back.
+            try await self.writer.write { db in
+                try db.execute(
+                    sql: "INSERT INTO store_identity (store, marker_id, recorded_at) VALUES (?, ?, ?) ON CONFLICT(store) DO NOTHING",
+                    arguments: [store, markerID, Date().timeIntervalSince1970])
+                return try String.fetchOne(db, sql: "SELECT marker_id FROM store_identity WHERE store = ?", arguments: [store])
+                    ?? markerID
+            }
+        }
+    }
+
     // MARK: Members
 
     public func addMember(_ member: ImageMember, limit: Int?) async throws {

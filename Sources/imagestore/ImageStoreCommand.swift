@@ -88,28 +88,98 @@ struct Serve: AsyncParsableCommand {
 struct InitStore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init-store",
-        abstract: "Create the store directory's marker file (.glance).",
+        abstract: "Write the store directory's marker file (.glance) with a new store id.",
         discussion: """
             The marker belongs on the mounted NFS share: run this only with the share mounted at DIR. \
-            ImageStore itself never creates the marker, so its absence means "this is not the share".
+            ImageStore itself never creates the marker, so its absence means "this is not the share". \
+            The store id it holds is recorded by the server at its first check; a share whose marker \
+            carries another id is refused ("wrong share"). An existing empty marker (Glance's) is \
+            given an id with --adopt.
             """)
 
-    @Argument(help: "The store directory (filesystem_store_datadir).")
-    var directory: String
+    @Argument(help: "The store directory (filesystem_store_datadir); with --config-file, the configured one.")
+    var directory: String?
 
-    @Option(help: "Marker file name (filesystem_store_marker_file).")
-    var marker: String = ".glance"
+    @Option(help: "Marker file name (filesystem_store_marker_file); an absolute path is used as it is.")
+    var marker: String?
 
-    func run() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("\(directory) is not a directory")
+    @Option(name: .customLong("config-file"), help: "Take the store directory and marker from this configuration file.")
+    var configFile: String?
+
+    @Flag(help: "Write a store id into an existing marker that has none (Glance's empty .glance).")
+    var adopt = false
+
+    @Option(
+        name: .customLong("store-id"),
+        help: "Write this store id instead of a new one (to give a replacement share the id the server recorded).")
+    var storeID: String?
+
+    /// Seconds any one filesystem call may take: a hung share must not hang the command.
+    static let deadline: Duration = .seconds(10)
+
+    func run() async throws {
+        if let storeID, storeID.isEmpty || storeID.contains(where: { $0.isWhitespace || $0 == "#" || $0 == "=" }) {
+            throw ValidationError("--store-id must be one word without spaces, '#' or '='")
         }
-        let path = (directory as NSString).appendingPathComponent(marker)
-        guard FileManager.default.createFile(atPath: path, contents: Data()) else {
-            throw ValidationError("could not create \(path)")
+        var chosen = self.directory
+        var markerName = marker ?? FilesystemStoreOptions.defaultMarkerFile
+        if let configFile {
+            let store: FilesystemStoreOptions
+            do {
+                store = try ServiceConfiguration.load(path: configFile).store
+            } catch {
+                throw ValidationError("configuration: \(error)")
+            }
+            chosen = chosen ?? store.datadir
+            markerName = marker ?? store.markerFile
         }
-        print("created \(path)")
+        guard let directory = chosen else { throw ValidationError("give the store directory, or --config-file") }
+        let path = markerName.hasPrefix("/") ? markerName : (directory as NSString).appendingPathComponent(markerName)
+        let executor = BlockingCallExecutor(name: "init-store")
+        func blocking<T: Sendable>(_ what: String, _ body: @escaping @Sendable () -> T) async throws -> T {
+            guard case .completed(let value) = await executor.run(deadline: Self.deadline, body) else {
+                throw ValidationError("\(what) did not answer within \(Self.deadline): is the share hung?")
+            }
+            return value
+        }
+        let isDirectory = try await blocking("stat \(directory)") { () -> Bool in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+        guard isDirectory else { throw ValidationError("\(directory) is not a directory") }
+        let existing: StoreMarker?
+        switch try await blocking("reading \(path)", { StoreMarker.readText(at: path) }) {
+        case .success(let text): existing = StoreMarker(parsing: text)
+        case .failure(let error) where error.code == .ENOENT: existing = nil
+        case .failure(let error): throw ValidationError("cannot read \(path): \(String(cString: strerror(error.code.rawValue)))")
+        }
+        var written = StoreMarker.new()
+        if let storeID { written.storeID = storeID }
+        switch (existing, adopt) {
+        case (nil, true):
+            throw ValidationError("there is no marker at \(path) to adopt; run without --adopt to create one")
+        case (let marker?, false) where marker.storeID == nil:
+            throw ValidationError(
+                "\(path) exists without a store id (Glance's empty marker); run with --adopt to write one into it")
+        case (let marker?, false):
+            throw ValidationError("\(path) already holds store id \(marker.storeID ?? ""); nothing changed")
+        case (let marker?, true) where marker.storeID != nil && (storeID == nil || storeID == marker.storeID):
+            print("\(path) already holds store id \(marker.storeID ?? ""); nothing changed")
+            return
+        default:
+            break
+        }
+        let marker = written
+        let outcome = try await blocking("writing \(path)") { () -> String? in
+            do {
+                try marker.write(to: path)
+                return nil
+            } catch {
+                return "\(error.localizedDescription)"
+            }
+        }
+        if let outcome { throw ValidationError("could not write \(path): \(outcome)") }
+        print("\(existing == nil ? "created" : "wrote") \(path) with store id \(written.storeID ?? "")")
         print("warning: the marker belongs on the mounted share; if \(directory) is not the mounted NFS share, remove it.")
     }
 }

@@ -1,4 +1,5 @@
 import ImageStoreConfig
+import ImageStoreCore
 import Testing
 
 @Suite struct ServiceConfigurationTests {
@@ -92,6 +93,23 @@ import Testing
                     failureThreshold: 2))
         #expect(config.warnings == [])
         #expect(config.file?.value(section: "fast", key: "weight") == "3")
+    }
+
+    @Test(arguments: [
+        ("0", ReservedSpace.bytes(0)), ("1048576", .bytes(1_048_576)), ("10GB", .bytes(10 << 30)), ("5%", .percent(5)),
+        ("0.5%", .percent(0.5)), ("99%", .percent(99)),
+    ])
+    func parse_reservedSpace_bytesUnitsOrPercent(text: String, expected: ReservedSpace) throws {
+        let config = try parse("[glance_store]\nfilesystem_store_reserved_space = \(text)\n")
+        #expect(config.store.reservedSpace == expected)
+        #expect(config.warnings == [])
+    }
+
+    @Test func reservedSpace_percentOfTheFilesystem_roundsUp() {
+        #expect(ReservedSpace.percent(50).bytes(ofTotal: 8 << 20) == 4 << 20)
+        #expect(ReservedSpace.percent(0.5).bytes(ofTotal: 1001) == 6)
+        #expect(ReservedSpace.bytes(7).bytes(ofTotal: 1) == 7)
+        #expect(ReservedSpace.none.isNone && !ReservedSpace.percent(1).isNone)
     }
 
     @Test func parse_whenEmptyFile_usesEveryDefault() throws {
@@ -415,6 +433,10 @@ import Testing
         ("[glance_store]\nmount_guard_interval = 0", 2, "glance_store", "mount_guard_interval", "greater than 0"),
         ("[glance_store]\nmount_guard_timeout = 0", 2, "glance_store", "mount_guard_timeout", "at least 1"),
         ("[glance_store]\nmount_guard_max_age = -1", 2, "glance_store", "mount_guard_max_age", "at least 0"),
+        ("[glance_store]\nfilesystem_store_reserved_space = lots", 2, "glance_store", "filesystem_store_reserved_space", "\"lots\" is not a size"),
+        ("[glance_store]\nfilesystem_store_reserved_space = -1", 2, "glance_store", "filesystem_store_reserved_space", "is not a size"),
+        ("[glance_store]\nfilesystem_store_reserved_space = 100%", 2, "glance_store", "filesystem_store_reserved_space", "\"100%\" is not a percentage from 0% to below 100%"),
+        ("[glance_store]\nfilesystem_store_reserved_space = x%", 2, "glance_store", "filesystem_store_reserved_space", "is not a percentage"),
         ("[paste_deploy]\nflavor = trusted-auth", 2, "paste_deploy", "flavor", "is not a supported flavor: use \"keystone\" or \"noauth\""),
         ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nusername = g\npassword = p\nproject_name = s", 3, "keystone_authtoken", "auth_url", "must be set when [paste_deploy] flavor is keystone"),
         ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = ftp://k\nusername = g\npassword = p\nproject_name = s", 4, "keystone_authtoken", "auth_url", "is not an http:// or https:// URL"),

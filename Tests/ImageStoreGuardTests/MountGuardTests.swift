@@ -19,7 +19,7 @@ struct GuardFixture {
     init(
         maxAge: Duration = .seconds(60), timeout: Duration = .seconds(2), interval: Duration = .seconds(5),
         requireMountpoint: Bool = false, mountTypes: [String] = ["nfs", "nfs4"], withMarker: Bool = true,
-        probe: FakeNFSProbe = FakeNFSProbe()
+        probe: FakeNFSProbe = FakeNFSProbe(), identity: StoreIdentityRecord? = nil
     ) throws {
         temp = try TemporaryDirectory(prefix: "imagestore-guard")
         datadir = try temp.makeDirectory("images")
@@ -28,12 +28,16 @@ struct GuardFixture {
             datadir: datadir, markerPath: datadir + "/.glance", requireMountpoint: requireMountpoint,
             mountTypes: mountTypes, nfsTarget: NFSServerTarget(host: "127.0.0.1", sharePath: "/images"),
             interval: interval, timeout: timeout, maxAge: maxAge)
-        mountGuard = MountGuard(settings: settings, probe: probe, logger: Logger(label: "test.guard"))
+        mountGuard = MountGuard(settings: settings, probe: probe, identity: identity, logger: Logger(label: "test.guard"))
         if withMarker { try putMarker() }
     }
 
     var markerPath: String { datadir + "/.glance" }
     func putMarker() throws { try Data().write(to: URL(fileURLWithPath: markerPath)) }
+    /// A marker as `imagestore init-store` writes it (nil: Glance's empty one).
+    func putMarker(storeID: String?) throws {
+        if let storeID { try StoreMarker(storeID: storeID, createdAt: "2026-01-01T00:00:00Z").write(to: markerPath) } else { try putMarker() }
+    }
     func removeMarker() throws { try FileManager.default.removeItem(atPath: markerPath) }
 }
 

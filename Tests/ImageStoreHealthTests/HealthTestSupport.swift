@@ -140,6 +140,8 @@ struct PingRepository: ImageRepository {
         throw ImageStoreError.notFound("unused")
     }
     func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool { false }
+    func storeIdentity(of store: String) async throws -> String? { nil }
+    func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String { markerID }
 }
 
 let quietLogger: Logger = {
