@@ -56,12 +56,13 @@ import Testing
 
             run = try await Self.imagestore(["db", "sync", "--connection", url], in: directory)
             #expect(run.exitCode == 0, "\(run.output)")
-            #expect(run.output.contains("applied: v1-images, v2-image-members"), "\(run.output)")
+            #expect(
+                run.output.contains("applied: " + PostgresImageRepository.knownMigrations.joined(separator: ", ")), "\(run.output)")
             run = try await Self.imagestore(["db", "sync", "--connection", url], in: directory)
             #expect(run.output.contains("already current"), "\(run.output)")
             run = try await Self.imagestore(["db", "version", "--connection", url], in: directory)
             #expect(run.exitCode == 0, "\(run.output)")
-            #expect(run.output.hasPrefix("v2-image-members"), "\(run.output)")
+            #expect(run.output.hasPrefix(PostgresImageRepository.knownMigrations.last!), "\(run.output)")
 
             // The SQLite file reports its own last migration.
             run = try await Self.imagestore(["db", "version", "--connection", "sqlite:///" + sqlitePath], in: directory)
