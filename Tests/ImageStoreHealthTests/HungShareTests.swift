@@ -23,6 +23,9 @@ import Glibc
     static let interval = 0.3
     /// Any answer while the share hangs: the deadline plus room for a loaded 2-core machine.
     static let answerBound = Duration.seconds(5)
+    /// A write that hangs mid-upload ends the request within timeout + interval (0.8 s); 0.4 s of room for
+    /// a loaded machine, less than the second deadline an earlier build spent before answering.
+    static let writeBound = Duration.milliseconds(1200)  // also a read's mid-body cut
 
     enum Mode: String, CaseIterable, Sendable {
         case markerOnly, requireMountpoint, nfs
@@ -240,8 +243,8 @@ import Glibc
                 let id = try await client.newImage()
                 #expect(try await client.putFile(id, randomBytes(size)).status == .noContent)
                 let gate = fs
-                let (headers, received, closed, afterHang) = try await offPool {
-                    () throws -> (String, Int, Bool, Duration) in
+                let (headers, received, closed, afterHang, afterBlocked) = try await offPool {
+                    () throws -> (String, Int, Bool, Duration, Duration?) in
                     let connection = try RawHTTPConnection(port: try #require(client.port))
                     defer { connection.closeNormally() }
                     try connection.send("GET /v2/images/\(id)/file HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -250,14 +253,17 @@ import Glibc
                     let clock = ContinuousClock()
                     let start = clock.now
                     let (bytes, closed) = connection.receiveUntilClosed(timeout: 20)
-                    return (head, head.utf8.count + bytes.count, closed, clock.now - start)
+                    return (head, head.utf8.count + bytes.count, closed, clock.now - start, gate.sinceBlocked(.read))
                 }
                 #expect(headers.hasPrefix("HTTP/1.1 200"))
                 #expect(closed, "the connection was not cut")
                 #expect(received < size, "the whole body arrived (\(received) bytes): the stall came too late to test")
                 // Deadline (0.5 s) + one interval (0.3 s) is the contract; socket buffers may take a moment to drain.
                 #expect(afterHang < .seconds(4), "cut \(afterHang) after the share hung")
-                print("hung-share mid-body stall: cut after \(afterHang), \(received) of \(size) bytes")
+                // Measured from the read that blocked (reads ahead may keep the socket fed for a while).
+                let blocked = try #require(afterBlocked, "no read blocked")
+                #expect(blocked < Self.writeBound, "cut \(blocked) after the read hung")
+                print("hung-share mid-body stall: cut after \(afterHang) (\(blocked) after the read hung), \(received) of \(size) bytes")
                 #expect(try await client.guardStateJSON()?["state"]?.stringValue == "disabled")
                 fs.release(.read)
                 try await client.waitForGuardState("enabled")
@@ -286,11 +292,15 @@ import Glibc
                 let clock = ContinuousClock()
                 var response: TestResponse?
                 let elapsed = try await clock.measure { response = try await client.putFile(id, randomBytes(8 << 20)) }
+                let sinceHang = fs.sinceBlocked(op)
                 #expect(response?.status == .gone, "\(response?.text ?? "")")
                 #expect(response?.text.contains("did not answer within 500 ms") == true)
-                // Deadline (0.5 s) + one interval (0.3 s) is the contract.
                 #expect(elapsed < Self.answerBound, "answered after \(elapsed)")
-                print("hung-share \(op.rawValue) mid-upload: 410 after \(elapsed)")
+                // Deadline (0.5 s) + one interval (0.3 s) after the share stopped answering is the
+                // contract; the bound leaves room for a loaded machine.
+                let hung = try #require(sinceHang, "the \(op.rawValue) call never blocked")
+                #expect(hung < Self.writeBound, "410 came \(hung) after the \(op.rawValue) call hung")
+                print("hung-share \(op.rawValue) mid-upload: 410 after \(elapsed), \(hung) after the call hung")
                 #expect(try await client.imageStatus(id) == "queued")
                 // The temporary file is still there (its removal waits behind the hung call)…
                 #expect(fs.backingFiles().contains { $0.hasSuffix(".tmp") }, "\(fs.backingFiles())")

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *backing;
@@ -51,11 +52,27 @@ static long long number_in(const char *name) {
     return n;
 }
 
+/* Records (once per gate) when a call of `op` first blocked, as CLOCK_MONOTONIC nanoseconds in
+ * blocked-<op>, so a test can measure how long after the hang the server answered. */
+static void mark_blocked(const char *op) {
+    char name[64], p[4096];
+    snprintf(name, sizeof name, "blocked-%s", op);
+    if (exists(name)) return;
+    snprintf(p, sizeof p, "%s/%s", control, name);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    FILE *f = fopen(p, "w");
+    if (!f) return;
+    fprintf(f, "%lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    fclose(f);
+}
+
 /* Blocks while the op's hang gate (or hang-all) exists; returns -EIO when its eio gate exists. */
 static int gate(const char *op) {
     char hang[64], eio[64];
     snprintf(hang, sizeof hang, "hang-%s", op);
     snprintf(eio, sizeof eio, "eio-%s", op);
+    if (exists(hang) || exists("hang-all")) mark_blocked(op);
     while (exists(hang) || exists("hang-all")) usleep(10000);
     if (exists(eio)) return -EIO;
     return 0;
