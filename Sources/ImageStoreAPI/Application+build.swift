@@ -66,7 +66,7 @@ public struct ApplicationDependencies: Sendable {
         // to provide, and creating it would write into the bare mountpoint.
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
-            timeout: .milliseconds(options.guardTimeoutMilliseconds),
+            timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
             createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
         guard let mountGuard else { return ApplicationDependencies(repository: repository, store: store) }
@@ -352,7 +352,9 @@ func buildRouter(
             metricsController(metrics, configuration, dependencies, healthMonitor).addRoute(to: router)
         }
     }
-    router.add(middleware: RequestMiddleware(logger: logger))
+    router.add(
+        middleware: RequestMiddleware(
+            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue))))
     router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
