@@ -356,6 +356,69 @@ extension HungShareTests {
     }
 }
 
+extension HungShareTests {
+    /// How long the soak runs: 300 s (the "at least 5 minutes") unless IMAGESTORE_SOAK_SECONDS says
+    /// otherwise (a developer's quick run).
+    static var soakSeconds: Int {
+        ProcessInfo.processInfo.environment["IMAGESTORE_SOAK_SECONDS"].flatMap(Int.init) ?? 300
+    }
+
+    /// The long run the flapping bug needs: after a release with a check, a download and an upload stuck in
+    /// the hang, one probe every 100 ms for `soakSeconds` — every one 200 — while uploads and downloads keep
+    /// the store busy. The health check's deadline is 1000 ms, as in the report of the bug.
+    @Test func health_soak_afterRelease_zero503() async throws {
+        try await Self.withShare { fs in
+            var configuration = Self.configuration(fs)
+            configuration.healthcheck.checkInterval = 0.2
+            configuration.healthcheck.checkTimeoutMilliseconds = 1000
+            try await Self.run(configuration) { client in
+                let id = try await client.newImage()
+                let data = randomBytes(1 << 20)
+                #expect(try await client.putFile(id, data).status == .noContent)
+                try fs.hang(.all)
+                let other = try await client.newImage()
+                async let download = client.get("/v2/images/\(id)/file")
+                async let upload = client.putFile(other, randomBytes(1 << 20))
+                #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
+                #expect(try await download.status == .serviceUnavailable)
+                #expect(try await upload.status == .gone)
+                try await Task.sleep(for: .seconds(2))
+                fs.releaseAll()
+                #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(10)) == .ok)
+
+                let clock = ContinuousClock()
+                let end = clock.now + .seconds(Self.soakSeconds)
+                let load = Task {
+                    // Store traffic through the soak: an upload and a download about every second.
+                    var rounds = 0
+                    while clock.now < end {
+                        let image = try await client.newImage()
+                        let bytes = randomBytes(1 << 20)
+                        #expect(try await client.putFile(image, bytes).status == .noContent)
+                        let read = try await client.get("/v2/images/\(image)/file")
+                        #expect(read.status == .ok && Array(read.body.readableBytesView) == bytes)
+                        rounds += 1
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                    return rounds
+                }
+                var probes = 0
+                var failures: [String] = []
+                while clock.now < end {
+                    let response = try await client.get("/healthcheck", accept: "application/json")
+                    probes += 1
+                    if response.status != .ok { failures.append(response.text) }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let rounds = try await load.value
+                print("hung-share soak: \(probes) probes over \(Self.soakSeconds) s, \(failures.count) not 200; \(rounds) upload+download rounds")
+                #expect(probes >= Self.soakSeconds * 5, "only \(probes) probes in \(Self.soakSeconds) s")
+                #expect(failures.isEmpty, "\(failures.count) of \(probes) probes failed after the release: \(failures.prefix(3))")
+            }
+        }
+    }
+}
+
 // MARK: Helpers
 
 extension TestClientProtocol {
