@@ -96,11 +96,28 @@ public struct ApplicationDependencies: Sendable {
     ) throws -> any ImageRepository {
         switch location {
         case .sqlite(let path):
-            if path != DatabaseLocation.memoryPath {
-                try FileManager.default.createDirectory(
-                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let timeout = Duration.milliseconds(Int64((options.poolTimeout * 1000).rounded()))
+            // Opening (and migrating) touches the file system: under a deadline too, so a database put on a
+            // share that hangs stops start-up with a message instead of hanging it. Ten request deadlines:
+            // a migration of a large catalogue may take a while.
+            let opening = timeout * 10
+            let outcome = BlockingCallExecutor(name: "imagestore.db-open").runAndWait(deadline: opening) {
+                Result<SQLiteImageRepository, any Error> {
+                    if path != DatabaseLocation.memoryPath {
+                        try FileManager.default.createDirectory(
+                            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                    }
+                    return try SQLiteImageRepository(path: path, logger: logger, timeout: timeout)
+                }
             }
-            return try SQLiteImageRepository(path: path, logger: logger)
+            switch outcome {
+            case .completed(let result): return try result.get()
+            case .timedOut:
+                throw ImageStoreError(
+                    .dependencyUnavailable,
+                    "the metadata database \(path) did not open within \(opening.wholeMilliseconds) ms "
+                        + "(ten times [database] pool_timeout): is it on a share that does not answer? SQLite must be local")
+            }
         case .postgresql(let url):
             logger.info("metadata database: PostgreSQL", metadata: ["url": "\(url)", "max_pool_size": "\(options.maxPoolSize)"])
             return try PostgresImageRepository(settings: .init(url, options: options), logger: logger)

@@ -419,6 +419,53 @@ extension HungShareTests {
     }
 }
 
+extension HungShareTests {
+    // MARK: 5. The metadata database on a share that hangs
+
+    /// SQLite belongs on a local disk, but a deployer may put it on the share: then every request that
+    /// needs it answers 503 within `[database] pool_timeout` while the share hangs (never hangs itself),
+    /// /livez stays 200, and everything works again when the share answers — and a server started while
+    /// it hangs stops with a message naming the database instead of never listening.
+    @Test func sqliteOnTheShare_requests503WithinTheDeadline_startupStopsWithAMessage() async throws {
+        try await Self.withShare { fs in
+            var configuration = Self.configuration(fs)
+            let databasePath = fs.mountpoint + "/db/imagestore.db"
+            configuration.database = .sqlite(path: databasePath)
+            configuration.databaseOptions.poolTimeout = 0.5
+            try await Self.run(configuration) { client in
+                let id = try await client.newImage()
+                try fs.hang(.all)
+                let clock = ContinuousClock()
+                // A create writes (and syncs) the database: it must reach the hung share.
+                var create: TestResponse?
+                let elapsed = try await clock.measure {
+                    create = try await client.execute(
+                        uri: "/v2/images", method: .post, headers: [.contentType: "application/json"],
+                        body: .init(string: #"{"name": "during", "disk_format": "raw", "container_format": "bare"}"#))
+                }
+                #expect(create?.status == .serviceUnavailable, "\(create?.text ?? "")")
+                #expect(create?.text.contains("metadata database") == true, "\(create?.text ?? "")")
+                #expect(elapsed < Self.answerBound, "answered after \(elapsed)")
+                #expect(try await client.get("/livez").status == .ok)
+                fs.releaseAll()
+                #expect(try await eventually(within: .seconds(10)) { try await client.get("/v2/images/\(id)").status == .ok })
+            }
+            #expect(FileManager.default.fileExists(atPath: fs.backing + "/db/imagestore.db"))
+
+            try fs.hang(.all)
+            defer { fs.releaseAll() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            var logger = Logger(label: "test.hung")
+            logger.logLevel = .critical
+            let error = #expect(throws: (any Error).self) { _ = try buildApplication(configuration: configuration, logger: logger) }
+            let took = clock.now - started
+            #expect("\(error.map { "\($0)" } ?? "")".contains("did not open within 5000 ms"), "\(error.map { "\($0)" } ?? "nil")")
+            #expect(took < .seconds(8), "start-up gave up after \(took)")
+        }
+    }
+}
+
 // MARK: Helpers
 
 extension TestClientProtocol {

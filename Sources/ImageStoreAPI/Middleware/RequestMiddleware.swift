@@ -29,8 +29,7 @@ struct RequestMiddleware: RouterMiddleware {
             response = APIError(error, table: errors).response(requestID: context.requestID, logger: context.logger)
         }
         response.headers[.openstackRequestID] = context.requestID
-        let elapsed = ContinuousClock.now - start
-        let ms = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        let ms = (ContinuousClock.now - start).fractionalMilliseconds
         logger.info(
             "\(request.method) \(request.uri.path) \(response.status.code)",
             metadata: ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))])

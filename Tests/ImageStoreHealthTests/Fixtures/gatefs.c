@@ -84,7 +84,7 @@ static void *gate_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     cfg->entry_timeout = 0;
     cfg->negative_timeout = 0;
     cfg->use_ino = 0;
-    cfg->direct_io = 1; /* every read and write reaches us: no page cache */
+    cfg->direct_io = 0; /* set per file in open/create (see uses_page_cache) */
     return NULL;
 }
 
@@ -141,6 +141,13 @@ static int gate_rename(const char *from, const char *to, unsigned int flags) {
     return renameat2(AT_FDCWD, a, AT_FDCWD, b, flags) == 0 ? 0 : -errno;
 }
 
+/* Every read and write of image files reaches us (direct I/O, no page cache), so a hang is immediate.
+ * SQLite files (*.db, *.db-wal, *.db-shm) go through the page cache instead: WAL mode needs shared
+ * mmap, which direct I/O refuses; their writes and fsyncs still reach the gate. */
+static int uses_page_cache(const char *path) {
+    return strstr(path, ".db") != NULL;
+}
+
 static int gate_open(const char *path, struct fuse_file_info *fi) {
     int g = gate("open");
     if (g) return g;
@@ -149,6 +156,7 @@ static int gate_open(const char *path, struct fuse_file_info *fi) {
     int fd = open(p, fi->flags & ~O_CREAT);
     if (fd < 0) return -errno;
     fi->fh = fd;
+    fi->direct_io = !uses_page_cache(path);
     return 0;
 }
 
@@ -160,6 +168,7 @@ static int gate_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     int fd = open(p, fi->flags, mode);
     if (fd < 0) return -errno;
     fi->fh = fd;
+    fi->direct_io = !uses_page_cache(path);
     return 0;
 }
 
