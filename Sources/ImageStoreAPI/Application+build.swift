@@ -96,11 +96,11 @@ public struct ApplicationDependencies: Sendable {
     ) throws -> any ImageRepository {
         switch location {
         case .sqlite(let path):
-            let timeout = Duration.milliseconds(Int64((options.poolTimeout * 1000).rounded()))
+            let timeout = options.sqliteTimeout
             // Opening (and migrating) touches the file system: under a deadline too, so a database put on a
-            // share that hangs stops start-up with a message instead of hanging it. Ten request deadlines:
-            // a migration of a large catalogue may take a while.
-            let opening = timeout * 10
+            // share that hangs stops start-up with a message instead of hanging it. Two request deadlines, at
+            // least 10 s: a migration of a large catalogue may take a while.
+            let opening = max(timeout * 2, .seconds(10))
             let outcome = BlockingCallExecutor(name: "imagestore.db-open").runAndWait(deadline: opening) {
                 Result<SQLiteImageRepository, any Error> {
                     if path != DatabaseLocation.memoryPath {
@@ -116,7 +116,7 @@ public struct ApplicationDependencies: Sendable {
                 throw ImageStoreError(
                     .dependencyUnavailable,
                     "the metadata database \(path) did not open within \(opening.wholeMilliseconds) ms "
-                        + "(ten times [database] pool_timeout): is it on a share that does not answer? SQLite must be local")
+                        + "(twice [database] pool_timeout, at least 10 s): is it on a share that does not answer? SQLite must be local")
             }
         case .postgresql(let url):
             logger.info("metadata database: PostgreSQL", metadata: ["url": "\(url)", "max_pool_size": "\(options.maxPoolSize)"])
@@ -410,6 +410,6 @@ extension PostgresImageRepository.Settings {
         self.init(
             host: url.host, port: url.port, unixSocketDirectory: url.unixSocketDirectory, username: url.username,
             password: url.password, database: url.database, tls: tls, rootCertificatePath: url.rootCertificatePath,
-            maxConnections: options.maxPoolSize, timeout: .milliseconds(Int64((options.poolTimeout * 1000).rounded())))
+            maxConnections: options.maxPoolSize, timeout: options.postgresTimeout)
     }
 }

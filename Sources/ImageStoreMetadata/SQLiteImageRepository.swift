@@ -18,8 +18,8 @@ public final class SQLiteImageRepository: ImageRepository {
     var writer: any DatabaseWriter { access.writer }
     private let logger: Logger
 
-    /// The deadline of every access when none is given (`[database] pool_timeout`'s default).
-    public static let defaultTimeout = Duration.seconds(3)
+    /// The deadline of every access when none is given (`[database] pool_timeout`'s default for SQLite).
+    public static let defaultTimeout = Duration.seconds(30)
 
     /// Opens (creating if needed) the database at `path` and, unless `migrate` is false (`imagestore db
     /// version` only looks), migrates it to the current schema.
