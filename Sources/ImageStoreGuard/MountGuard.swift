@@ -401,6 +401,19 @@ public struct StoreIdentityRecord: Sendable {
         claim = { try await repository.claimStoreIdentity($0, of: store) }
         recorded = { try await repository.storeIdentity(of: store) }
     }
+
+    private init(claim: @escaping @Sendable (String) async throws -> String, recorded: @escaping @Sendable () async throws -> String?) {
+        self.claim = claim
+        self.recorded = recorded
+    }
+
+    /// Compares with the recorded identity but never records one (`imagestore check` only looks): with
+    /// nothing recorded yet, the marker's id is accepted, as the server's first check would record it.
+    public static func readOnly(repository: any ImageRepository, store: String) -> StoreIdentityRecord {
+        StoreIdentityRecord(
+            claim: { marker in try await repository.storeIdentity(of: store) ?? marker },
+            recorded: { try await repository.storeIdentity(of: store) })
+    }
 }
 
 /// Callers asking while a check is running share its answer instead of starting another.
