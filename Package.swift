@@ -133,6 +133,8 @@ let package = Package(
             dependencies: [
                 "ImageStoreCore", "ImageStoreConfig", "ImageStoreStorage", "ImageStoreMetadata", "ImageStoreNFS",
                 "ImageStoreGuard", "ImageStoreHealth", "ImageStorePolicy", "ImageStoreKeystone", "ImageStoreMetrics",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
