@@ -183,9 +183,7 @@ public func buildApplication(
         requireFormatMatch: configuration.requireImageFormatMatch, staging: staging, logger: logger)
     var fetcher: WebImageFetcher?
     if configuration.enabledImportMethods.contains(ImportMethod.webDownload(uri: "").name) {
-        let client = WebImageFetcher.makeClient(readTimeout: webDownloadReadTimeout)
-        dependencies.services.append(HTTPClientService(client: client))
-        fetcher = WebImageFetcher(client: client, filter: configuration.importFilter)
+        fetcher = WebImageFetcher(filter: configuration.importFilter, readTimeout: webDownloadReadTimeout)
     }
     let importer = ImageImporter(
         service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
@@ -198,7 +196,7 @@ public func buildApplication(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
         healthMonitor: healthMonitor, policy: policy, authentication: authentication, metrics: metrics, logger: logger
     ).router
-    var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer)]
+    var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
     if let metrics, let port = configuration.metrics.bindPort {
         let controller = metricsController(metrics, configuration, dependencies, healthMonitor)
         services.append(controller.application(host: configuration.metrics.bindHost ?? configuration.bindHost, port: port, logger: logger))
@@ -266,9 +264,11 @@ nonisolated(unsafe) var webDownloadReadTimeout: TimeAmount = .seconds(60)
 /// would be repaired at the next start.
 struct ImportShutdown: Service {
     let importer: ImageImporter
+    let fetcher: WebImageFetcher?
     func run() async throws {
         try? await gracefulShutdown()
         await importer.cancelAll()
+        await fetcher?.shutdown()
     }
 }
 
@@ -307,10 +307,6 @@ final class StoreBringUp: Service {
         var done = false
         do {
             try await store.prepare()
-            // The staging directory only once its guard allows writes (never created in a bare mount point).
-            if let staging = service.staging, (try? await staging.writeGuard.checkWritable()) != nil {
-                try await staging.store.prepare()
-            }
             let report = try await service.recoverAfterRestart()
             for task in report.interruptedImports {
                 _ = try? await tasks.updateTask(task) { task in

@@ -79,7 +79,11 @@ public struct ImageService: Sendable {
     public func stage<Body: AsyncSequence>(
         _ id: ImageID, body: Body, declaredSize: Int64?, stageHost: String? = nil
     ) async throws -> Image where Body.Element == ByteBuffer {
-        guard staging != nil else { throw ImageStoreError.notFound("The staging area is not configured.") }
+        guard let staging else { throw ImageStoreError.notFound("The staging area is not configured.") }
+        // The staging directory is made on first use, once its guard allows writes (so never in a bare
+        // mount point, and a store nobody stages to gets no extra directory).
+        try await staging.writeGuard.checkWritable()
+        try await staging.store.prepare()
         return try await receive(id, mode: .stage(host: stageHost), declaredSize: declaredSize) { sink in
             try await Self.pump(body, into: sink)
         }
@@ -399,8 +403,16 @@ extension ImageService {
         report.storeChecked = true
         report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
         if let staging {
-            report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles()
-            for id in try await staging.store.storedIDs() {
+            // A staging directory nobody staged to yet does not exist: nothing to clean there.
+            let stagedIDs: [ImageID]
+            do {
+                report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles()
+                stagedIDs = try await staging.store.storedIDs()
+            } catch {
+                logger.info("staging area not swept", metadata: ["reason": "\(error)"])
+                stagedIDs = []
+            }
+            for id in stagedIDs {
                 // Staged data is kept only for a finished stage, or an import this process runs now.
                 let image = try await repository.get(id)
                 if let image, image.status == .uploading, image.uploadOwner == nil { continue }
