@@ -39,14 +39,16 @@ import Testing
     }
 
     @Test func glanceDirect_stageThenImport_activeWithHashes_stagingEmpty_taskSucceeded() async throws {
-        let harness = try APITestHarness()
+        let harness = try APITestHarness { $0.workerSelfReferenceURL = "http://10.0.0.5:9292" }
         try await harness.run { client in
             let id = try await client.createImage()
             #expect(try await client.importImage(id, Self.direct).status == .conflict)  // nothing staged yet
             let data = randomBytes(1 << 20 + 5)
             let staged = try await client.stage(id, data)
             #expect(staged.status == .noContent, "\(staged.text)")
-            #expect(try await client.image(id)["status"] == "uploading")
+            let uploading = try await client.image(id)
+            #expect(uploading["status"] == "uploading")
+            #expect(uploading["os_glance_stage_host"] == "http://10.0.0.5:9292")
             // The staged bytes are on disk in the staging directory, under the image id.
             #expect(try harness.stagingFiles() == [id])
             #expect(try Data(contentsOf: URL(fileURLWithPath: harness.stagingDir + "/" + id)) == Data(data))
@@ -64,6 +66,7 @@ import Testing
             #expect(image["os_glance_failed_import"] == "")
             #expect(image["os_glance_importing_to_stores"] == "")
             #expect(image["os_glance_import_task"] == nil)
+            #expect(image["os_glance_stage_host"] == nil)
             #expect(try Data(contentsOf: URL(fileURLWithPath: harness.datadir + "/" + id)) == Data(data))
             #expect(try harness.stagingFiles().isEmpty)
 
@@ -121,10 +124,47 @@ import Testing
             let active = try await client.createImage()
             #expect(try await client.upload(active, randomBytes(10)).status == .noContent)
             #expect(try await client.importImage(active, #"{"method": {"name": "copy-image"}, "all_stores": true}"#).status == .accepted)
+            let copied = try await client.image(active)
+            #expect(copied["os_glance_importing_to_stores"] == "")
+            #expect(copied["os_glance_failed_import"] == "")
             #expect(try await client.importImage(active, #"{"method": {"name": "copy-image"}}"#).status == .badRequest)
             #expect(try await client.json("/v2/images/\(active)/tasks", method: .get).1?["tasks"] == [])
             // DELETE /v2/stores/...: no enabled_backends → 404, as Glance.
             #expect(try await client.execute(uri: "/v2/stores/file/\(active)", method: .delete).status == .notFound)
+        }
+    }
+
+    @Test func multiStore_storesInTheBody_andDeleteFromStore_asGlance() async throws {
+        let harness = try APITestHarness { config in
+            config.enabledBackends = [StoreBackend(id: "fast", type: "file")]
+            config.defaultBackend = "fast"
+        }
+        try await harness.run { client in
+            let (created, _) = try await client.json(
+                "/v2/images", method: .post, body: #"{"name": "n", "disk_format": "raw", "container_format": "bare"}"#)
+            #expect(created.headers[HTTPField.Name("OpenStack-image-store-ids")!] == "fast")
+            let id = try await client.createImage()
+            #expect(try await client.stage(id, [1, 2, 3]).status == .noContent)
+            // An unknown store is 409, stores with all_stores 400 (Glance's get_stores_from_request).
+            #expect(try await client.importImage(id, #"{"method": {"name": "glance-direct"}, "stores": ["slow"]}"#).status == .conflict)
+            #expect(
+                try await client.importImage(id, #"{"method": {"name": "glance-direct"}, "stores": ["fast"], "all_stores": true}"#).status
+                    == .badRequest)
+            #expect(try await client.importImage(id, #"{"method": {"name": "glance-direct"}, "stores": ["fast"]}"#).status == .accepted)
+            let image = try await client.waitForImport(id)
+            #expect(image["status"] == "active")
+            #expect(image["stores"] == "fast")
+            let tasks = try await client.json("/v2/images/\(id)/tasks", method: .get).1
+            #expect(tasks?["tasks"]?[0]?["input"]?["backend"] == ["fast"])
+            // DELETE /v2/stores: unknown store 409; the only copy 403 (delete the image instead); not active 409.
+            #expect(try await client.execute(uri: "/v2/stores/slow/\(id)", method: .delete).status == .conflict)
+            let last = try await client.execute(uri: "/v2/stores/fast/\(id)", method: .delete)
+            #expect(last.status == .forbidden)
+            #expect(last.errorMessage?.contains("only store") == true)
+            let queued = try await client.createImage()
+            #expect(try await client.execute(uri: "/v2/stores/fast/\(queued)", method: .delete).status == .conflict)
+            #expect(try await client.execute(uri: "/v2/stores/fast/\(UUID())", method: .delete).status == .notFound)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: harness.datadir + "/" + id)) == Data([1, 2, 3]))
         }
     }
 

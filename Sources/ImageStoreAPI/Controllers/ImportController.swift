@@ -65,7 +65,15 @@ struct ImportController {
         if method == .copyImage {
             // One store, and an active image is in it: with all_stores there is nothing to copy (Glance
             // answers 202 and does nothing); a named store already holds it (Glance's 400).
-            if allStores { return Response(status: .accepted) }
+            if allStores {
+                // Said on the image, as an import that ended would: nothing left to copy, nothing failed
+                // (clients wait for `os_glance_importing_to_stores` to be empty).
+                try await service.repository.update(id, expecting: [.active]) { image in
+                    image.properties[ImportProperty.importingToStores] = ""
+                    if image.properties[ImportProperty.failedImport] == nil { image.properties[ImportProperty.failedImport] = "" }
+                }
+                return Response(status: .accepted)
+            }
             throw ImageStoreError.badRequest("Image is already present at store '\(storeID)'")
         }
         if !allMustSucceed && !multiStore {
