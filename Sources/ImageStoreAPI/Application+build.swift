@@ -30,12 +30,15 @@ public struct ApplicationDependencies: Sendable {
     public var tokenValidator: (any TokenValidator)?
     /// Long-running background work (monitors) started with the server and stopped with it.
     public var services: [any Service]
+    /// The staging store of interoperable import; nil: one beside the store (`stagingArea(beside:)`).
+    public var staging: StagingArea?
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
-        tasks: (any TaskRepository)? = nil
+        tasks: (any TaskRepository)? = nil, staging: StagingArea? = nil
     ) {
+        self.staging = staging
         self.repository = repository
         self.metadefs = metadefs ?? Self.metadefs(beside: repository)
         if let tasks {
@@ -69,8 +72,47 @@ public struct ApplicationDependencies: Sendable {
             timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
             createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
-        guard let mountGuard else { return ApplicationDependencies(repository: repository, store: store) }
-        return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+        var services: [any Service] = mountGuard.map { [$0] } ?? []
+        let staging: StagingArea
+        if let stagingOptions = configuration.stagingStore, stagingOptions.isNFSConfigured || stagingOptions.requireMountpoint {
+            // A staging store on a share of its own: its own guard, like any store (reads and writes refused
+            // while its share is gone, never written through a bare mount point).
+            let stagingGuard = try makeMountGuard(stagingOptions, logger: logger)
+            services.append(stagingGuard)
+            staging = StagingArea(
+                store: FilesystemImageStore(
+                    directory: stagingOptions.datadir, chunkSize: options.chunkSize,
+                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false, logger: logger),
+                writeGuard: stagingGuard)
+        } else {
+            // Inside the store's datadir (same filesystem, behind the store's guard), or a local directory.
+            let sameShare = configuration.stagingStore == nil
+            var stagingGuard: any WriteGuard = UnguardedStore()
+            if sameShare, let mountGuard { stagingGuard = mountGuard }
+            staging = StagingArea(
+                store: FilesystemImageStore(
+                    directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
+                    timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, logger: logger),
+                writeGuard: stagingGuard)
+        }
+        var storeGuard: any WriteGuard = UnguardedStore()
+        if let mountGuard { storeGuard = mountGuard }
+        return ApplicationDependencies(
+            repository: repository, store: store, writeGuard: storeGuard, services: services,
+            staging: staging)
+    }
+
+    /// A staging area for dependencies that name none (tests): a directory inside a filesystem store,
+    /// behind the store's guard, or in memory beside an in-memory store.
+    public static func stagingArea(beside store: any ImageDataStore, writeGuard: any WriteGuard, logger: Logger) -> StagingArea {
+        if let filesystem = store as? FilesystemImageStore {
+            return StagingArea(
+                store: FilesystemImageStore(
+                    directory: filesystem.directory + "/" + ServiceConfiguration.stagingDirectoryName, createDirectory: true,
+                    logger: logger),
+                writeGuard: writeGuard)
+        }
+        return StagingArea(store: InMemoryImageStore(), writeGuard: writeGuard)
     }
 
     /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
@@ -148,22 +190,30 @@ public func buildApplication(
     var dependencies = try dependencies ?? .make(from: configuration, logger: logger)
     let policy = try makePolicy(configuration.policy, logger: logger)
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
+    let staging =
+        dependencies.staging ?? ApplicationDependencies.stagingArea(beside: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
         limits: .init(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
-        requireFormatMatch: configuration.requireImageFormatMatch, logger: logger)
+        requireFormatMatch: configuration.requireImageFormatMatch, staging: staging, logger: logger)
+    var fetcher: WebImageFetcher?
+    if configuration.enabledImportMethods.contains(ImportMethod.webDownload(uri: "").name) {
+        fetcher = WebImageFetcher(filter: configuration.importFilter, readTimeout: webDownloadReadTimeout)
+    }
+    let importer = ImageImporter(
+        service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
 
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
         repository: dependencies.repository, logger: logger)
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
-        configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        policy: policy, authentication: authentication, metrics: metrics, logger: logger
+        configuration: configuration, dependencies: dependencies, service: service, importer: importer,
+        healthMonitor: healthMonitor, policy: policy, authentication: authentication, metrics: metrics, logger: logger
     ).router
-    var services = dependencies.services + [healthMonitor]
+    var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
     if let metrics, let port = configuration.metrics.bindPort {
         let controller = metricsController(metrics, configuration, dependencies, healthMonitor)
         services.append(controller.application(host: configuration.metrics.bindHost ?? configuration.bindHost, port: port, logger: logger))
@@ -171,7 +221,7 @@ public func buildApplication(
     }
 
     let bringUp = StoreBringUp(
-        store: dependencies.store, service: service, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
+        store: dependencies.store, service: service, tasks: dependencies.tasks, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
         logger: logger)
     var app = Application(
         router: router,
@@ -224,6 +274,21 @@ func metricsController(
         metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
 }
 
+/// How long a `web-download` server may stay silent before the import fails (tests shorten it).
+nonisolated(unsafe) var webDownloadReadTimeout: TimeAmount = .seconds(60)
+
+/// Stops running imports on shutdown: each fails cleanly (image `queued`, nothing staged), as a crash
+/// would be repaired at the next start.
+struct ImportShutdown: Service {
+    let importer: ImageImporter
+    let fetcher: WebImageFetcher?
+    func run() async throws {
+        try? await gracefulShutdown()
+        await importer.cancelAll()
+        await fetcher?.shutdown()
+    }
+}
+
 /// The most start-up waits on the store before listening (`imagestore serve` must listen within 2 s).
 let startupBudget = Duration.milliseconds(1000)
 
@@ -233,13 +298,15 @@ let startupBudget = Duration.milliseconds(1000)
 final class StoreBringUp: Service {
     private let store: any ImageDataStore
     private let service: ImageService
+    private let tasks: any TaskRepository
     private let interval: Duration
     private let logger: Logger
     private let state = Mutex<(done: Bool, running: Bool, failures: Int)>((false, false, 0))
 
-    init(store: any ImageDataStore, service: ImageService, interval: Duration, logger: Logger) {
+    init(store: any ImageDataStore, service: ImageService, tasks: any TaskRepository, interval: Duration, logger: Logger) {
         self.store = store
         self.service = service
+        self.tasks = tasks
         self.interval = interval
         self.logger = logger
     }
@@ -258,6 +325,12 @@ final class StoreBringUp: Service {
         do {
             try await store.prepare()
             let report = try await service.recoverAfterRestart()
+            for task in report.interruptedImports {
+                _ = try? await tasks.updateTask(task) { task in
+                    task.status = .failure
+                    task.message = "The import was interrupted by a restart of the server; import the image again."
+                }
+            }
             done = report.storeChecked
             logger.info(
                 done ? "start-up recovery done" : "start-up recovery: metadata done, the store is not writable yet",
@@ -265,6 +338,7 @@ final class StoreBringUp: Service {
                     "uploads_reset": "\(report.uploadsReset)", "temp_files_removed": "\(report.temporaryFilesRemoved)",
                     "deletes_finished": "\(report.deletesFinished)", "orphans_removed": "\(report.orphanedDataRemoved)",
                     "missing_data_reset": "\(report.missingDataReset)", "store_checked": "\(report.storeChecked)",
+                    "imports_failed": "\(report.interruptedImports.count)", "staged_removed": "\(report.stagedDataRemoved)",
                 ])
         } catch {
             // Never fatal: with the share missing or hung the service must still run (store disabled).
@@ -345,12 +419,14 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
     logger.logLevel = .critical
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
+    let importer = ImageImporter(
+        service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: nil, logger: logger)
     // Never started: only its routes are wanted.
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
     return buildRouter(
-        configuration: configuration, dependencies: dependencies, service: service, healthMonitor: healthMonitor,
-        policy: .glanceDefaults, authentication: .noauth, metrics: nil, logger: logger
+        configuration: configuration, dependencies: dependencies, service: service, importer: importer,
+        healthMonitor: healthMonitor, policy: .glanceDefaults, authentication: .noauth, metrics: nil, logger: logger
     ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
@@ -358,7 +434,7 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
-    healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, metrics: ServiceMetrics?,
+    importer: ImageImporter, healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, metrics: ServiceMetrics?,
     logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
@@ -376,17 +452,26 @@ func buildRouter(
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
     let access = ImageAccess(repository: dependencies.repository)
+    // /v2/info/stores lists the store when multi-store is on or the store is guarded: images then say
+    // where they are (`stores`), which Tempest's import waiter compares with that list.
+    let listsStore = multiStore || dependencies.writeGuard is MountGuard
     VersionsController().addRoutes(to: routes)
     SchemasController().addRoutes(to: routes)
     ImagesController(
         repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
-        storeID: multiStore ? configuration.defaultBackend : nil
+        storeID: listsStore ? configuration.defaultBackend : nil, importMethods: configuration.enabledImportMethods
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
+    ImportController(
+        access: access, service: service, importer: importer, methods: configuration.enabledImportMethods,
+        multiStore: multiStore, storeID: configuration.defaultBackend, filter: configuration.importFilter,
+        stageHost: configuration.workerSelfReferenceURL
+    ).addRoutes(to: routes)
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
     MetadefsController(repository: dependencies.metadefs).addRoutes(to: routes)
     TasksController(repository: dependencies.tasks, access: access).addRoutes(to: routes)
     InfoController(
+        importMethods: configuration.enabledImportMethods,
         backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
         chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }

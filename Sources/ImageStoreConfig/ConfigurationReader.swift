@@ -22,13 +22,15 @@ struct ConfigurationReader {
         static let osloPolicy = "oslo_policy"
         static let metrics = "metrics"
         static let imageFormat = "image_format"
+        static let importFiltering = "import_filtering_opts"
+        static let stagingStore = "os_glance_staging_store"
         /// Glance registers these stores itself (staging and tasks areas); their sections are valid.
         static let reservedStores: Set<String> = ["os_glance_staging_store", "os_glance_tasks_store"]
         /// The paste file's section whose keys override `[healthcheck]`.
         static let pasteHealthcheck = "app:healthcheck"
         static let ours: Set<String> = [
             defaults, glanceStore, database, pasteDeploy, healthcheck, keystoneAuthtoken, osloPolicy, metrics,
-            imageFormat,
+            imageFormat, importFiltering,
         ]
     }
 
@@ -43,6 +45,11 @@ struct ConfigurationReader {
         static let requireImageFormatMatch = "require_image_format_match"
         static let storeUnavailableStatus = "store_unavailable_status"
         static let defaultBackend = "default_backend"
+        static let enabledImportMethods = "enabled_import_methods"
+        static let workerSelfReferenceURL = "worker_self_reference_url"
+        static let importFiltering: Set<String> = [
+            "allowed_schemes", "disallowed_schemes", "allowed_hosts", "disallowed_hosts", "allowed_ports", "disallowed_ports",
+        ]
         /// Deprecated legacy glance_store options: accepted, `default_store` must be `file`.
         static let stores = "stores"
         static let defaultStore = "default_store"
@@ -53,8 +60,10 @@ struct ConfigurationReader {
         static let pasteFactoryKeys: Set<String> = ["paste.app_factory", "use"]
 
         static let defaults: Set<String> = Set(
-            [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
-             storeUnavailableStatus]
+            [
+                bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
+                storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
+            ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
@@ -66,6 +75,14 @@ struct ConfigurationReader {
         try readDefaults(into: &config)
         let storeSection = try readBackends(into: &config)
         config.store = try readStore(section: storeSection)
+        if file.section(Section.stagingStore) != nil {
+            var staging = try readStore(section: Section.stagingStore)
+            if file.section(Section.stagingStore)?.entry(FilesystemStoreOptions.Key.datadir) == nil {
+                staging.datadir = config.stagingDirectory
+            }
+            config.stagingStore = staging
+        }
+        config.importFilter = try readImportFilter()
         if let v = value(Section.database, Key.connection) {
             switch DatabaseLocation.parse(try v.nonEmptyString()) {
             case .success(let location): config.database = location
@@ -108,6 +125,18 @@ struct ConfigurationReader {
         if let v = value(section, Key.drainTimeout) { config.drainTimeout = try v.seconds(greaterThan: 0, orEqual: true) }
         if let v = value(section, Key.clientSocketTimeout) {
             config.clientSocketTimeout = try v.seconds(greaterThan: 0, orEqual: true)
+        }
+        if let v = value(section, Key.enabledImportMethods) {
+            // oslo.config's ListOpt also takes Glance's bracketed form: [glance-direct,web-download].
+            let methods = Self.bracketedList(v)
+            for method in methods where !ImportMethod.allNames.contains(method) {
+                throw v.invalid("\(quoted(method)) is not an import method ImageStore has (\(ImportMethod.allNames.joined(separator: ", ")))")
+            }
+            config.enabledImportMethods = methods
+        }
+        if let v = value(section, Key.workerSelfReferenceURL), let url = v.optionalString {
+            guard ValueSyntax.httpBase(url) != nil else { throw v.invalid("\(quoted(url)) is not an http:// or https:// URL") }
+            config.workerSelfReferenceURL = url
         }
         // Glance's IntOpts without bounds: any negative value means unlimited.
         if let v = value(section, Key.storeUnavailableStatus) {
@@ -264,6 +293,32 @@ struct ConfigurationReader {
             options.mountpointPath = mountpoint
         }
         return options
+    }
+
+    /// A list option, with or without oslo.config's brackets.
+    static func bracketedList(_ v: OptionValue) -> [String] {
+        v.list.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")) }.filter { !$0.isEmpty }
+    }
+
+    /// `[import_filtering_opts]`, Glance's names and defaults.
+    private func readImportFilter() throws -> ImportFilter {
+        var filter = ImportFilter()
+        func own(_ key: String) -> OptionValue? {
+            file.section(Section.importFiltering)?.entry(key).map { OptionValue(path: file.path, entry: $0) }
+        }
+        func ports(_ v: OptionValue) throws -> [Int] {
+            try Self.bracketedList(v).map { text in
+                guard let port = Int(text), (0...65535).contains(port) else { throw v.invalid("\(quoted(text)) is not a port number") }
+                return port
+            }
+        }
+        if let v = own("allowed_schemes") { filter.allowedSchemes = Self.bracketedList(v).map { $0.lowercased() } }
+        if let v = own("disallowed_schemes") { filter.disallowedSchemes = Self.bracketedList(v).map { $0.lowercased() } }
+        if let v = own("allowed_hosts") { filter.allowedHosts = Self.bracketedList(v).map { $0.lowercased() } }
+        if let v = own("disallowed_hosts") { filter.disallowedHosts = Self.bracketedList(v).map { $0.lowercased() } }
+        if let v = own("allowed_ports") { filter.allowedPorts = try ports(v) }
+        if let v = own("disallowed_ports") { filter.disallowedPorts = try ports(v) }
+        return filter
     }
 
     /// `N%` (0 ≤ N < 100) of the filesystem, or a byte size (`1073741824`, `10GB`).
@@ -518,6 +573,7 @@ struct ConfigurationReader {
             case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
             case Section.database: known = [Key.connection, DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout]
             case Section.imageFormat: known = [Key.requireImageFormatMatch]
+            case Section.importFiltering: known = Key.importFiltering
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
             case Section.metrics: known = MetricsOptions.Key.all

@@ -1,3 +1,5 @@
+import ImageStoreCore
+
 /// The server's whole configuration, read from a glance-api.conf-style file, typed and validated
 /// up front: a bad value throws a `ConfigurationError` (start-up stops), an unknown section or
 /// option only adds a line to `warnings`.
@@ -58,6 +60,16 @@ public struct ServiceConfiguration: Sendable {
     /// default: the store is gone, do not retry) or 503 with `Retry-After` for clients that should
     /// retry (Nova and Cinder retry 503, not 410).
     public var storeUnavailableStatus: StoreUnavailableStatus = .gone
+    /// `[DEFAULT] enabled_import_methods`: the interoperable import methods offered (`/v2/info/import`).
+    public var enabledImportMethods: [String] = ImportMethod.allNames
+    /// `[os_glance_staging_store]`, when the section is there: the staging store's own options (its own
+    /// mount guard when it is on a share). nil: staging lives in `<datadir>/os_glance_staging_store`, on
+    /// the store's filesystem and behind the store's guard.
+    public var stagingStore: FilesystemStoreOptions?
+    /// `[import_filtering_opts]`: which `web-download` URIs may be fetched.
+    public var importFilter = ImportFilter()
+    /// `[DEFAULT] worker_self_reference_url`: recorded as `os_glance_stage_host` on staged images.
+    public var workerSelfReferenceURL: String?
     /// Unknown sections and options, and options that were ignored, each naming file, line,
     /// section and key. Log them at start-up.
     public var warnings: [String]
@@ -142,6 +154,15 @@ public struct ServiceConfiguration: Sendable {
     public var isGuarded: Bool {
         sourcePath != nil || store.isNFSConfigured || store.requireMountpoint
     }
+
+    /// Where staged data lives: `[os_glance_staging_store] filesystem_store_datadir`, or a directory inside
+    /// the store's datadir (same filesystem, same guard).
+    public var stagingDirectory: String {
+        if let stagingStore { return stagingStore.datadir }
+        return (store.datadir.hasSuffix("/") ? String(store.datadir.dropLast()) : store.datadir) + "/" + Self.stagingDirectoryName
+    }
+
+    public static let stagingDirectoryName = "os_glance_staging_store"
 
     /// Whether `enabled_backends` names stores (multi-store, as Glance exposes it: `/v2/info/stores`,
     /// the `stores` image field). The legacy single `[glance_store]` store is not multi-store.

@@ -34,16 +34,19 @@ public struct ImageService: Sendable {
     public let requireFormatMatch: Bool
     /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
     public let processToken: String
+    /// Where `PUT /stage` puts data until it is imported (`[os_glance_staging_store]`); nil: no staging.
+    public let staging: StagingArea?
     let logger: Logger
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
-        logger: Logger = Logger(label: "imagestore.images")
+        staging: StagingArea? = nil, logger: Logger = Logger(label: "imagestore.images")
     ) {
         self.repository = repository
         self.store = store
         self.writeGuard = writeGuard
+        self.staging = staging
         self.limits = limits
         self.requireFormatMatch = requireFormatMatch
         self.processToken = processToken
@@ -65,12 +68,93 @@ public struct ImageService: Sendable {
     public func upload<Body: AsyncSequence>(
         _ id: ImageID, body: Body, declaredSize: Int64?
     ) async throws -> Image where Body.Element == ByteBuffer {
+        try await receive(id, mode: .upload, declaredSize: declaredSize) { sink in
+            try await Self.pump(body, into: sink)
+        }
+    }
+
+    /// `PUT /stage`: streams `body` into the staging area exactly as an upload goes to the store
+    /// (same checks, hashing and clean-up); the image ends `uploading` with its data staged.
+    /// `stageHost` becomes `os_glance_stage_host` (Glance's `worker_self_reference_url`).
+    public func stage<Body: AsyncSequence>(
+        _ id: ImageID, body: Body, declaredSize: Int64?, stageHost: String? = nil
+    ) async throws -> Image where Body.Element == ByteBuffer {
+        guard let staging else { throw ImageStoreError.notFound("The staging area is not configured.") }
+        // The staging directory is made on first use, once its guard allows writes (so never in a bare
+        // mount point, and a store nobody stages to gets no extra directory).
+        try await staging.writeGuard.checkWritable()
+        try await staging.store.prepare()
+        return try await receive(id, mode: .stage(host: stageHost), declaredSize: declaredSize) { sink in
+            try await Self.pump(body, into: sink)
+        }
+    }
+
+    /// The import's last step: streams `source` (staged data, a web download) into the store for an
+    /// image its importer holds (`importing`, `uploadOwner` this process), and makes it `active` with
+    /// `finalize` applied in the same compare-and-set. On failure the image is back to `queued`.
+    public func importData(
+        _ id: ImageID, finalize: @escaping @Sendable (inout Image) -> Void,
+        source: (@escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
+    ) async throws -> Image {
+        try await receive(id, mode: .importing(finalize), declaredSize: nil, source: source)
+    }
+
+    /// What `receive` is doing: where the bytes go and which statuses it moves the image through.
+    enum ReceiveMode: Sendable {
+        case upload
+        case stage(host: String?)
+        case importing(@Sendable (inout Image) -> Void)
+
+        /// The status an image must have to start, the one it has while bytes flow, and at the end.
+        var statuses: (from: ImageStatus, during: ImageStatus, done: ImageStatus) {
+            switch self {
+            case .upload: (.queued, .saving, .active)
+            case .stage: (.queued, .uploading, .uploading)
+            case .importing: (.importing, .importing, .active)
+            }
+        }
+    }
+
+    /// Errors from a request body are the client going away; ours pass through unchanged.
+    static func pump<Body: AsyncSequence>(
+        _ body: Body, into sink: @escaping @Sendable (ByteBuffer) async throws -> Void
+    ) async throws where Body.Element == ByteBuffer {
+        do {
+            for try await chunk in body { try await sink(chunk) }
+        } catch let error as ImageStoreError {
+            throw error
+        } catch is CancellationError {
+            throw ImageStoreError(.clientDisconnected, "The upload was cancelled")
+        } catch {
+            throw ImageStoreError(.clientDisconnected, "The client stopped sending the image data: \(error)")
+        }
+    }
+
+    /// The one path image bytes take in (upload, stage, import): status compare-and-set, guard check,
+    /// streaming into a temporary object while counting against cap/quota/declared size/free space and
+    /// inspecting the format, finish (fsync), guard check again, commit, final compare-and-set.
+    /// Any failure aborts the temporary object and puts the image back to `queued`.
+    private func receive(
+        _ id: ImageID, mode: ReceiveMode, declaredSize: Int64?,
+        source: (@escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
+    ) async throws -> Image {
+        let (from, during, done) = mode.statuses
+        let target: any ImageDataStore
+        let guardian: any WriteGuard
+        if case .stage = mode, let staging {
+            (target, guardian) = (staging.store, staging.writeGuard)
+        } else {
+            (target, guardian) = (store, writeGuard)
+        }
         guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
         guard image.diskFormat != nil, image.containerFormat != nil else {
             throw ImageStoreError.badRequest("Properties disk_format, container_format must be set prior to saving data.")
         }
-        guard image.status == .queued else {
-            throw ImageStoreError.conflict("Image status transition from \(image.status.rawValue) to saving is not allowed")
+        guard image.status == from else {
+            throw ImageStoreError.conflict("Image status transition from \(image.status.rawValue) to \(during.rawValue) is not allowed")
+        }
+        if case .importing = mode, image.uploadOwner != processToken {
+            throw ImageStoreError.conflict("Image \(id) is being imported by another process")
         }
         if let declaredSize {
             guard declaredSize >= 0 else { throw ImageStoreError.badRequest("Image size must not be negative") }
@@ -79,7 +163,7 @@ public struct ImageService: Sendable {
         let quotaLeft = try await remainingQuota(for: image)
         if let declaredSize, let quotaLeft, declaredSize > quotaLeft { throw quotaExceeded(quotaLeft) }
 
-        try await writeGuard.checkWritable()
+        try await guardian.checkWritable()
         // Space before bytes: a declared size is checked against the free space above the reserve before
         // anything is written (the image stays queued); a streamed upload is stopped at the reserve.
         // Without a reserve, only uploads that declare their size are measured.
@@ -88,59 +172,66 @@ public struct ImageService: Sendable {
         defer { ticket?.release() }
 
         let token = processToken
-        try await repository.update(id, expecting: [.queued]) { image in
-            image.status = .saving
+        try await repository.update(id, expecting: [from]) { image in
+            image.status = during
             image.uploadOwner = token
         }
 
         var writer: (any ImageDataWriter)?
         var committed = false
         do {
-            let w = try await store.beginWrite(id, expectedSize: declaredSize)
+            let w = try await target.beginWrite(id, expectedSize: declaredSize)
             writer = w
-            var received: Int64 = 0
             // As Glance, only `bare` containers are inspected: the format is checked on the bytes as they
             // pass, never by reading the data again.
-            let inspection = image.containerFormat == "bare" ? FormatInspection() : nil
-            do {
-                for try await chunk in body {
-                    received += Int64(chunk.readableBytes)
-                    if received > limits.imageSizeCap { throw tooLarge() }
-                    if let quotaLeft, received > quotaLeft { throw quotaExceeded(quotaLeft) }
-                    try await ticket?.willWrite(chunk.readableBytes)
-                    if let inspection { chunk.withUnsafeReadableBytes { inspection.eat($0) } }
-                    try await w.write(chunk)
-                }
-                // A cancelled request (shutdown past the drain timeout) may see its body end early:
-                // never treat that as the whole image.
-                try Task.checkCancellation()
-                guard received > 0 else {
-                    throw ImageStoreError.badRequest("The request body is empty: an upload needs the image data.")
-                }
-            } catch let error as ImageStoreError {
-                throw error
-            } catch is CancellationError {
+            // Used by one stream at a time, strictly in order.
+            nonisolated(unsafe) let inspection = image.containerFormat == "bare" ? FormatInspection() : nil
+            let counter = ReceivedBytes()
+            let cap = limits.imageSizeCap
+            let tooLarge = self.tooLarge()
+            let overQuota = quotaLeft.map { quotaExceeded($0) }
+            try await source { [ticket] chunk in
+                let received = counter.add(chunk.readableBytes)
+                if received > cap { throw tooLarge }
+                if let quotaLeft, received > quotaLeft, let overQuota { throw overQuota }
+                try await ticket?.willWrite(chunk.readableBytes)
+                if let inspection { chunk.withUnsafeReadableBytes { inspection.eat($0) } }
+                try await w.write(chunk)
+            }
+            // A cancelled request (shutdown past the drain timeout) may see its body end early:
+            // never treat that as the whole image.
+            do { try Task.checkCancellation() } catch {
                 throw ImageStoreError(.clientDisconnected, "The upload was cancelled")
-            } catch {
-                // Errors from the body sequence are the client going away.
-                throw ImageStoreError(.clientDisconnected, "The client stopped sending the image data: \(error)")
+            }
+            guard counter.total > 0 else {
+                throw ImageStoreError.badRequest("The request body is empty: an upload needs the image data.")
             }
             // A mismatch or a failed safety check (qcow2 backing file…) is 415, and the data is dropped.
             let virtualSize = try inspection?.finish().verdict(diskFormat: image.diskFormat ?? "", requireMatch: requireFormatMatch)
             let staged = try await w.finish()
             // The share may have gone away while we streamed: check again before publishing.
-            try await writeGuard.checkWritable()
+            try await guardian.checkWritable()
             try await w.commit()
             committed = true
             do {
-                return try await repository.update(id, expecting: [.saving]) { image in
-                    image.status = .active
+                return try await repository.update(id, expecting: [during]) { image in
+                    image.status = done
+                    image.uploadOwner = nil
+                    switch mode {
+                    case .stage(let host):
+                        // Staged data is hashed again when it is imported; only its host is recorded.
+                        if let host { image.properties["os_glance_stage_host"] = host }
+                        return
+                    case .importing(let finalize):
+                        finalize(&image)
+                    case .upload:
+                        break
+                    }
                     image.size = staged.size
                     image.checksum = staged.md5
                     image.osHashAlgo = staged.hashAlgorithm
                     image.osHashValue = staged.hashValue
                     if let virtualSize { image.virtualSize = virtualSize }
-                    image.uploadOwner = nil
                 }
             } catch let error as ImageStoreError where error.code == .notFound || error.code == .conflict {
                 // Deleted while uploading: the delete wins, and our committed data goes (in the clean-up).
@@ -150,16 +241,18 @@ public struct ImageService: Sendable {
                 )
             }
         } catch {
-            await cleanUpFailedUpload(id, writer: writer, committed: committed, error: error)
+            await cleanUpFailedUpload(id, store: target, during: during, writer: writer, committed: committed, error: error)
             throw error
         }
     }
 
     /// Removes the temporary data and puts the image back to `queued`. Runs detached so a cancelled
     /// request (client gone) still cleans up completely.
-    private func cleanUpFailedUpload(_ id: ImageID, writer: (any ImageDataWriter)?, committed: Bool, error: any Error) async {
+    private func cleanUpFailedUpload(
+        _ id: ImageID, store: any ImageDataStore, during: ImageStatus, writer: (any ImageDataWriter)?, committed: Bool,
+        error: any Error
+    ) async {
         let repository = self.repository
-        let store = self.store
         let logger = self.logger
         let token = processToken
         await Task.detached {
@@ -167,7 +260,7 @@ public struct ImageService: Sendable {
             // Committed data whose image did not become active is an orphan: never leave it.
             if committed { _ = try? await store.delete(id) }
             do {
-                try await repository.update(id, expecting: [.saving]) { image in
+                try await repository.update(id, expecting: [during]) { image in
                     guard image.uploadOwner == token else { return }
                     image.status = .queued
                     image.uploadOwner = nil
@@ -228,6 +321,11 @@ public struct ImageService: Sendable {
                 throw error
             }
         }
+        if let staging, image.status == .uploading || image.status == .importing {
+            // Staged data belongs to the image: it goes with it (a running import then fails and stops).
+            try await staging.writeGuard.checkWritable()
+            _ = try await staging.store.delete(id)
+        }
         // An upload in flight (saving) sees the row gone at its final compare-and-set and cleans up.
         try await repository.delete(id)
     }
@@ -247,6 +345,10 @@ extension ImageService {
         public var missingDataReset = 0
         /// False when the guard refused writes: only the metadata part ran.
         public var storeChecked = false
+        /// Imports a dead process was running, failed cleanly (their image back to `queued`): their task ids.
+        public var interruptedImports: [String] = []
+        /// Staged data no finished stage or running import holds, removed.
+        public var stagedDataRemoved = 0
     }
 
     /// Repairs what a crashed process of this host left behind: uploads it held go back to `queued`,
@@ -256,24 +358,81 @@ extension ImageService {
     public func recoverAfterRestart() async throws -> RecoveryReport {
         var report = RecoveryReport()
         let host = processToken.split(separator: ":").first.map(String.init) ?? ""
-        for image in try await repository.images(withStatus: [.saving]) {
+        let token = processToken
+        @Sendable func heldByDeadProcess(_ image: Image) -> Bool {
             let owner = image.uploadOwner ?? ""
-            guard owner.isEmpty || owner.split(separator: ":").first.map(String.init) == host else { continue }
-            guard owner != processToken else { continue }
+            guard owner.isEmpty || owner.split(separator: ":").first.map(String.init) == host else { return false }
+            return owner != token
+        }
+        for image in try await repository.images(withStatus: [.saving]) where heldByDeadProcess(image) {
             try await repository.update(image.id, expecting: [.saving]) { image in
                 image.status = .queued
                 image.uploadOwner = nil
             }
             report.uploadsReset += 1
         }
+        // A stage that was streaming (owner set) is reset; a finished stage (no owner) stays staged.
+        for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner != nil && heldByDeadProcess(image) {
+            try await repository.update(image.id, expecting: [.uploading]) { image in
+                image.status = .queued
+                image.uploadOwner = nil
+            }
+            report.uploadsReset += 1
+        }
+        // An import that was running fails cleanly: never half-active; its staged data is swept below.
+        for image in try await repository.images(withStatus: [.importing]) where heldByDeadProcess(image) {
+            let task = image.properties[ImportProperty.task]
+            try await repository.update(image.id, expecting: [.importing]) { image in
+                guard heldByDeadProcess(image) else { return }
+                let stores = image.properties[ImportProperty.importingToStores] ?? ""
+                image.status = .queued
+                image.uploadOwner = nil
+                image.properties[ImportProperty.task] = nil
+                image.properties[ImportProperty.importingToStores] = ""
+                image.properties[ImportProperty.failedImport] = stores
+            }
+            if let task, !task.isEmpty { report.interruptedImports.append(task) }
+        }
         do {
             try await writeGuard.checkWritable()
+            if let staging { try await staging.writeGuard.checkWritable() }
         } catch {
             logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
             return report
         }
         report.storeChecked = true
         report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+        if let staging {
+            // A staging directory nobody staged to yet does not exist: nothing to clean there.
+            let stagedIDs: [ImageID]
+            do {
+                report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles()
+                stagedIDs = try await staging.store.storedIDs()
+            } catch {
+                logger.info("staging area not swept", metadata: ["reason": "\(error)"])
+                stagedIDs = []
+            }
+            for id in stagedIDs {
+                // Staged data is kept only for a finished stage, or an import this process runs now.
+                let image = try await repository.get(id)
+                if let image, image.status == .uploading, image.uploadOwner == nil { continue }
+                if let image, image.status == .importing || image.status == .uploading, image.uploadOwner == token { continue }
+                if (try? await staging.store.delete(id)) == true { report.stagedDataRemoved += 1 }
+            }
+            for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner == nil {
+                do {
+                    _ = try await staging.store.size(image.id)
+                    continue
+                } catch let error as ImageStoreError where error.code == .notFound {}
+                // "Staged" with nothing staged: it can only be staged again.
+                _ = try? await repository.update(image.id, expecting: [.uploading]) { image in
+                    guard image.uploadOwner == nil else { return }
+                    image.status = .queued
+                    image.properties[ImportProperty.stageHost] = nil
+                }
+                report.uploadsReset += 1
+            }
+        }
         for image in try await repository.images(withStatus: [.pendingDelete]) {
             do {
                 try await store.delete(image.id)
@@ -286,12 +445,12 @@ extension ImageService {
         let withData = Set(try await repository.images(withStatus: [.active, .deactivated]).map(\.id))
         let stored = Set(try await store.storedIDs())
         // Uploads other replicas hold right now may be between their rename and `active`: not ours to judge.
-        let heldElsewhere = Set(try await repository.images(withStatus: [.saving]).map(\.id))
+        let heldElsewhere = Set(try await repository.images(withStatus: [.saving, .importing]).map(\.id))
         for id in stored.subtracting(withData).subtracting(heldElsewhere) {
             // Unreferenced: renamed into place but never marked active (or its image is gone). Recovery may
             // run late (the share answered only after start-up), with uploads of this process running:
             // look at the image again right before deleting, and leave data an upload holds or published.
-            if let image = try await repository.get(id), [.saving, .active, .deactivated].contains(image.status) { continue }
+            if let image = try await repository.get(id), [.saving, .importing, .active, .deactivated].contains(image.status) { continue }
             logger.warning("removing data no active image points to", metadata: ["image_id": "\(id)"])
             if (try? await store.delete(id)) == true { report.orphanedDataRemoved += 1 }
         }
@@ -318,5 +477,25 @@ extension ImageService {
             }
         }
         return report
+    }
+}
+
+/// The staging store of interoperable import (Glance's `os_glance_staging_store`): a data store with its
+/// own guard (the store's guard when it lives on the same share).
+public struct StagingArea: Sendable {
+    public let store: any ImageDataStore
+    public let writeGuard: any WriteGuard
+    public init(store: any ImageDataStore, writeGuard: any WriteGuard) {
+        self.store = store
+        self.writeGuard = writeGuard
+    }
+}
+
+/// Bytes received so far by one stream (its chunks arrive strictly in order).
+final class ReceivedBytes: @unchecked Sendable {
+    private(set) var total: Int64 = 0
+    func add(_ count: Int) -> Int64 {
+        total += Int64(count)
+        return total
     }
 }

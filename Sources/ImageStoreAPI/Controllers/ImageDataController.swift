@@ -20,7 +20,7 @@ struct ImageDataController {
         guard JSONPatch.mediaType(request.headers[.contentType] ?? "") == "application/octet-stream" else {
             throw ImageStoreError(.unsupportedMediaType, "The Content-Type of image data must be application/octet-stream.")
         }
-        let declared = try declaredSize(request.headers)
+        let declared = try Self.declaredSize(request.headers)
         _ = try await access.image(id, for: "upload_image", context)
         let image = try await service.upload(id, body: request.body, declaredSize: declared)
         context.logger.info(
@@ -30,7 +30,7 @@ struct ImageDataController {
     }
 
     /// `x-openstack-image-size` wins over Content-Length; a chunked body without either is unknown.
-    private func declaredSize(_ headers: HTTPFields) throws -> Int64? {
+    static func declaredSize(_ headers: HTTPFields) throws -> Int64? {
         if let text = headers[.imageSize] {
             guard let size = Int64(text.trimmingCharacters(in: .whitespaces)), size >= 0 else {
                 throw ImageStoreError.badRequest("x-openstack-image-size must be a non-negative integer")

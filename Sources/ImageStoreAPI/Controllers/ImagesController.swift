@@ -15,6 +15,8 @@ struct ImagesController {
     let limits: ImageLimits
     /// The backend id shown as `stores` when multi-store is configured.
     let storeID: String?
+    /// `enabled_import_methods`, announced on image creation (openstacksdk refuses `--import` without it).
+    let importMethods: [String]
 
     func addRoutes(to routes: RouteTable) {
         routes.add(.post, "/v2/images", create)
@@ -52,6 +54,7 @@ struct ImagesController {
         }
         var headers: HTTPFields = [.location: "\(VersionsController.baseURL(of: request))/v2/images/\(image.id)"]
         if let storeID { headers[.storeIDs] = storeID }
+        if !importMethods.isEmpty { headers[.importMethods] = importMethods.joined(separator: ",") }
         return .json(image.glanceJSON(storeID: storeID), status: .created, headers: headers)
     }
 

@@ -6,6 +6,8 @@ import ImageStoreGuard
 
 /// `GET /v2/info/import` and `/v2/info/stores[/detail]` (multi-store discovery).
 struct InfoController {
+    /// `enabled_import_methods`.
+    let importMethods: [String]
     /// Configured backends (`enabled_backends`); empty means multi-store is off (404, as Glance).
     let backends: [(id: String, description: String?)]
     let defaultBackend: String
@@ -15,9 +17,13 @@ struct InfoController {
     let guardState: @Sendable () -> GuardState?
 
     func addRoutes(to routes: RouteTable) {
+        let importMethods = self.importMethods
         routes.add(.get, "/v2/info/import") { _, _ in
             .json([
-                "import-methods": ["description": "Import methods available.", "type": "array", "value": []]
+                "import-methods": [
+                    "description": "Import methods available.", "type": "array",
+                    "value": .array(importMethods.map { .string($0) }),
+                ]
             ])
         }
         routes.add(.get, "/v2/info/stores") { _, _ in try await storesDocument(detail: false) }

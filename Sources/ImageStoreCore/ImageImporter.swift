@@ -1,0 +1,275 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// The interoperable import methods (`enabled_import_methods`).
+public enum ImportMethod: Sendable, Equatable {
+    case glanceDirect
+    case webDownload(uri: String)
+    case copyImage
+
+    public static let allNames = ["glance-direct", "web-download", "copy-image"]
+
+    public var name: String {
+        switch self {
+        case .glanceDirect: "glance-direct"
+        case .webDownload: "web-download"
+        case .copyImage: "copy-image"
+        }
+    }
+}
+
+/// The image properties an import maintains, as Glance names them.
+public enum ImportProperty {
+    public static let task = "os_glance_import_task"
+    public static let importingToStores = "os_glance_importing_to_stores"
+    public static let failedImport = "os_glance_failed_import"
+    public static let stageHost = "os_glance_stage_host"
+}
+
+/// Downloads a `web-download` URI, handing each chunk to `sink` in order (the sink applies the size
+/// cap, so a server that sends too much is stopped there). Throws an `ImageStoreError` saying why.
+public protocol ImageSourceFetcher: Sendable {
+    func fetch(_ uri: String, into sink: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws
+}
+
+/// Runs imports in the background (a Swift task per import, owned by this object, not by the request
+/// that started it: a client that disconnects does not stop its import). Each import is recorded as a
+/// Glance `api_image_import` task; the image carries Glance's progress properties and the
+/// `os_glance_import_task` lock while it runs. Success: `active`, staging data removed. Failure: back to
+/// `queued`, `os_glance_failed_import` names the store, staging data removed, the task says why.
+public final class ImageImporter: Sendable {
+    public let service: ImageService
+    public let tasks: any TaskRepository
+    /// The store images are imported to (the one `/v2/info/stores` lists).
+    public let storeID: String
+    let fetcher: (any ImageSourceFetcher)?
+    let logger: Logger
+    private let running = Mutex<[String: Task<Void, Never>]>([:])
+
+    public init(
+        service: ImageService, tasks: any TaskRepository, storeID: String, fetcher: (any ImageSourceFetcher)?, logger: Logger
+    ) {
+        self.service = service
+        self.tasks = tasks
+        self.storeID = storeID
+        self.fetcher = fetcher
+        self.logger = logger
+    }
+
+    /// Glance's checks of the image's state for `method` (`images.py import_image`), each a 409.
+    public static func checkState(_ image: Image, for method: ImportMethod) throws {
+        if image.status == .active && method != .copyImage {
+            throw ImageStoreError.conflict("Image with status active cannot be target for import")
+        }
+        if image.status != .active && method == .copyImage {
+            throw ImageStoreError.conflict("Only images with status active can be targeted for copying")
+        }
+        if case .webDownload = method, image.status != .queued {
+            throw ImageStoreError.conflict("Image needs to be in 'queued' state to use 'web-download' method")
+        }
+        // `uploading` with an owner is a stage still streaming: nothing is staged yet.
+        if method == .glanceDirect && (image.status != .uploading || image.uploadOwner != nil) {
+            throw ImageStoreError.conflict("Image needs to be staged before 'glance-direct' method can be used")
+        }
+        if image.containerFormat == nil {
+            throw ImageStoreError.conflict("'container_format' needs to be set before import")
+        }
+        if image.diskFormat == nil { throw ImageStoreError.conflict("'disk_format' needs to be set before import") }
+    }
+
+    /// Takes the image's import lock (`importing`, owned by this process), records the task and starts
+    /// the import in the background. Returns the task as recorded.
+    /// - Parameter input: the task's `input` JSON text (`image_id`, `import_req`, `backend`).
+    public func start(
+        _ id: ImageID, method: ImportMethod, input: String, owner: String?, userID: String?, requestID: String?
+    ) async throws -> ImageTask {
+        guard method != .copyImage else { throw ImageStoreError.conflict("copy-image needs a second store") }
+        if case .webDownload = method, fetcher == nil {
+            throw ImageStoreError.badRequest("Unknown import method name 'web-download'.")
+        }
+        if method == .glanceDirect, service.staging == nil {
+            throw ImageStoreError.badRequest("Unknown import method name 'glance-direct'.")
+        }
+        let taskID = UUID().uuidString.lowercased()
+        let from: ImageStatus = method == .glanceDirect ? .uploading : .queued
+        let token = service.processToken
+        let storeID = self.storeID
+        try await service.repository.update(id, expecting: nil) { image in
+            if let held = image.properties[ImportProperty.task], !held.isEmpty {
+                throw ImageStoreError.conflict(
+                    "New operation on image '\(id)' is not permitted as prior operation is still in progress")
+            }
+            try ImageImporter.checkState(image, for: method)
+            image.status = .importing
+            image.uploadOwner = token
+            image.properties[ImportProperty.task] = taskID
+            image.properties[ImportProperty.importingToStores] = storeID
+            image.properties[ImportProperty.failedImport] = ""
+        }
+        let task = ImageTask(
+            id: taskID, type: "api_image_import", status: .pending, input: input, owner: owner, imageID: id, userID: userID,
+            requestID: requestID, expiresAt: Date().addingTimeInterval(48 * 3600))
+        do {
+            try await tasks.createTask(task)
+        } catch {
+            // No task, no import: give the image back as it was.
+            _ = try? await service.repository.update(id, expecting: [.importing]) { image in
+                image.status = from
+                image.uploadOwner = nil
+                image.properties[ImportProperty.task] = nil
+                image.properties[ImportProperty.importingToStores] = ""
+            }
+            throw error
+        }
+        running.withLock { running in
+            running[taskID] = Task.detached { [self] in
+                await self.run(id, taskID: taskID, method: method)
+                _ = self.running.withLock { $0.removeValue(forKey: taskID) }
+            }
+        }
+        logger.info("import started", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "method": "\(method.name)"])
+        return task
+    }
+
+    /// Imports in flight right now.
+    public var runningCount: Int { running.withLock { $0.count } }
+
+    /// Waits until every running import has ended (tests; shutdown after `cancelAll`).
+    public func waitForAll() async {
+        while true {
+            let tasks = running.withLock { Array($0.values) }
+            if tasks.isEmpty { return }
+            for task in tasks { await task.value }
+        }
+    }
+
+    /// Stops every running import (server shutdown): each fails cleanly (image `queued`, nothing staged).
+    public func cancelAll() async {
+        let tasks = running.withLock { Array($0.values) }
+        for task in tasks { task.cancel() }
+        await waitForAll()
+    }
+
+    private func run(_ id: ImageID, taskID: String, method: ImportMethod) async {
+        _ = try? await tasks.updateTask(taskID) { $0.status = .processing }
+        let finalize: @Sendable (inout Image) -> Void = { image in
+            image.properties[ImportProperty.importingToStores] = ""
+            image.properties[ImportProperty.task] = nil
+            image.properties[ImportProperty.stageHost] = nil
+        }
+        do {
+            switch method {
+            case .glanceDirect:
+                guard let staging = service.staging else { throw ImageStoreError.internal("no staging area") }
+                try await staging.writeGuard.checkReadable()
+                let reader = try await staging.store.read(id, range: nil)
+                do {
+                    _ = try await service.importData(id, finalize: finalize) { sink in try await reader.forEachChunk(sink) }
+                } catch {
+                    await reader.close()
+                    throw error
+                }
+                // Imported: the staged copy goes (a crash before this is swept at start-up).
+                _ = try? await staging.store.delete(id)
+            case .webDownload(let uri):
+                guard let fetcher else { throw ImageStoreError.internal("no web-download client") }
+                _ = try await service.importData(id, finalize: finalize) { sink in try await fetcher.fetch(uri, into: sink) }
+            case .copyImage:
+                throw ImageStoreError.conflict("copy-image needs a second store")
+            }
+            _ = try? await tasks.updateTask(taskID) { task in
+                task.status = .success
+                task.result = "{\"image_id\": \"\(id)\"}"
+            }
+            logger.info("import done", metadata: ["image_id": "\(id)", "task_id": "\(taskID)"])
+        } catch {
+            await fail(id, taskID: taskID, method: method, error: error)
+        }
+    }
+
+    private func fail(_ id: ImageID, taskID: String, method: ImportMethod, error: any Error) async {
+        let message =
+            switch error {
+            case let error as ImageStoreError: error.message
+            case is CancellationError: "The import was stopped: the server is shutting down"
+            default: "\(error)"
+            }
+        let token = service.processToken
+        let storeID = self.storeID
+        let repository = service.repository
+        let staging = service.staging
+        // Detached: a cancelled import (shutdown) still leaves its image clean.
+        await Task.detached {
+            do {
+                try await repository.update(id, expecting: nil) { image in
+                    guard image.properties[ImportProperty.task] == taskID else { return }
+                    if image.status == .importing && (image.uploadOwner == token || image.uploadOwner == nil) {
+                        image.status = .queued
+                        image.uploadOwner = nil
+                    }
+                    image.properties[ImportProperty.task] = nil
+                    image.properties[ImportProperty.importingToStores] = ""
+                    image.properties[ImportProperty.failedImport] = storeID
+                }
+            } catch {
+                // Deleted meanwhile: nothing to restore.
+            }
+            if method == .glanceDirect, let staging {
+                // The image is queued again: its staged data can never be imported, so it goes now.
+                _ = try? await staging.store.delete(id)
+            }
+        }.value
+        _ = try? await tasks.updateTask(taskID) { task in
+            task.status = .failure
+            task.message = message
+        }
+        logger.warning("import failed", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "error": "\(message)"])
+    }
+}
+
+/// `[import_filtering_opts]`: which `web-download` URIs may be fetched, as Glance's `validate_import_uri`.
+/// An allow list, when not empty, wins over its deny list. Loopback, private and link-local addresses
+/// given literally are refused unless `allowed_hosts` names them (the server must not be a way into
+/// its own network).
+public struct ImportFilter: Sendable, Equatable {
+    public var allowedSchemes: [String] = ["http", "https"]
+    public var disallowedSchemes: [String] = []
+    public var allowedHosts: [String] = []
+    public var disallowedHosts: [String] = []
+    public var allowedPorts: [Int] = [80, 443]
+    public var disallowedPorts: [Int] = []
+
+    public init() {}
+
+    public func allows(_ uri: String) -> Bool {
+        guard let url = URLComponents(string: uri), let scheme = url.scheme?.lowercased(), !scheme.isEmpty else { return false }
+        if !allowedSchemes.isEmpty ? !allowedSchemes.contains(scheme) : disallowedSchemes.contains(scheme) { return false }
+        guard let rawHost = url.host, !rawHost.isEmpty else { return false }
+        let host = rawHost.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if !allowedHosts.isEmpty ? !allowedHosts.contains(host) : disallowedHosts.contains(host) { return false }
+        if let port = url.port, !allowedPorts.isEmpty ? !allowedPorts.contains(port) : disallowedPorts.contains(port) {
+            return false
+        }
+        if url.user != nil || url.password != nil { return false }
+        if Self.isInternal(host) && !allowedHosts.contains(host) { return false }
+        return true
+    }
+
+    /// Loopback, private, link-local or unspecified addresses, and `localhost`.
+    static func isInternal(_ host: String) -> Bool {
+        if host == "localhost" || host.hasSuffix(".localhost") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false).map { UInt8($0) }
+        if parts.count == 4, parts.allSatisfy({ $0 != nil }) {
+            let a = parts[0]!, b = parts[1]!
+            return a == 127 || a == 10 || a == 0 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
+                || (a == 169 && b == 254) || (a == 100 && (64...127).contains(b))
+        }
+        if host.contains(":") {
+            return host == "::1" || host == "::" || host.hasPrefix("fe80:") || host.hasPrefix("fc") || host.hasPrefix("fd")
+                || host.hasPrefix("::ffff:")
+        }
+        return false
+    }
+}
