@@ -30,12 +30,16 @@ public struct ApplicationDependencies: Sendable {
     public var tokenValidator: (any TokenValidator)?
     /// Long-running background work (monitors) started with the server and stopped with it.
     public var services: [any Service]
+    /// This process's replica id: the owner of the images it writes, part of its temporary file names,
+    /// its row in the `replicas` table. Fresh for every process.
+    public var replicaID: String
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
-        tasks: (any TaskRepository)? = nil
+        tasks: (any TaskRepository)? = nil, replicaID: String = ImageService.makeProcessToken()
     ) {
+        self.replicaID = replicaID
         self.repository = repository
         self.metadefs = metadefs ?? Self.metadefs(beside: repository)
         if let tasks {
@@ -54,6 +58,7 @@ public struct ApplicationDependencies: Sendable {
     /// SQLite + filesystem store from the configuration.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
         let repository = try makeRepository(configuration, logger: logger)
+        let replicaID = ImageService.makeProcessToken()
         let options = configuration.store
         let mountGuard =
             configuration.isGuarded
@@ -67,10 +72,11 @@ public struct ApplicationDependencies: Sendable {
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
             timeout: .milliseconds(options.guardTimeoutMilliseconds),
-            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
+            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
-        guard let mountGuard else { return ApplicationDependencies(repository: repository, store: store) }
-        return ApplicationDependencies(repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard])
+        guard let mountGuard else { return ApplicationDependencies(repository: repository, store: store, replicaID: replicaID) }
+        return ApplicationDependencies(
+            repository: repository, store: store, writeGuard: mountGuard, services: [mountGuard], replicaID: replicaID)
     }
 
     /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
@@ -131,12 +137,17 @@ public func buildApplication(
     var dependencies = try dependencies ?? .make(from: configuration, logger: logger)
     let policy = try makePolicy(configuration.policy, logger: logger)
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
+    let registry = dependencies.repository as? any ReplicaRegistry
+    let lease = registry.map { _ in
+        ReplicaLease(replicaID: dependencies.replicaID, leaseTime: .milliseconds(Int64(configuration.replicaLeaseTime * 1000)))
+    }
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
         limits: .init(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
-        requireFormatMatch: configuration.requireImageFormatMatch, logger: logger)
+        requireFormatMatch: configuration.requireImageFormatMatch, processToken: dependencies.replicaID, lease: lease,
+        logger: logger)
 
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
@@ -147,6 +158,9 @@ public func buildApplication(
         policy: policy, authentication: authentication, metrics: metrics, logger: logger
     ).router
     var services = dependencies.services + [healthMonitor]
+    if let registry, let lease {
+        services.append(ReplicaHeartbeat(registry: registry, service: service, lease: lease, logger: logger))
+    }
     if let metrics, let port = configuration.metrics.bindPort {
         let controller = metricsController(metrics, configuration, dependencies, healthMonitor)
         services.append(controller.application(host: configuration.metrics.bindHost ?? configuration.bindHost, port: port, logger: logger))

@@ -40,6 +40,8 @@ struct ConfigurationReader {
         static let enabledBackends = "enabled_backends"
         static let drainTimeout = "shutdown_drain_timeout"
         static let clientSocketTimeout = "client_socket_timeout"
+        /// ImageStore's own (Glance has no replica leases).
+        static let replicaLeaseTime = "replica_lease_time"
         static let requireImageFormatMatch = "require_image_format_match"
         static let defaultBackend = "default_backend"
         /// Deprecated legacy glance_store options: accepted, `default_store` must be `file`.
@@ -52,7 +54,8 @@ struct ConfigurationReader {
         static let pasteFactoryKeys: Set<String> = ["paste.app_factory", "use"]
 
         static let defaults: Set<String> = Set(
-            [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout]
+            [bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
+             replicaLeaseTime]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
@@ -106,6 +109,10 @@ struct ConfigurationReader {
         if let v = value(section, Key.drainTimeout) { config.drainTimeout = try v.seconds(greaterThan: 0, orEqual: true) }
         if let v = value(section, Key.clientSocketTimeout) {
             config.clientSocketTimeout = try v.seconds(greaterThan: 0, orEqual: true)
+        }
+        if let v = value(section, Key.replicaLeaseTime) {
+            // Heartbeats go every third of it: below one second they would be a busy loop on the database.
+            config.replicaLeaseTime = try v.seconds(greaterThan: 1, orEqual: true)
         }
         // Glance's IntOpts without bounds: any negative value means unlimited.
         if let v = value(section, ImageLimits.Key.properties) { config.imageLimits.properties = try v.int(in: Int.min...Int.max) }

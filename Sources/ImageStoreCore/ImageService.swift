@@ -9,6 +9,10 @@ import NIOCore
 /// guard check, stream into a temporary object while counting against cap/quota/declared size,
 /// finish (fsync), guard check again, commit (rename), then `saving`→`active` by compare-and-set.
 /// Any failure aborts the temporary object and puts the image back to `queued`.
+///
+/// Several replicas may share one catalogue and one store: an image being written names its replica
+/// (`uploadOwner` = `processToken`, the replica id), and the final compare-and-set requires it still
+/// does, so an image another replica took over (this one's lease expired) never becomes active from here.
 public struct ImageService: Sendable {
     public struct Limits: Sendable {
         /// `image_size_cap`: the largest image accepted.
@@ -32,14 +36,21 @@ public struct ImageService: Sendable {
     public let space: SpaceGate
     /// `[image_format] require_image_format_match`: data that is not its `disk_format` is refused (415).
     public let requireFormatMatch: Bool
-    /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
+    /// This replica's id: recorded in `uploadOwner` of the images it writes and in its temporary file
+    /// names, so recovery and takeover touch only what a given replica left.
     public let processToken: String
+    /// Where replicas record themselves (the repository, when it is one); nil: a single process.
+    public let replicas: (any ReplicaRegistry)?
+    /// This replica's lease, renewed by its heartbeat (`ReplicaHeartbeat`); nil: no lease is kept.
+    public let lease: ReplicaLease?
+    /// What this process is writing right now, whatever the catalogue says.
+    public let inFlight = UploadsInFlight()
     let logger: Logger
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
-        logger: Logger = Logger(label: "imagestore.images")
+        lease: ReplicaLease? = nil, logger: Logger = Logger(label: "imagestore.images")
     ) {
         self.repository = repository
         self.store = store
@@ -47,6 +58,8 @@ public struct ImageService: Sendable {
         self.limits = limits
         self.requireFormatMatch = requireFormatMatch
         self.processToken = processToken
+        self.replicas = repository as? any ReplicaRegistry
+        self.lease = lease
         self.logger = logger
         self.space = SpaceGate(reserve: limits.reservedSpace) { [writeGuard, store] in
             if let capacity = try await writeGuard.freeSpace() { return capacity }
@@ -54,9 +67,9 @@ public struct ImageService: Sendable {
         }
     }
 
+    /// A fresh replica id: a lower-case UUID (it goes into temporary file names).
     public static func makeProcessToken() -> String {
-        let host = ProcessInfo.processInfo.hostName
-        return "\(host):\(getpid()):\(UUID().uuidString.prefix(8).lowercased())"
+        UUID().uuidString.lowercased()
     }
 
     // MARK: Upload
@@ -88,6 +101,10 @@ public struct ImageService: Sendable {
         defer { ticket?.release() }
 
         let token = processToken
+        // Before the claim: recovery and takeover in this process must never see the claim without it.
+        inFlight.insert(id)
+        defer { inFlight.remove(id) }
+        let leaseGeneration = lease?.generation
         try await repository.update(id, expecting: [.queued]) { image in
             image.status = .saving
             image.uploadOwner = token
@@ -130,10 +147,15 @@ public struct ImageService: Sendable {
             let staged = try await w.finish()
             // The share may have gone away while we streamed: check again before publishing.
             try await writeGuard.checkWritable()
+            // Still ours? A replica whose lease lapsed (stopped, partitioned) may have been taken over:
+            // another replica reset the image and removed our temporary file. Checked before the rename
+            // (so a taken-over upload publishes nothing) and again in the final compare-and-set.
+            try await checkStillOwned(id, leaseGeneration: leaseGeneration)
             try await w.commit()
             committed = true
             do {
                 return try await repository.update(id, expecting: [.saving]) { image in
+                    guard image.uploadOwner == token else { throw Self.takenOver(id) }
                     image.status = .active
                     image.size = staged.size
                     image.checksum = staged.md5
@@ -142,6 +164,8 @@ public struct ImageService: Sendable {
                     if let virtualSize { image.virtualSize = virtualSize }
                     image.uploadOwner = nil
                 }
+            } catch let error as ImageStoreError where error.code == .conflict && error.message.hasPrefix(Self.takenOverPrefix) {
+                throw error
             } catch let error as ImageStoreError where error.code == .notFound || error.code == .conflict {
                 // Deleted while uploading: the delete wins, and our committed data goes (in the clean-up).
                 throw ImageStoreError(
@@ -177,6 +201,27 @@ public struct ImageService: Sendable {
             }
             logger.info("upload failed, image back to queued", metadata: ["image_id": "\(id)", "error": "\(error)"])
         }.value
+    }
+
+    static let takenOverPrefix = "The upload lost its claim on image"
+
+    /// 409, as Glance answers an upload whose image changed status under it (its `saving`→`active`
+    /// save fails on the state it expected). The client may upload again: the image is `queued`.
+    static func takenOver(_ id: ImageID) -> ImageStoreError {
+        .conflict(
+            "\(takenOverPrefix) \(id): this replica's lease expired and another replica reset the image to queued. Upload the data again.")
+    }
+
+    /// Throws `takenOver` unless this replica still holds its lease (as of when the upload started) and
+    /// the image is still `saving` under its name.
+    private func checkStillOwned(_ id: ImageID, leaseGeneration: Int?) async throws {
+        if let lease, let leaseGeneration, !lease.holds(since: leaseGeneration) { throw Self.takenOver(id) }
+        guard let image = try await repository.get(id) else {
+            throw ImageStoreError(
+                .deletedDuringUpload,
+                "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded.")
+        }
+        guard image.status == .saving, image.uploadOwner == processToken else { throw Self.takenOver(id) }
     }
 
     private func remainingQuota(for image: Image) async throws -> Int64? {
@@ -249,22 +294,38 @@ extension ImageService {
         public var storeChecked = false
     }
 
-    /// Repairs what a crashed process of this host left behind: uploads it held go back to `queued`,
-    /// temporary files are removed, interrupted deletes are finished, and data files and rows that
-    /// disagree are reconciled. Uploads held by other hosts (other replicas) are left alone. The
-    /// store is only touched when the guard allows writes: on a missing share nothing is "repaired".
+    /// Statuses of an image some replica is writing.
+    public static let writingStatuses: Set<ImageStatus> = [.saving, .uploading, .importing]
+
+    /// Repairs what this replica's crashed predecessor left behind: uploads it held go back to `queued`,
+    /// its temporary files are removed, interrupted deletes are finished, and data files and rows that
+    /// disagree are reconciled. The store is only touched when the guard allows writes: on a missing
+    /// share nothing is "repaired".
+    ///
+    /// Whose leftovers are "its own" depends on the catalogue. An embedded one (SQLite) serves one
+    /// replica, so every other writer recorded in it was an earlier run of this one: all their uploads
+    /// and temporary files go at once. A shared one (PostgreSQL) may have live replicas writing right
+    /// now: only what carries this replica's id is touched here; what a dead replica left is taken over
+    /// by `takeOverExpiredReplicas` once its lease expired, never earlier.
     public func recoverAfterRestart() async throws -> RecoveryReport {
         var report = RecoveryReport()
-        let host = processToken.split(separator: ":").first.map(String.init) ?? ""
-        for image in try await repository.images(withStatus: [.saving]) {
-            let owner = image.uploadOwner ?? ""
-            guard owner.isEmpty || owner.split(separator: ":").first.map(String.init) == host else { continue }
-            guard owner != processToken else { continue }
-            try await repository.update(image.id, expecting: [.saving]) { image in
-                image.status = .queued
-                image.uploadOwner = nil
+        let shared = replicas?.isShared ?? false
+        let me = processToken
+        for image in try await repository.images(withStatus: Self.writingStatuses) {
+            guard !inFlight.contains(image.id) else { continue }
+            let owner = image.uploadOwner
+            guard owner == me || !shared else { continue }
+            do {
+                try await repository.update(image.id, expecting: [image.status]) { current in
+                    // Compare-and-set on the owner too: a new upload may have claimed it since the listing.
+                    guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed again") }
+                    current.status = .queued
+                    current.uploadOwner = nil
+                }
+                report.uploadsReset += 1
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                continue
             }
-            report.uploadsReset += 1
         }
         do {
             try await writeGuard.checkWritable()
@@ -273,7 +334,16 @@ extension ImageService {
             return report
         }
         report.storeChecked = true
-        report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+        if shared {
+            // Names without a replica id come from a version before replicas, which ran alone: any such
+            // file unchanged for twice the lease is a leftover.
+            let legacyBefore = Date().addingTimeInterval(-2 * (lease?.leaseTime ?? .seconds(60)).secondsValue)
+            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles {
+                $0.replica == me || ($0.replica == nil && $0.modified < legacyBefore)
+            }
+        } else {
+            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+        }
         for image in try await repository.images(withStatus: [.pendingDelete]) {
             do {
                 try await store.delete(image.id)
@@ -315,6 +385,97 @@ extension ImageService {
                 report.missingDataReset += 1
             } catch {
                 logger.warning("could not reset an image without data", metadata: ["image_id": "\(id)", "error": "\(error)"])
+            }
+        }
+        return report
+    }
+}
+
+// MARK: Takeover of dead replicas
+
+extension ImageService {
+    /// What one `takeOverExpiredReplicas` pass did, for the log and tests.
+    public struct TakeoverReport: Sendable, Equatable {
+        public var replicasRemoved: [String] = []
+        public var uploadsReset = 0
+        public var temporaryFilesRemoved = 0
+    }
+
+    /// Finishes what replicas that stopped heartbeating for `lease` were writing: each of their images
+    /// goes back to `queued` (with any data they renamed in but never published), their temporary files
+    /// are removed, then their rows. Never earlier than the lease: a replica that heartbeats keeps
+    /// everything, however slow its uploads.
+    ///
+    /// Two surviving replicas may run this at once: each image is first claimed by compare-and-set
+    /// (still writing, still the dead replica's: owner → this replica), so exactly one of them resets
+    /// it; the dead replica itself, if only stopped and resumed later, then fails its own final
+    /// compare-and-set (the owner is no longer it) and publishes nothing.
+    ///
+    /// Images whose owner has no row at all (a replica of an earlier version, or a row removed while its
+    /// images were still being reset) are treated the same once unchanged for twice the lease.
+    public func takeOverExpiredReplicas(lease: Duration) async throws -> TakeoverReport {
+        var report = TakeoverReport()
+        guard let replicas else { return report }
+        let me = processToken
+        let expired = Set(try await replicas.expiredReplicas(lease: lease).map(\.id)).subtracting([me])
+        let known = Set(try await replicas.replicas().map(\.id))
+        let orphanedBefore = Date().addingTimeInterval(-2 * lease.secondsValue)
+        let candidates = try await repository.images(withStatus: Self.writingStatuses).filter { image in
+            guard !inFlight.contains(image.id) else { return false }
+            let owner = image.uploadOwner ?? ""
+            if owner == me { return true }  // a claim of an earlier pass that could not finish
+            if expired.contains(owner) { return true }
+            return !known.contains(owner) && image.updatedAt < orphanedBefore
+        }
+        guard !candidates.isEmpty || !expired.isEmpty else { return report }
+        do {
+            try await writeGuard.checkWritable()
+        } catch {
+            // The files cannot be checked: change nothing (an image reset with a stray file left would
+            // refuse its next upload). Retried at the next pass.
+            logger.warning("takeover postponed: the store is not writable", metadata: ["reason": "\(error)"])
+            return report
+        }
+        var unfinished = Set<String>()
+        for image in candidates {
+            let owner = image.uploadOwner
+            do {
+                // 1. Claim: from here the dead replica's final compare-and-set fails.
+                if owner != me {
+                    try await repository.update(image.id, expecting: [image.status]) { current in
+                        guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed meanwhile") }
+                        current.uploadOwner = me
+                    }
+                }
+                // 2. Its files: temporary ones, and data renamed in but never published (the image was
+                // never active, so a file under its id is the dead upload's).
+                let id = image.id
+                if let owner, owner != me {
+                    report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == owner && $0.imageID == id }
+                }
+                try await store.delete(id)
+                // 3. Back to queued: it can be uploaded again.
+                try await repository.update(id, expecting: Self.writingStatuses) { current in
+                    guard current.uploadOwner == me else { throw ImageStoreError.conflict("claimed meanwhile") }
+                    current.status = .queued
+                    current.uploadOwner = nil
+                }
+                report.uploadsReset += 1
+                logger.warning(
+                    "reset an upload of a replica whose lease expired",
+                    metadata: ["image_id": "\(id)", "replica": "\(owner ?? "")"])
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                continue  // another replica got there first, or the image is gone
+            } catch {
+                if let owner { unfinished.insert(owner) }
+                logger.warning("takeover of an upload failed; retried later", metadata: ["image_id": "\(image.id)", "error": "\(error)"])
+            }
+        }
+        for dead in expired.subtracting(unfinished) {
+            report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == dead }
+            if try await replicas.removeReplica(dead, ifExpired: lease) {
+                report.replicasRemoved.append(dead)
+                logger.warning("removed a replica whose lease expired", metadata: ["replica": "\(dead)"])
             }
         }
         return report
