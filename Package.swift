@@ -221,6 +221,7 @@ let package = Package(
             name: "ImageStoreAPITests",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
+                "ImageStoreStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -399,6 +399,7 @@ extension ImageService {
         public var replicasRemoved: [String] = []
         public var uploadsReset = 0
         public var temporaryFilesRemoved = 0
+        public init() {}
     }
 
     /// Finishes what replicas that stopped heartbeating for `lease` were writing: each of their images

@@ -10,10 +10,10 @@ import Glibc
 /// Several real `imagestore serve` processes on one real PostgreSQL and one store directory, as a
 /// Kubernetes Deployment runs them: concurrent uploads to one image through different replicas, a
 /// replica killed (-9) or stopped (SIGSTOP) mid-upload, a replica restarted beside a live one.
-/// The lease is 2 s here; every wait polls with a generous deadline. Uses timers (leases): scripts/test
+/// The lease is 3 s here; every wait polls with a generous deadline. Uses timers (leases): scripts/test
 /// runs it in a phase of its own (`replicas`).
 @Suite(.serialized) struct ReplicaTests {
-    static let lease = 2.0
+    static let lease = 3.0
 
     /// One `imagestore serve`, stopped by PID (also when the test fails: `stop` in a defer, and the
     /// ManagedProcess is killed on deinit).
