@@ -197,24 +197,24 @@ import Glibc
 
     // MARK: Tests
 
-    /// Two replicas, one image, two uploads at once through different replicas: exactly one 204 and one
-    /// 409, and the store holds exactly the winner's bytes under the checksum the image reports.
-    @Test func concurrentUploadsThroughTwoReplicas_exactlyOneWins() async throws {
+    /// Three replicas, one image, three uploads at once through different replicas: exactly one 204 and
+    /// two 409, and the store holds exactly the winner's bytes under the checksum the image reports.
+    @Test func concurrentUploadsThroughThreeReplicas_exactlyOneWins() async throws {
         try await Self.withCluster { cluster in
-            let a = try await cluster.start("a")
-            defer { a.process.killAndWait() }
-            let b = try await cluster.start("b")
-            defer { b.process.killAndWait() }
-            for _ in 0..<4 {
-                let id = try await Self.createImage(a.port)
-                let dataA = Self.random(2 << 20)
-                let dataB = Self.random(2 << 20)
-                async let statusA = Self.upload(a.port, id, dataA)
-                async let statusB = Self.upload(b.port, id, dataB)
-                let (sa, sb) = try await (statusA, statusB)
-                #expect([sa, sb].sorted() == [204, 409], "a: \(sa), b: \(sb)")
-                let winner = sa == 204 ? dataA : dataB
-                let image = try await Self.image(b.port, id)
+            var replicas: [Replica] = []
+            defer { for replica in replicas { replica.process.killAndWait() } }
+            for name in ["a", "b", "c"] { replicas.append(try await cluster.start(name)) }
+            let ports = replicas.map(\.port)
+            for round in 0..<4 {
+                let id = try await Self.createImage(ports[round % 3])
+                let bodies = (0..<3).map { _ in Self.random(2 << 20) }
+                let statuses = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                    for i in 0..<3 { group.addTask { (i, try await Self.upload(ports[i], id, bodies[i])) } }
+                    return try await group.reduce(into: [Int: Int]()) { $0[$1.0] = $1.1 }
+                }
+                #expect(statuses.values.sorted() == [204, 409, 409], "\(statuses)")
+                let winner = try #require(statuses.first { $0.value == 204 }.map { bodies[$0.key] })
+                let image = try await Self.image(ports[(round + 1) % 3], id)
                 #expect(image["status"] as? String == "active")
                 #expect(image["checksum"] as? String == Self.md5(winner))
                 #expect(FileManager.default.contents(atPath: cluster.datadir + "/" + id).map(Array.init) == winner)
