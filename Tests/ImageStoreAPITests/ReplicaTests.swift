@@ -99,6 +99,14 @@ import Glibc
     static func http(
         _ port: Int, _ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil, timeout: TimeInterval = 60
     ) async throws -> (Int, [UInt8]) {
+        let (status, body, _) = try await request(port, method, path, body: body, contentType: contentType, timeout: timeout)
+        return (status, body)
+    }
+
+    /// One request on its own connection (`Connection: close`); the status, the body and the head.
+    static func request(
+        _ port: Int, _ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil, timeout: TimeInterval = 60
+    ) async throws -> (Int, [UInt8], String) {
         try await offPool {
             let connection = try RawHTTPConnection(port: port)
             defer { connection.closeNormally() }
@@ -110,7 +118,7 @@ import Glibc
         }
     }
 
-    static func parseResponse(_ bytes: [UInt8]) throws -> (Int, [UInt8]) {
+    static func parseResponse(_ bytes: [UInt8]) throws -> (Int, [UInt8], String) {
         let separator: [UInt8] = Array("\r\n\r\n".utf8)
         guard let split = bytes.firstRange(of: separator) else {
             throw TestSupportError("no complete response: \(String(decoding: bytes, as: UTF8.self))")
@@ -131,7 +139,7 @@ import Glibc
             }
             body = decoded
         }
-        return (status, body)
+        return (status, body, head)
     }
 
     static func createImage(_ port: Int) async throws -> String {
@@ -320,6 +328,148 @@ import Glibc
             #expect(response.hasPrefix("HTTP/1.1 204"), "\(response)\n\(b.logText.suffix(3000))")
             #expect(try await Self.image(a2.port, id)["checksum"] as? String == Self.md5(data))
             #expect(cluster.files() == [id])
+        }
+    }
+
+    // MARK: Behind nginx
+
+    /// nginx (Debian's package) with a private configuration: round-robin over `ports`, on a free port,
+    /// in the foreground (so its PID is ours to stop), every response naming the replica that answered.
+    static func startNginx(_ cluster: Cluster, ports: [Int]) async throws -> (ManagedProcess, Int) {
+        let binary = try #require(
+            ["/usr/sbin/nginx", "/usr/bin/nginx"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "no nginx: apt-get install nginx (scripts/setup-system does)")
+        let port = try freeTCPPort()
+        let prefix = try cluster.work.makeDirectory("nginx")
+        let config = prefix + "/nginx.conf"
+        try """
+        daemon off;
+        master_process off;
+        worker_processes 1;
+        user root;
+        pid \(prefix)/nginx.pid;
+        error_log \(prefix)/error.log warn;
+        events { worker_connections 512; }
+        http {
+            access_log off;
+            client_body_temp_path \(prefix)/body;
+            proxy_temp_path \(prefix)/proxy;
+            fastcgi_temp_path \(prefix)/fastcgi;
+            uwsgi_temp_path \(prefix)/uwsgi;
+            scgi_temp_path \(prefix)/scgi;
+            client_max_body_size 0;
+            upstream imagestore {
+                \(ports.map { "server 127.0.0.1:\($0);" }.joined(separator: "\n        "))
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / {
+                    proxy_pass http://imagestore;
+                    proxy_http_version 1.1;
+                    # Streamed as it arrives, as the replicas expect (no spooling of whole images).
+                    proxy_request_buffering off;
+                    # A PUT is not idempotent here: never replay it on another replica.
+                    proxy_next_upstream off;
+                    proxy_read_timeout 120s;
+                    add_header X-Upstream $upstream_addr always;
+                }
+            }
+        }
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let process = try ManagedProcess(
+            binary, arguments: ["-p", prefix, "-c", config], stdoutPath: prefix + "/out.log", stderrPath: prefix + "/out.log")
+        let up = try await eventually(timeout: .seconds(30)) { tcpPortAccepts(port) || !process.isRunning }
+        let log = (try? String(contentsOfFile: prefix + "/out.log", encoding: .utf8)) ?? ""
+        try #require(up && process.isRunning, "nginx did not start: \(log)")
+        return (process, port)
+    }
+
+    /// Three replicas behind nginx round-robin under a small concurrent load (create, upload, read back,
+    /// some uploads racing for one image), then the end-of-run check: no 5xx, every replica served,
+    /// every active image's bytes on disk match its checksum, the store holds exactly their files and
+    /// nothing in temporary files.
+    @Test func threeReplicasBehindNginx_smallLoad_endOfRunCheck() async throws {
+        try await Self.withCluster { cluster in
+            var replicas: [Replica] = []
+            defer { for replica in replicas { replica.process.killAndWait() } }
+            for name in ["a", "b", "c"] { replicas.append(try await cluster.start(name)) }
+            let (nginx, port) = try await Self.startNginx(cluster, ports: replicas.map(\.port))
+            defer { nginx.killAndWait() }
+
+            struct Outcome: Sendable {
+                var statuses: [Int] = []
+                var upstreams: Set<String> = []
+                var uploaded: [String: String] = [:]  // image id → md5 of the bytes that won
+            }
+            let outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
+                for worker in 0..<6 {
+                    group.addTask {
+                        var outcome = Outcome()
+                        for round in 0..<6 {
+                            let (created, body, head) = try await Self.request(
+                                port, "POST", "/v2/images",
+                                body: Array(#"{"disk_format": "raw", "container_format": "bare"}"#.utf8),
+                                contentType: "application/json")
+                            outcome.statuses.append(created)
+                            outcome.upstreams.formUnion(Self.upstreams(head))
+                            guard created == 201,
+                                let id = (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])?["id"] as? String
+                            else { continue }
+                            let data = Self.random(64 * 1024 * (1 + (worker + round) % 4))
+                            if round == 5 {
+                                // Two uploads racing for one image through the balancer: one 204, one 409.
+                                let other = Self.random(100_000)
+                                async let first = Self.request(port, "PUT", "/v2/images/\(id)/file", body: data, contentType: "application/octet-stream")
+                                async let second = Self.request(port, "PUT", "/v2/images/\(id)/file", body: other, contentType: "application/octet-stream")
+                                let (r1, r2) = try await (first, second)
+                                outcome.statuses += [r1.0, r2.0]
+                                #expect([r1.0, r2.0].sorted() == [204, 409], "\(r1.0) \(r2.0)")
+                                if r1.0 == 204 { outcome.uploaded[id] = Self.md5(data) }
+                                if r2.0 == 204 { outcome.uploaded[id] = Self.md5(other) }
+                            } else {
+                                let (uploaded, _, head) = try await Self.request(
+                                    port, "PUT", "/v2/images/\(id)/file", body: data, contentType: "application/octet-stream")
+                                outcome.statuses.append(uploaded)
+                                outcome.upstreams.formUnion(Self.upstreams(head))
+                                #expect(uploaded == 204)
+                                if uploaded == 204 { outcome.uploaded[id] = Self.md5(data) }
+                                let (read, bytes, _) = try await Self.request(port, "GET", "/v2/images/\(id)/file")
+                                outcome.statuses.append(read)
+                                #expect(read == 200 && bytes == data, "read back through another replica: \(read)")
+                            }
+                        }
+                        return outcome
+                    }
+                }
+                return try await group.reduce(into: Outcome()) { total, one in
+                    total.statuses += one.statuses
+                    total.upstreams.formUnion(one.upstreams)
+                    total.uploaded.merge(one.uploaded) { a, _ in a }
+                }
+            }
+            #expect(!outcome.statuses.contains { $0 >= 500 }, "\(outcome.statuses.filter { $0 >= 500 })")
+            #expect(outcome.upstreams.count == 3, "round-robin reached \(outcome.upstreams)")
+            #expect(outcome.uploaded.count == 36)
+
+            // End-of-run check, from the catalogue and the store directory.
+            let (listed, body) = try await Self.http(port, "GET", "/v2/images?limit=1000")
+            #expect(listed == 200)
+            let images = (try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])?["images"] as? [[String: Any]] ?? []
+            let active = images.filter { $0["status"] as? String == "active" }
+            #expect(active.count == 36 && images.count == 36)
+            for image in active {
+                let id = image["id"] as? String ?? ""
+                let onDisk = FileManager.default.contents(atPath: cluster.datadir + "/" + id).map(Array.init) ?? []
+                #expect(Self.md5(onDisk) == image["checksum"] as? String, "\(id)")
+                #expect(outcome.uploaded[id] == image["checksum"] as? String, "\(id): the bytes of the upload that won")
+            }
+            #expect(cluster.files() == active.compactMap { $0["id"] as? String }.sorted(), "exactly the active images' files, no temporaries")
+        }
+    }
+
+    static func upstreams(_ head: String) -> [String] {
+        head.split(separator: "\r\n").compactMap { line in
+            line.lowercased().hasPrefix("x-upstream:") ? line.dropFirst("x-upstream:".count).trimmingCharacters(in: .whitespaces) : nil
         }
     }
 }
