@@ -209,19 +209,20 @@ public struct ImageService: Sendable {
     /// save fails on the state it expected). The client may upload again: the image is `queued`.
     static func takenOver(_ id: ImageID) -> ImageStoreError {
         .conflict(
-            "\(takenOverPrefix) \(id): this replica's lease expired and another replica reset the image to queued. Upload the data again.")
+            "\(takenOverPrefix) \(id): this replica's lease expired, and the image was (or will be) reset to queued by another replica. Upload the data again.")
     }
 
     /// Throws `takenOver` unless this replica still holds its lease (as of when the upload started) and
     /// the image is still `saving` under its name.
     private func checkStillOwned(_ id: ImageID, leaseGeneration: Int?) async throws {
-        if let lease, let leaseGeneration, !lease.holds(since: leaseGeneration) { throw Self.takenOver(id) }
+        // The database first: while it is down this answers 503 (try again), not a lost lease.
         guard let image = try await repository.get(id) else {
             throw ImageStoreError(
                 .deletedDuringUpload,
                 "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded.")
         }
         guard image.status == .saving, image.uploadOwner == processToken else { throw Self.takenOver(id) }
+        if let lease, let leaseGeneration, !lease.holds(since: leaseGeneration) { throw Self.takenOver(id) }
     }
 
     private func remainingQuota(for image: Image) async throws -> Int64? {

@@ -135,6 +135,28 @@ import Glibc
         #expect(fixture.files().isEmpty, "\(fixture.files())")
     }
 
+    /// The commit also needs this replica's own lease: one that lapsed (no heartbeat within the lease) or
+    /// was lost (the replica found itself declared dead) refuses the commit even before any takeover.
+    @Test(arguments: ["lapsed", "lost"])
+    func uploadWhoseLeaseDidNotHold_cannotCommit(how: String) async throws {
+        let fixture = try Fixture(repository: InMemoryImageRepository())
+        defer { fixture.directory.remove() }
+        let lease = ReplicaLease(replicaID: "r", leaseTime: how == "lapsed" ? .milliseconds(300) : .seconds(60))
+        let service = fixture.service("r", lease: lease)
+        let image = Image(id: ImageID(), status: .queued, diskFormat: "raw", containerFormat: "bare")
+        try await fixture.repository.create(image)
+        let (body, input) = AsyncStream<ByteBuffer>.makeStream()
+        input.yield(ByteBuffer(bytes: [UInt8](repeating: 7, count: 10_000)))
+        let upload = Task { try await service.upload(image.id, body: body, declaredSize: nil) }
+        #expect(try await eventually { try await fixture.repository.get(image.id)?.status == .saving })
+        if how == "lapsed" { try await Task.sleep(for: .milliseconds(600)) } else { lease.lost() }
+        input.finish()
+        let error = await #expect(throws: ImageStoreError.self) { try await upload.value }
+        #expect(error?.code == .conflict, "\(String(describing: error))")
+        #expect(try await fixture.repository.get(image.id)?.status == .queued)
+        #expect(fixture.files().isEmpty, "\(fixture.files())")
+    }
+
     /// On a shared catalogue start-up recovery removes only this replica's temporary files and resets
     /// only its uploads; on the embedded one (one replica) every earlier run's leftovers go.
     @Test func recovery_sharedCatalogue_touchesOnlyOwnLeftovers() async throws {
