@@ -172,6 +172,16 @@ public struct ImageService: Sendable {
                     .deletedDuringUpload,
                     "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded."
                 )
+            } catch {
+                // No answer (the database went away mid-commit, the deadline passed): the compare-and-set
+                // may have committed all the same. Ask again; an image that is active with our bytes is
+                // this upload's success.
+                if let settled = try? await repository.get(id), settled.status == .active, settled.checksum == staged.md5,
+                    settled.osHashValue == staged.hashValue
+                {
+                    return settled
+                }
+                throw error
             }
         } catch {
             await cleanUpFailedUpload(id, writer: writer, committed: committed, error: error)
@@ -188,18 +198,48 @@ public struct ImageService: Sendable {
         let token = processToken
         await Task.detached {
             await writer?.abort()
-            // Committed data whose image did not become active is an orphan: never leave it.
-            if committed { _ = try? await store.delete(id) }
+            // Back to queued first, by compare-and-set: it waits on the row lock of a final compare-and-set
+            // whose answer was lost (the database went away mid-commit), so what it sees is settled.
+            var reset = false
+            var settled = true
             do {
                 try await repository.update(id, expecting: [.saving]) { image in
-                    guard image.uploadOwner == token else { return }
+                    guard image.uploadOwner == token else { throw ImageStoreError.conflict("not this upload's") }
                     image.status = .queued
                     image.uploadOwner = nil
                 }
+                reset = true
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                // Deleted, taken over, or active after all.
             } catch {
-                // Deleted meanwhile, or another state: nothing to restore.
+                settled = false
             }
-            logger.info("upload failed, image back to queued", metadata: ["image_id": "\(id)", "error": "\(error)"])
+            if committed {
+                // Our data is in place under the image id. The rename never replaces, so an image that is
+                // active now is active with our data (a commit whose answer was lost): keep it. Any other
+                // state: no image points to it. Without an answer from the database nothing is decided:
+                // the image stays `saving` under this replica, and its next takeover pass (an upload of
+                // its own that is not in flight) removes the data and resets the image.
+                guard settled else {
+                    logger.warning(
+                        "upload failed and the database does not answer: its image is resolved by the next takeover pass",
+                        metadata: ["image_id": "\(id)"])
+                    return
+                }
+                var keep = false
+                if !reset {
+                    do {
+                        let current = try await repository.get(id)
+                        keep = current?.status == .active || current?.status == .deactivated
+                    } catch {
+                        // Unknown: keep the data; an active image must never lose it. The start-up
+                        // reconciliation removes data no active image points to.
+                        keep = true
+                    }
+                }
+                if !keep { _ = try? await store.delete(id) }
+            }
+            logger.info("upload failed", metadata: ["image_id": "\(id)", "reset_to_queued": "\(reset)", "error": "\(error)"])
         }.value
     }
 
@@ -442,12 +482,12 @@ extension ImageService {
         for image in candidates {
             let owner = image.uploadOwner
             do {
-                // 1. Claim: from here the dead replica's final compare-and-set fails.
-                if owner != me {
-                    try await repository.update(image.id, expecting: [image.status]) { current in
-                        guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed meanwhile") }
-                        current.uploadOwner = me
-                    }
+                // 1. Claim: from here the dead replica's final compare-and-set fails. Also for our own (a
+                // no-op write): it waits on the row lock of any commit still in progress, so what follows
+                // acts on a settled state.
+                try await repository.update(image.id, expecting: [image.status]) { current in
+                    guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed meanwhile") }
+                    current.uploadOwner = me
                 }
                 // 2. Its files: temporary ones, and data renamed in but never published (the image was
                 // never active, so a file under its id is the dead upload's).
