@@ -378,7 +378,7 @@ extension ImageService {
         if shared {
             // Names without a replica id come from a version before replicas, which ran alone: any such
             // file unchanged for twice the lease is a leftover.
-            let legacyBefore = Date().addingTimeInterval(-2 * (lease?.leaseTime ?? .seconds(60)).secondsValue)
+            let legacyBefore = Date().addingTimeInterval(-2 * (lease?.leaseTime ?? .seconds(60)).fractionalSeconds)
             report.temporaryFilesRemoved = try await store.sweepTemporaryFiles {
                 $0.replica == me || ($0.replica == nil && $0.modified < legacyBefore)
             }
@@ -461,7 +461,7 @@ extension ImageService {
         let me = processToken
         let expired = Set(try await replicas.expiredReplicas(lease: lease).map(\.id)).subtracting([me])
         let known = Set(try await replicas.replicas().map(\.id))
-        let orphanedBefore = Date().addingTimeInterval(-2 * lease.secondsValue)
+        let orphanedBefore = Date().addingTimeInterval(-2 * lease.fractionalSeconds)
         let candidates = try await repository.images(withStatus: Self.writingStatuses).filter { image in
             guard !inFlight.contains(image.id) else { return false }
             let owner = image.uploadOwner ?? ""

@@ -43,13 +43,6 @@ public protocol ReplicaRegistry: Sendable {
     func removeReplica(_ id: String, ifExpired lease: Duration) async throws -> Bool
 }
 
-extension Duration {
-    /// Seconds as a Double (for SQL comparisons of REAL unix times).
-    public var secondsValue: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
-
 /// This replica's view of its own lease: renewed by each successful heartbeat. An upload captures the
 /// generation when it starts; its commit is refused when the lease lapsed since (no heartbeat within
 /// the lease time) or the replica learned it had been declared dead (its row gone), since another

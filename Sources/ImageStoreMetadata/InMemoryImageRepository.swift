@@ -171,13 +171,13 @@ extension InMemoryImageRepository: ReplicaRegistry {
     }
 
     public func expiredReplicas(lease: Duration) -> [ReplicaRecord] {
-        let limit = Date().addingTimeInterval(-lease.secondsValue)
+        let limit = Date().addingTimeInterval(-lease.fractionalSeconds)
         return replicas().filter { $0.heartbeatAt < limit }
     }
 
     @discardableResult
     public func removeReplica(_ id: String, ifExpired lease: Duration) -> Bool {
-        guard let row = replicaRows[id], row.heartbeatAt < Date().addingTimeInterval(-lease.secondsValue) else { return false }
+        guard let row = replicaRows[id], row.heartbeatAt < Date().addingTimeInterval(-lease.fractionalSeconds) else { return false }
         replicaRows[id] = nil
         return true
     }

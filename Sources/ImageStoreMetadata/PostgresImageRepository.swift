@@ -712,7 +712,7 @@ extension PostgresImageRepository: ReplicaRegistry {
                     connection,
                     "SELECT id, host, started_at, heartbeat_at FROM replicas WHERE heartbeat_at < \(Self.now) - $1 "
                         + "ORDER BY started_at, id",
-                    [.real(lease.secondsValue)]))
+                    [.real(lease.fractionalSeconds)]))
         }
     }
 
@@ -721,7 +721,7 @@ extension PostgresImageRepository: ReplicaRegistry {
         try await perform("removeReplica") { connection in
             !(try await self.rows(
                 connection, "DELETE FROM replicas WHERE id = $1 AND heartbeat_at < \(Self.now) - $2 RETURNING id",
-                [.text(id), .real(lease.secondsValue)]
+                [.text(id), .real(lease.fractionalSeconds)]
             ).isEmpty)
         }
     }

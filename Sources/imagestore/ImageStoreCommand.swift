@@ -367,8 +367,7 @@ enum CheckTable {
 
 extension Duration {
     var milliseconds: String {
-        let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
-        return String(format: "%.1f", ms)
+        String(format: "%.1f", fractionalMilliseconds)
     }
 }
 

@@ -7,10 +7,6 @@ import Logging
 import NIOCore
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Takeover and recovery rules of `ImageService` in one process: two services on one catalogue and one
 /// store directory stand for two replicas. The multi-process proof is `ReplicaTests`.
 @Suite struct ReplicaTakeoverTests {
@@ -38,9 +34,7 @@ import Glibc
             let path = directory.appending(name)
             FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
             if age > 0 {
-                let then = Date().addingTimeInterval(-age).timeIntervalSince1970
-                var times = [timespec(tv_sec: Int(then), tv_nsec: 0), timespec(tv_sec: Int(then), tv_nsec: 0)]
-                _ = utimensat(AT_FDCWD, path, &times, 0)
+                try? FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-age)], ofItemAtPath: path)
             }
         }
 
