@@ -35,14 +35,19 @@ public struct ApplicationDependencies: Sendable {
     public var services: [any Service]
     /// The staging store of interoperable import; nil: one beside the store (`stagingArea(beside:)`).
     public var staging: StagingArea?
+    /// This process's replica id: the owner of the images it writes, part of its temporary file names,
+    /// its row in the `replicas` table. Fresh for every process.
+    public var replicaID: String
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
-        tasks: (any TaskRepository)? = nil, staging: StagingArea? = nil, mountGuard: MountGuard? = nil
+        tasks: (any TaskRepository)? = nil, staging: StagingArea? = nil, mountGuard: MountGuard? = nil,
+        replicaID: String = ImageService.makeProcessToken()
     ) {
         self.staging = staging
         self.mountGuard = mountGuard
+        self.replicaID = replicaID
         self.repository = repository
         self.metadefs = metadefs ?? Self.metadefs(beside: repository)
         if let tasks {
@@ -61,6 +66,7 @@ public struct ApplicationDependencies: Sendable {
     /// SQLite + filesystem store from the configuration.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
         let repository = try makeRepository(configuration, logger: logger)
+        let replicaID = ImageService.makeProcessToken()
         let options = configuration.store
         let mountGuard =
             configuration.isGuarded
@@ -74,7 +80,7 @@ public struct ApplicationDependencies: Sendable {
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
             timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
-            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
+            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
         var services: [any Service] = mountGuard.map { [$0] } ?? []
         let staging: StagingArea
@@ -86,7 +92,8 @@ public struct ApplicationDependencies: Sendable {
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize,
-                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false, logger: logger),
+                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false,
+                    replicaID: replicaID, logger: logger),
                 writeGuard: stagingGuard)
         } else {
             // Inside the store's datadir (same filesystem, behind the store's guard), or a local directory.
@@ -96,14 +103,15 @@ public struct ApplicationDependencies: Sendable {
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
-                    timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, logger: logger),
+                    timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, replicaID: replicaID,
+                    logger: logger),
                 writeGuard: stagingGuard)
         }
         var storeGuard: any WriteGuard = UnguardedStore()
         if let mountGuard { storeGuard = mountGuard }
         return ApplicationDependencies(
             repository: repository, store: store, writeGuard: storeGuard, services: services,
-            staging: staging, mountGuard: mountGuard)
+            staging: staging, mountGuard: mountGuard, replicaID: replicaID)
     }
 
     /// A staging area for dependencies that name none (tests): a directory inside a filesystem store,
@@ -197,12 +205,17 @@ public func buildApplication(
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let staging =
         dependencies.staging ?? ApplicationDependencies.stagingArea(beside: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
+    let registry = dependencies.repository as? any ReplicaRegistry
+    let lease = registry.map { _ in
+        ReplicaLease(replicaID: dependencies.replicaID, leaseTime: .milliseconds(Int64(configuration.replicaLeaseTime * 1000)))
+    }
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
         limits: .init(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
-        requireFormatMatch: configuration.requireImageFormatMatch, staging: staging, logger: logger)
+        requireFormatMatch: configuration.requireImageFormatMatch, processToken: dependencies.replicaID,
+        staging: staging, lease: lease, logger: logger)
     var fetcher: WebImageFetcher?
     if configuration.enabledImportMethods.contains(ImportMethod.webDownload(uri: "").name) {
         fetcher = WebImageFetcher(filter: configuration.importFilter, readTimeout: webDownloadReadTimeout)
@@ -219,6 +232,9 @@ public func buildApplication(
         healthMonitor: healthMonitor, policy: policy, authentication: authentication, metrics: metrics, logger: logger
     ).router
     var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
+    if let registry, let lease {
+        services.append(ReplicaHeartbeat(registry: registry, service: service, lease: lease, logger: logger))
+    }
     if let metrics, let port = configuration.metrics.bindPort {
         let controller = metricsController(metrics, configuration, dependencies, healthMonitor)
         services.append(controller.application(host: configuration.metrics.bindHost ?? configuration.bindHost, port: port, logger: logger))

@@ -42,6 +42,8 @@ struct ConfigurationReader {
         static let enabledBackends = "enabled_backends"
         static let drainTimeout = "shutdown_drain_timeout"
         static let clientSocketTimeout = "client_socket_timeout"
+        /// ImageStore's own (Glance has no replica leases).
+        static let replicaLeaseTime = "replica_lease_time"
         static let requireImageFormatMatch = "require_image_format_match"
         static let storeUnavailableStatus = "store_unavailable_status"
         static let defaultBackend = "default_backend"
@@ -62,7 +64,7 @@ struct ConfigurationReader {
         static let defaults: Set<String> = Set(
             [
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
-                storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
+                replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
             ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
@@ -137,6 +139,10 @@ struct ConfigurationReader {
         if let v = value(section, Key.workerSelfReferenceURL), let url = v.optionalString {
             guard ValueSyntax.httpBase(url) != nil else { throw v.invalid("\(quoted(url)) is not an http:// or https:// URL") }
             config.workerSelfReferenceURL = url
+        }
+        if let v = value(section, Key.replicaLeaseTime) {
+            // Heartbeats go every third of it: below one second they would be a busy loop on the database.
+            config.replicaLeaseTime = try v.seconds(greaterThan: 1, orEqual: true)
         }
         // Glance's IntOpts without bounds: any negative value means unlimited.
         if let v = value(section, Key.storeUnavailableStatus) {

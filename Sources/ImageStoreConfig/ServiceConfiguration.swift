@@ -53,6 +53,9 @@ public struct ServiceConfiguration: Sendable {
     /// `[DEFAULT] client_socket_timeout` (Glance's name): seconds a connection may stay silent, also in
     /// the middle of an upload body, before it is closed (the upload is then cleaned up); 0 disables.
     public var clientSocketTimeout: Double = Self.defaultClientSocketTimeout
+    /// `[DEFAULT] replica_lease_time`: seconds a replica may go without a heartbeat (sent every third of
+    /// it) before another replica takes over what it was writing (docs/scaling.md).
+    public var replicaLeaseTime: Double = Self.defaultReplicaLeaseTime
     /// `[image_format] require_image_format_match`: uploads whose data is not their `disk_format` are
     /// refused (415). Failed safety checks (a qcow2 backing file…) are refused either way.
     public var requireImageFormatMatch = true
@@ -79,6 +82,7 @@ public struct ServiceConfiguration: Sendable {
     // MARK: Defaults
 
     public static let defaultBindHost = "0.0.0.0"
+    public static let defaultReplicaLeaseTime: Double = 30
     public static let defaultBindPort = 9292
     /// 1 TiB, Glance's default.
     public static let defaultImageSizeCap: Int64 = 1_099_511_627_776

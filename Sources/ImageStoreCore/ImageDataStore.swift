@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// Where image bytes live (the filesystem store, an in-memory one for tests).
@@ -31,6 +32,11 @@ public protocol ImageDataStore: Sendable {
     /// Removes temporary files left by an earlier process. Returns how many were removed.
     @discardableResult
     func sweepTemporaryFiles() async throws -> Int
+
+    /// Removes the temporary files `shouldRemove` picks (never one an upload of this process is
+    /// writing). Returns how many were removed.
+    @discardableResult
+    func sweepTemporaryFiles(where shouldRemove: @escaping @Sendable (TemporaryFileInfo) -> Bool) async throws -> Int
 
     /// Total and free bytes of the backing storage.
     func capacity() async throws -> StoreCapacity
@@ -84,6 +90,19 @@ public protocol ImageDataReader: Sendable {
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws
     /// Closes without reading (safe after `forEachChunk` too).
     func close() async
+}
+
+/// A temporary file of an upload, as its name and status tell: the image, the replica that wrote it
+/// (nil for a name from before replica ids), and when it was last written.
+public struct TemporaryFileInfo: Sendable, Equatable {
+    public var imageID: ImageID?
+    public var replica: String?
+    public var modified: Date
+    public init(imageID: ImageID?, replica: String?, modified: Date) {
+        self.imageID = imageID
+        self.replica = replica
+        self.modified = modified
+    }
 }
 
 public struct StoreCapacity: Sendable, Equatable {

@@ -96,6 +96,12 @@ public final class ImageImporter: Sendable {
         let from: ImageStatus = method == .glanceDirect ? .uploading : .queued
         let token = service.processToken
         let storeID = self.storeID
+        // Held in flight from before the claim to the end of the run: recovery and takeover in this process
+        // must never take an import it is running for a leftover.
+        let inFlight = service.inFlight
+        inFlight.insert(id)
+        var started = false
+        defer { if !started { inFlight.remove(id) } }
         try await service.repository.update(id, expecting: nil) { image in
             if let held = image.properties[ImportProperty.task], !held.isEmpty {
                 throw ImageStoreError.conflict(
@@ -123,9 +129,11 @@ public final class ImageImporter: Sendable {
             }
             throw error
         }
+        started = true
         running.withLock { running in
             running[taskID] = Task.detached { [self] in
                 await self.run(id, taskID: taskID, method: method)
+                inFlight.remove(id)
                 _ = self.running.withLock { $0.removeValue(forKey: taskID) }
             }
         }

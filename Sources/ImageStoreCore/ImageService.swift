@@ -9,6 +9,10 @@ import NIOCore
 /// guard check, stream into a temporary object while counting against cap/quota/declared size,
 /// finish (fsync), guard check again, commit (rename), then `saving`→`active` by compare-and-set.
 /// Any failure aborts the temporary object and puts the image back to `queued`.
+///
+/// Several replicas may share one catalogue and one store: an image being written names its replica
+/// (`uploadOwner` = `processToken`, the replica id), and the final compare-and-set requires it still
+/// does, so an image another replica took over (this one's lease expired) never becomes active from here.
 public struct ImageService: Sendable {
     public struct Limits: Sendable {
         /// `image_size_cap`: the largest image accepted.
@@ -32,16 +36,23 @@ public struct ImageService: Sendable {
     public let space: SpaceGate
     /// `[image_format] require_image_format_match`: data that is not its `disk_format` is refused (415).
     public let requireFormatMatch: Bool
-    /// Identifies this process in `uploadOwner`, so a restart resets only its own stuck uploads.
+    /// This replica's id: recorded in `uploadOwner` of the images it writes and in its temporary file
+    /// names, so recovery and takeover touch only what a given replica left.
     public let processToken: String
     /// Where `PUT /stage` puts data until it is imported (`[os_glance_staging_store]`); nil: no staging.
     public let staging: StagingArea?
+    /// Where replicas record themselves (the repository, when it is one); nil: a single process.
+    public let replicas: (any ReplicaRegistry)?
+    /// This replica's lease, renewed by its heartbeat (`ReplicaHeartbeat`); nil: no lease is kept.
+    public let lease: ReplicaLease?
+    /// What this process is writing right now, whatever the catalogue says.
+    public let inFlight = UploadsInFlight()
     let logger: Logger
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
-        staging: StagingArea? = nil, logger: Logger = Logger(label: "imagestore.images")
+        staging: StagingArea? = nil, lease: ReplicaLease? = nil, logger: Logger = Logger(label: "imagestore.images")
     ) {
         self.repository = repository
         self.store = store
@@ -50,6 +61,8 @@ public struct ImageService: Sendable {
         self.limits = limits
         self.requireFormatMatch = requireFormatMatch
         self.processToken = processToken
+        self.replicas = repository as? any ReplicaRegistry
+        self.lease = lease
         self.logger = logger
         self.space = SpaceGate(reserve: limits.reservedSpace) { [writeGuard, store] in
             if let capacity = try await writeGuard.freeSpace() { return capacity }
@@ -57,9 +70,9 @@ public struct ImageService: Sendable {
         }
     }
 
+    /// A fresh replica id: a lower-case UUID (it goes into temporary file names).
     public static func makeProcessToken() -> String {
-        let host = ProcessInfo.processInfo.hostName
-        return "\(host):\(getpid()):\(UUID().uuidString.prefix(8).lowercased())"
+        UUID().uuidString.lowercased()
     }
 
     // MARK: Upload
@@ -172,6 +185,10 @@ public struct ImageService: Sendable {
         defer { ticket?.release() }
 
         let token = processToken
+        // Before the claim: recovery and takeover in this process must never see the claim without it.
+        inFlight.insert(id)
+        defer { inFlight.remove(id) }
+        let leaseGeneration = lease?.generation
         try await repository.update(id, expecting: [from]) { image in
             image.status = during
             image.uploadOwner = token
@@ -211,10 +228,15 @@ public struct ImageService: Sendable {
             let staged = try await w.finish()
             // The share may have gone away while we streamed: check again before publishing.
             try await guardian.checkWritable()
+            // Still ours? A replica whose lease lapsed (stopped, partitioned) may have been taken over:
+            // another replica reset the image and removed our temporary file. Checked before the rename
+            // (so a taken-over upload publishes nothing) and again in the final compare-and-set.
+            try await checkStillOwned(id, leaseGeneration: leaseGeneration)
             try await w.commit()
             committed = true
             do {
                 return try await repository.update(id, expecting: [during]) { image in
+                    guard image.uploadOwner == token else { throw Self.takenOver(id) }
                     image.status = done
                     image.uploadOwner = nil
                     switch mode {
@@ -233,12 +255,24 @@ public struct ImageService: Sendable {
                     image.osHashValue = staged.hashValue
                     if let virtualSize { image.virtualSize = virtualSize }
                 }
+            } catch let error as ImageStoreError where error.code == .conflict && error.message.hasPrefix(Self.takenOverPrefix) {
+                throw error
             } catch let error as ImageStoreError where error.code == .notFound || error.code == .conflict {
                 // Deleted while uploading: the delete wins, and our committed data goes (in the clean-up).
                 throw ImageStoreError(
                     .deletedDuringUpload,
                     "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded."
                 )
+            } catch {
+                // No answer (the database went away mid-commit, the deadline passed): the compare-and-set
+                // may have committed all the same. Ask again; an image that is active with our bytes is
+                // this upload's success.
+                if let settled = try? await repository.get(id), settled.status == .active, settled.checksum == staged.md5,
+                    settled.osHashValue == staged.hashValue
+                {
+                    return settled
+                }
+                throw error
             }
         } catch {
             await cleanUpFailedUpload(id, store: target, during: during, writer: writer, committed: committed, error: error)
@@ -257,19 +291,71 @@ public struct ImageService: Sendable {
         let token = processToken
         await Task.detached {
             await writer?.abort()
-            // Committed data whose image did not become active is an orphan: never leave it.
-            if committed { _ = try? await store.delete(id) }
+            // Back to queued first, by compare-and-set: it waits on the row lock of a final compare-and-set
+            // whose answer was lost (the database went away mid-commit), so what it sees is settled.
+            var reset = false
+            var settled = true
             do {
                 try await repository.update(id, expecting: [during]) { image in
-                    guard image.uploadOwner == token else { return }
+                    guard image.uploadOwner == token else { throw ImageStoreError.conflict("not this upload's") }
                     image.status = .queued
                     image.uploadOwner = nil
                 }
+                reset = true
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                // Deleted, taken over, or active after all.
             } catch {
-                // Deleted meanwhile, or another state: nothing to restore.
+                settled = false
             }
-            logger.info("upload failed, image back to queued", metadata: ["image_id": "\(id)", "error": "\(error)"])
+            if committed {
+                // Our data is in place under the image id. The rename never replaces, so an image that is
+                // active now is active with our data (a commit whose answer was lost): keep it. Any other
+                // state: no image points to it. Without an answer from the database nothing is decided:
+                // the image stays `saving` under this replica, and its next takeover pass (an upload of
+                // its own that is not in flight) removes the data and resets the image.
+                guard settled else {
+                    logger.warning(
+                        "upload failed and the database does not answer: its image is resolved by the next takeover pass",
+                        metadata: ["image_id": "\(id)"])
+                    return
+                }
+                var keep = false
+                if !reset {
+                    do {
+                        let current = try await repository.get(id)
+                        keep = current?.status == .active || current?.status == .deactivated
+                    } catch {
+                        // Unknown: keep the data; an active image must never lose it. The start-up
+                        // reconciliation removes data no active image points to.
+                        keep = true
+                    }
+                }
+                if !keep { _ = try? await store.delete(id) }
+            }
+            logger.info("upload failed", metadata: ["image_id": "\(id)", "reset_to_queued": "\(reset)", "error": "\(error)"])
         }.value
+    }
+
+    static let takenOverPrefix = "The upload lost its claim on image"
+
+    /// 409, as Glance answers an upload whose image changed status under it (its `saving`→`active`
+    /// save fails on the state it expected). The client may upload again: the image is `queued`.
+    static func takenOver(_ id: ImageID) -> ImageStoreError {
+        .conflict(
+            "\(takenOverPrefix) \(id): this replica's lease expired, and the image was (or will be) reset to queued by another replica. Upload the data again.")
+    }
+
+    /// Throws `takenOver` unless this replica still holds its lease (as of when the upload started) and
+    /// the image is still `saving` under its name.
+    private func checkStillOwned(_ id: ImageID, leaseGeneration: Int?) async throws {
+        // The database first: while it is down this answers 503 (try again), not a lost lease.
+        guard let image = try await repository.get(id) else {
+            throw ImageStoreError(
+                .deletedDuringUpload,
+                "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded.")
+        }
+        guard image.status == .saving, image.uploadOwner == processToken else { throw Self.takenOver(id) }
+        if let lease, let leaseGeneration, !lease.holds(since: leaseGeneration) { throw Self.takenOver(id) }
     }
 
     private func remainingQuota(for image: Image) async throws -> Int64? {
@@ -351,47 +437,64 @@ extension ImageService {
         public var stagedDataRemoved = 0
     }
 
-    /// Repairs what a crashed process of this host left behind: uploads it held go back to `queued`,
-    /// temporary files are removed, interrupted deletes are finished, and data files and rows that
-    /// disagree are reconciled. Uploads held by other hosts (other replicas) are left alone. The
-    /// store is only touched when the guard allows writes: on a missing share nothing is "repaired".
+    /// Statuses of an image some replica is writing.
+    public static let writingStatuses: Set<ImageStatus> = [.saving, .uploading, .importing]
+
+    /// What recovery and takeover do to an image whose writer is gone: back to `queued`, unowned; an
+    /// import fails as Glance reports it (`os_glance_failed_import` names the stores it was going to).
+    static func abandon(_ image: inout Image) {
+        if image.status == .importing {
+            let stores = image.properties[ImportProperty.importingToStores] ?? ""
+            image.properties[ImportProperty.task] = nil
+            image.properties[ImportProperty.importingToStores] = ""
+            image.properties[ImportProperty.failedImport] = stores
+        }
+        image.status = .queued
+        image.uploadOwner = nil
+    }
+
+    /// Repairs what this replica's crashed predecessor left behind: uploads it held go back to `queued`,
+    /// its temporary files are removed, interrupted deletes are finished, and data files and rows that
+    /// disagree are reconciled. The store is only touched when the guard allows writes: on a missing
+    /// share nothing is "repaired".
+    ///
+    /// Whose leftovers are "its own" depends on the catalogue. An embedded one (SQLite) serves one
+    /// replica, so every other writer recorded in it was an earlier run of this one: all their uploads
+    /// and temporary files go at once. A shared one (PostgreSQL) may have live replicas writing right
+    /// now: only what carries this replica's id is touched here; what a dead replica left is taken over
+    /// by `takeOverExpiredReplicas` once its lease expired, never earlier.
     public func recoverAfterRestart() async throws -> RecoveryReport {
         var report = RecoveryReport()
-        let host = processToken.split(separator: ":").first.map(String.init) ?? ""
-        let token = processToken
-        @Sendable func heldByDeadProcess(_ image: Image) -> Bool {
-            let owner = image.uploadOwner ?? ""
-            guard owner.isEmpty || owner.split(separator: ":").first.map(String.init) == host else { return false }
-            return owner != token
+        let shared = replicas?.isShared ?? false
+        let me = processToken
+        let inFlight = self.inFlight
+        // Left behind: not being written by this process now (an upload in flight, or an import it runs),
+        // and — in a shared catalogue — this replica's own (other replicas' are taken over after their
+        // lease). An embedded catalogue serves one replica: every other writer was an earlier run of it.
+        @Sendable func leftBehind(_ image: Image) -> Bool {
+            guard !inFlight.contains(image.id) else { return false }
+            if image.status == .importing && image.uploadOwner == me { return false }
+            // A finished stage (no owner) stays staged, importable.
+            if image.status == .uploading && image.uploadOwner == nil { return false }
+            return !shared || image.uploadOwner == me
         }
-        for image in try await repository.images(withStatus: [.saving]) where heldByDeadProcess(image) {
-            try await repository.update(image.id, expecting: [.saving]) { image in
-                image.status = .queued
-                image.uploadOwner = nil
+        for image in try await repository.images(withStatus: Self.writingStatuses) where leftBehind(image) {
+            let owner = image.uploadOwner
+            do {
+                try await repository.update(image.id, expecting: [image.status]) { current in
+                    // Compare-and-set on the owner too: a new upload may have claimed it since the listing.
+                    guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed again") }
+                    Self.abandon(&current)
+                }
+                // An import that was running fails cleanly: never half-active; its staged data is swept below.
+                if image.status == .importing {
+                    if let task = image.properties[ImportProperty.task], !task.isEmpty { report.interruptedImports.append(task) }
+                } else {
+                    report.uploadsReset += 1
+                }
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                continue
             }
-            report.uploadsReset += 1
-        }
-        // A stage that was streaming (owner set) is reset; a finished stage (no owner) stays staged.
-        for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner != nil && heldByDeadProcess(image) {
-            try await repository.update(image.id, expecting: [.uploading]) { image in
-                image.status = .queued
-                image.uploadOwner = nil
-            }
-            report.uploadsReset += 1
-        }
-        // An import that was running fails cleanly: never half-active; its staged data is swept below.
-        for image in try await repository.images(withStatus: [.importing]) where heldByDeadProcess(image) {
-            let task = image.properties[ImportProperty.task]
-            try await repository.update(image.id, expecting: [.importing]) { image in
-                guard heldByDeadProcess(image) else { return }
-                let stores = image.properties[ImportProperty.importingToStores] ?? ""
-                image.status = .queued
-                image.uploadOwner = nil
-                image.properties[ImportProperty.task] = nil
-                image.properties[ImportProperty.importingToStores] = ""
-                image.properties[ImportProperty.failedImport] = stores
-            }
-            if let task, !task.isEmpty { report.interruptedImports.append(task) }
         }
         do {
             try await writeGuard.checkWritable()
@@ -401,22 +504,38 @@ extension ImageService {
             return report
         }
         report.storeChecked = true
-        report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
-        if let staging {
-            // A staging directory nobody staged to yet does not exist: nothing to clean there.
-            let stagedIDs: [ImageID]
-            do {
-                report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles()
-                stagedIDs = try await staging.store.storedIDs()
-            } catch {
-                logger.info("staging area not swept", metadata: ["reason": "\(error)"])
-                stagedIDs = []
+        if shared {
+            // Names without a replica id come from a version before replicas, which ran alone: any such
+            // file unchanged for twice the lease is a leftover.
+            let legacyBefore = Date().addingTimeInterval(-2 * (lease?.leaseTime ?? .seconds(60)).fractionalSeconds)
+            let mine: @Sendable (TemporaryFileInfo) -> Bool = { $0.replica == me || ($0.replica == nil && $0.modified < legacyBefore) }
+            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles(where: mine)
+            if let staging {
+                do { report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles(where: mine) } catch {
+                    logger.info("staging area not swept", metadata: ["reason": "\(error)"])
+                }
             }
+        } else {
+            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+            if let staging {
+                // A staging directory nobody staged to yet does not exist: nothing to clean there.
+                do { report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles() } catch {
+                    logger.info("staging area not swept", metadata: ["reason": "\(error)"])
+                }
+            }
+        }
+        if let staging {
+            let stagedIDs = (try? await staging.store.storedIDs()) ?? []
             for id in stagedIDs {
-                // Staged data is kept only for a finished stage, or an import this process runs now.
+                // Staged data is kept for a finished stage, and for an import or stage running now (here, or
+                // on another replica of a shared catalogue: a dead one's is left to its takeover).
                 let image = try await repository.get(id)
                 if let image, image.status == .uploading, image.uploadOwner == nil { continue }
-                if let image, image.status == .importing || image.status == .uploading, image.uploadOwner == token { continue }
+                if let image, image.status == .importing || image.status == .uploading,
+                    let owner = image.uploadOwner, owner == me || shared
+                {
+                    continue
+                }
                 if (try? await staging.store.delete(id)) == true { report.stagedDataRemoved += 1 }
             }
             for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner == nil {
@@ -497,5 +616,98 @@ final class ReceivedBytes: @unchecked Sendable {
     func add(_ count: Int) -> Int64 {
         total += Int64(count)
         return total
+    }
+}
+
+// MARK: Takeover of dead replicas
+
+extension ImageService {
+    /// What one `takeOverExpiredReplicas` pass did, for the log and tests.
+    public struct TakeoverReport: Sendable, Equatable {
+        public var replicasRemoved: [String] = []
+        public var uploadsReset = 0
+        public var temporaryFilesRemoved = 0
+        public init() {}
+    }
+
+    /// Finishes what replicas that stopped heartbeating for `lease` were writing: each of their images
+    /// goes back to `queued` (with any data they renamed in but never published), their temporary files
+    /// are removed, then their rows. Never earlier than the lease: a replica that heartbeats keeps
+    /// everything, however slow its uploads.
+    ///
+    /// Two surviving replicas may run this at once: each image is first claimed by compare-and-set
+    /// (still writing, still the dead replica's: owner → this replica), so exactly one of them resets
+    /// it; the dead replica itself, if only stopped and resumed later, then fails its own final
+    /// compare-and-set (the owner is no longer it) and publishes nothing.
+    ///
+    /// Images whose owner has no row at all (a replica of an earlier version, or a row removed while its
+    /// images were still being reset) are treated the same once unchanged for twice the lease.
+    public func takeOverExpiredReplicas(lease: Duration) async throws -> TakeoverReport {
+        var report = TakeoverReport()
+        guard let replicas else { return report }
+        let me = processToken
+        let expired = Set(try await replicas.expiredReplicas(lease: lease).map(\.id)).subtracting([me])
+        let known = Set(try await replicas.replicas().map(\.id))
+        let orphanedBefore = Date().addingTimeInterval(-2 * lease.fractionalSeconds)
+        let candidates = try await repository.images(withStatus: Self.writingStatuses).filter { image in
+            guard !inFlight.contains(image.id) else { return false }
+            // A finished stage has no writer: it waits, importable, for its import.
+            if image.status == .uploading && image.uploadOwner == nil { return false }
+            let owner = image.uploadOwner ?? ""
+            if owner == me { return true }  // a claim of an earlier pass that could not finish
+            if expired.contains(owner) { return true }
+            return !known.contains(owner) && image.updatedAt < orphanedBefore
+        }
+        guard !candidates.isEmpty || !expired.isEmpty else { return report }
+        do {
+            try await writeGuard.checkWritable()
+        } catch {
+            // The files cannot be checked: change nothing (an image reset with a stray file left would
+            // refuse its next upload). Retried at the next pass.
+            logger.warning("takeover postponed: the store is not writable", metadata: ["reason": "\(error)"])
+            return report
+        }
+        var unfinished = Set<String>()
+        for image in candidates {
+            let owner = image.uploadOwner
+            do {
+                // 1. Claim: from here the dead replica's final compare-and-set fails. Also for our own (a
+                // no-op write): it waits on the row lock of any commit still in progress, so what follows
+                // acts on a settled state.
+                try await repository.update(image.id, expecting: [image.status]) { current in
+                    guard current.uploadOwner == owner else { throw ImageStoreError.conflict("claimed meanwhile") }
+                    current.uploadOwner = me
+                }
+                // 2. Its files: temporary ones, and data renamed in but never published (the image was
+                // never active, so a file under its id is the dead upload's).
+                let id = image.id
+                if let owner, owner != me {
+                    report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == owner && $0.imageID == id }
+                }
+                try await store.delete(id)
+                // 3. Back to queued: it can be uploaded again.
+                try await repository.update(id, expecting: Self.writingStatuses) { current in
+                    guard current.uploadOwner == me else { throw ImageStoreError.conflict("claimed meanwhile") }
+                    Self.abandon(&current)
+                }
+                report.uploadsReset += 1
+                logger.warning(
+                    "reset an upload of a replica whose lease expired",
+                    metadata: ["image_id": "\(id)", "replica": "\(owner ?? "")"])
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                continue  // another replica got there first, or the image is gone
+            } catch {
+                if let owner { unfinished.insert(owner) }
+                logger.warning("takeover of an upload failed; retried later", metadata: ["image_id": "\(image.id)", "error": "\(error)"])
+            }
+        }
+        for dead in expired.subtracting(unfinished) {
+            report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == dead }
+            if try await replicas.removeReplica(dead, ifExpired: lease) {
+                report.replicasRemoved.append(dead)
+                logger.warning("removed a replica whose lease expired", metadata: ["replica": "\(dead)"])
+            }
+        }
+        return report
     }
 }

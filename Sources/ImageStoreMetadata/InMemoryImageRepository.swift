@@ -11,6 +11,7 @@ public actor InMemoryImageRepository: ImageRepository {
     private var images: [ImageID: Image] = [:]
     private var membersByImage: [ImageID: [String: ImageMember]] = [:]
     private var storeIdentities: [String: String] = [:]
+    private var replicaRows: [String: ReplicaRecord] = [:]
 
     public init(_ images: [Image] = []) {
         for image in images { self.images[image.id] = image.normalizedForStorage }
@@ -142,4 +143,42 @@ func checkExpected(_ image: Image, _ expected: Set<ImageStatus>?) throws {
     guard let expected, !expected.contains(image.status) else { return }
     let wanted = expected.map(\.rawValue).sorted().joined(separator: ", ")
     throw ImageStoreError.conflict("Image \(image.id) is \(image.status.rawValue), expected one of: \(wanted)")
+}
+
+// MARK: Replicas
+
+extension InMemoryImageRepository: ReplicaRegistry {
+    /// Shared only by the app instances of one process (tests), like a shared database.
+    public nonisolated var isShared: Bool { true }
+
+    public func registerReplica(_ id: String, host: String) {
+        let now = Date()
+        if replicaRows[id] != nil {
+            replicaRows[id]?.heartbeatAt = now
+        } else {
+            replicaRows[id] = ReplicaRecord(id: id, host: host, startedAt: now, heartbeatAt: now)
+        }
+    }
+
+    public func heartbeatReplica(_ id: String) -> Bool {
+        guard replicaRows[id] != nil else { return false }
+        replicaRows[id]?.heartbeatAt = Date()
+        return true
+    }
+
+    public func replicas() -> [ReplicaRecord] {
+        replicaRows.values.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
+    }
+
+    public func expiredReplicas(lease: Duration) -> [ReplicaRecord] {
+        let limit = Date().addingTimeInterval(-lease.fractionalSeconds)
+        return replicas().filter { $0.heartbeatAt < limit }
+    }
+
+    @discardableResult
+    public func removeReplica(_ id: String, ifExpired lease: Duration) -> Bool {
+        guard let row = replicaRows[id], row.heartbeatAt < Date().addingTimeInterval(-lease.fractionalSeconds) else { return false }
+        replicaRows[id] = nil
+        return true
+    }
 }

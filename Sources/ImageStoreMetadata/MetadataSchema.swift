@@ -171,6 +171,21 @@ enum MetadataSchema {
                     ) STRICT;
                     """)
         }
+        migrator.registerMigration("v6-replicas") { db in
+            // The serving processes and their heartbeats (leases); an image being written names its
+            // replica in images.upload_owner. The index finds a dead replica's images without a scan.
+            try db.execute(
+                sql: """
+                    CREATE TABLE replicas (
+                        id TEXT NOT NULL PRIMARY KEY,
+                        host TEXT NOT NULL,
+                        started_at REAL NOT NULL,
+                        heartbeat_at REAL NOT NULL
+                    ) STRICT;
+
+                    CREATE INDEX images_by_upload_owner ON images(upload_owner) WHERE upload_owner IS NOT NULL;
+                    """)
+        }
         return migrator
     }()
 }

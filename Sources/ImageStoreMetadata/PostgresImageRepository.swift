@@ -670,3 +670,68 @@ extension PSQLError {
     /// The SQLSTATE the server sent, if it sent one.
     var sqlState: String? { serverInfo?[.sqlState] }
 }
+
+// MARK: Replicas
+
+extension PostgresImageRepository: ReplicaRegistry {
+    /// Every replica of a deployment shares one PostgreSQL.
+    public var isShared: Bool { true }
+
+    /// The database's clock (not the replica's): every lease is measured on one clock.
+    private static let now = "EXTRACT(EPOCH FROM clock_timestamp())"
+
+    public func registerReplica(_ id: String, host: String) async throws {
+        try await perform("registerReplica") { connection in
+            _ = try await self.rows(
+                connection,
+                "INSERT INTO replicas (id, host, started_at, heartbeat_at) VALUES ($1, $2, \(Self.now), \(Self.now)) "
+                    + "ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+                [.text(id), .text(host)])
+        }
+    }
+
+    public func heartbeatReplica(_ id: String) async throws -> Bool {
+        try await perform("heartbeatReplica") { connection in
+            !(try await self.rows(
+                connection, "UPDATE replicas SET heartbeat_at = \(Self.now) WHERE id = $1 RETURNING id", [.text(id)]
+            ).isEmpty)
+        }
+    }
+
+    public func replicas() async throws -> [ReplicaRecord] {
+        try await perform("replicas") { connection in
+            try await Self.replicaRecords(
+                self.rows(connection, "SELECT id, host, started_at, heartbeat_at FROM replicas ORDER BY started_at, id", []))
+        }
+    }
+
+    public func expiredReplicas(lease: Duration) async throws -> [ReplicaRecord] {
+        try await perform("expiredReplicas") { connection in
+            try await Self.replicaRecords(
+                self.rows(
+                    connection,
+                    "SELECT id, host, started_at, heartbeat_at FROM replicas WHERE heartbeat_at < \(Self.now) - $1 "
+                        + "ORDER BY started_at, id",
+                    [.real(lease.fractionalSeconds)]))
+        }
+    }
+
+    @discardableResult
+    public func removeReplica(_ id: String, ifExpired lease: Duration) async throws -> Bool {
+        try await perform("removeReplica") { connection in
+            !(try await self.rows(
+                connection, "DELETE FROM replicas WHERE id = $1 AND heartbeat_at < \(Self.now) - $2 RETURNING id",
+                [.text(id), .real(lease.fractionalSeconds)]
+            ).isEmpty)
+        }
+    }
+
+    private static func replicaRecords(_ rows: [PostgresRow]) throws -> [ReplicaRecord] {
+        try rows.map { row in
+            let (id, host, started, heartbeat) = try row.decode((String, String, Double, Double).self)
+            return ReplicaRecord(
+                id: id, host: host, startedAt: Date(timeIntervalSince1970: started),
+                heartbeatAt: Date(timeIntervalSince1970: heartbeat))
+        }
+    }
+}

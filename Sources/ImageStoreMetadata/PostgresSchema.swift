@@ -86,6 +86,17 @@ enum PostgresSchema {
                     recorded_at DOUBLE PRECISION NOT NULL
                 );
                 """),
+        Migration(
+            name: "v6-replicas",
+            sql: """
+                CREATE TABLE replicas (
+                    id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    host TEXT NOT NULL,
+                    started_at DOUBLE PRECISION NOT NULL,
+                    heartbeat_at DOUBLE PRECISION NOT NULL
+                );
+                CREATE INDEX images_by_upload_owner ON images(upload_owner) WHERE upload_owner IS NOT NULL;
+                """),
     ]
 
     /// Any fixed number: every ImageStore process migrating the same database takes this advisory lock,

@@ -450,3 +450,71 @@ extension SQLValue {
     }
 }
 
+
+// MARK: Replicas
+
+extension SQLiteImageRepository: ReplicaRegistry {
+    /// The database lives on a local filesystem (WAL): one replica per catalogue.
+    public var isShared: Bool { false }
+
+    public func registerReplica(_ id: String, host: String) async throws {
+        try await access.perform("registerReplica") {
+            try await self.writer.write { db in
+                let now = Date().timeIntervalSince1970
+                try db.execute(
+                    sql: """
+                        INSERT INTO replicas (id, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+                        """,
+                    arguments: [id, host, now, now])
+            }
+        }
+    }
+
+    public func heartbeatReplica(_ id: String) async throws -> Bool {
+        try await access.perform("heartbeatReplica") {
+            try await self.writer.write { db in
+                try db.execute(
+                    sql: "UPDATE replicas SET heartbeat_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, id])
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    public func replicas() async throws -> [ReplicaRecord] {
+        try await access.perform("replicas") {
+            try await self.writer.read { db in try Self.replicaRows(db, where: "1", []) }
+        }
+    }
+
+    public func expiredReplicas(lease: Duration) async throws -> [ReplicaRecord] {
+        try await access.perform("expiredReplicas") {
+            try await self.writer.read { db in
+                try Self.replicaRows(db, where: "heartbeat_at < ?", [Date().timeIntervalSince1970 - lease.fractionalSeconds])
+            }
+        }
+    }
+
+    @discardableResult
+    public func removeReplica(_ id: String, ifExpired lease: Duration) async throws -> Bool {
+        try await access.perform("removeReplica") {
+            try await self.writer.write { db in
+                try db.execute(
+                    sql: "DELETE FROM replicas WHERE id = ? AND heartbeat_at < ?",
+                    arguments: [id, Date().timeIntervalSince1970 - lease.fractionalSeconds])
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    private static func replicaRows(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [ReplicaRecord] {
+        try Row.fetchAll(
+            db, sql: "SELECT id, host, started_at, heartbeat_at FROM replicas WHERE \(condition) ORDER BY started_at, id",
+            arguments: arguments
+        ).map { row in
+            ReplicaRecord(
+                id: row["id"], host: row["host"], startedAt: Date(timeIntervalSince1970: row["started_at"]),
+                heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]))
+        }
+    }
+}

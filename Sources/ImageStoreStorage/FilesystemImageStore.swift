@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import ImageStoreCore
 import Logging
 import NIOCore
@@ -12,7 +13,8 @@ import Synchronization
 
 /// Image data as files in one directory (usually an NFS share): `<directory>/<id>`.
 ///
-/// Uploads stream into a hidden temporary file `.<id>.<random>.tmp`, are fsynced, then published with
+/// Uploads stream into a hidden temporary file `.<id>.<replica>.<random>.tmp` (the replica id tells
+/// which process wrote it, so a replica sweeps only its own or a dead replica's), are fsynced, then published with
 /// a rename that never replaces existing data, and the directory is fsynced. Every blocking call runs
 /// on threads owned by the store (reads, metadata) or by the upload (write, md5, sha512), never on an
 /// event loop, and under `timeout`: a share that stops answering costs a request at most that long
@@ -23,6 +25,8 @@ public struct FilesystemImageStore: ImageDataStore {
     private let filePermissions: Int
     private let chunkSize: Int
     private let createsDirectory: Bool
+    /// Written into temporary file names; nil: the name of earlier versions, `.<id>.<random>.tmp`.
+    public let replicaID: String?
     private let logger: Logger
     /// A few threads for reads and metadata calls, each call under the deadline.
     private let io: StoreIO
@@ -40,10 +44,14 @@ public struct FilesystemImageStore: ImageDataStore {
     ///     (with what timed out while it is above zero).
     public init(
         directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, timeout: Duration = .seconds(2),
-        threads: Int = FilesystemImageStore.ioThreads, createDirectory: Bool = false, logger: Logger,
+        threads: Int = FilesystemImageStore.ioThreads, createDirectory: Bool = false, replicaID: String? = nil, logger: Logger,
         onStuckChange: @escaping @Sendable (_ stuck: Int, _ detail: String?) -> Void = { _, _ in }
     ) {
         self.directory = directory
+        // Only a name-safe id goes into a path (no '/', no '.', which separates the name's fields).
+        self.replicaID = replicaID.flatMap { id in
+            !id.isEmpty && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? id : nil
+        }
         self.filePermissions = filePermissions
         self.chunkSize = max(chunkSize, 64 * 1024)
         self.createsDirectory = createDirectory
@@ -79,6 +87,7 @@ public struct FilesystemImageStore: ImageDataStore {
     public func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter {
         let directory = self.directory
         let finalPath = path(of: id)
+        let tag = replicaID.map { "." + $0 } ?? ""
         let file = try await io.run(
             "create a temporary file in \(directory)", context: .write,
             // Created after the caller gave up: nobody will write it.
@@ -93,7 +102,7 @@ public struct FilesystemImageStore: ImageDataStore {
             // A random suffix keeps concurrent attempts for one id apart; O_EXCL makes a clash an error
             // rather than a shared file, and another suffix is tried.
             for attempt in 1...3 {
-                let tempPath = "\(directory)/.\(id).\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"
+                let tempPath = "\(directory)/.\(id)\(tag).\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"
                 let fd = open(tempPath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
                 if fd >= 0 {
                     return TemporaryFile(fd: fd, directory: directory, tempPath: tempPath, finalPath: finalPath)
@@ -173,11 +182,18 @@ public struct FilesystemImageStore: ImageDataStore {
         }
     }
 
+    /// Removes temporary files older than this process (left by a crash of an earlier one), of any
+    /// replica: only right for a store that one replica uses (see `ImageService.recoverAfterRestart`).
     @discardableResult
     public func sweepTemporaryFiles() async throws -> Int {
+        let startedAt = Date(timeIntervalSince1970: ProcessStart.time)
+        return try await sweepTemporaryFiles { $0.modified < startedAt }
+    }
+
+    @discardableResult
+    public func sweepTemporaryFiles(where shouldRemove: @escaping @Sendable (TemporaryFileInfo) -> Bool) async throws -> Int {
         let directory = self.directory
         let logger = self.logger
-        let startedAt = ProcessStart.time
         return try await io.run("sweep \(directory)", context: .write) {
             var removed = 0
             for name in try listDirectory(directory) where name.hasPrefix(".") && name.hasSuffix(".tmp") {
@@ -185,8 +201,8 @@ public struct FilesystemImageStore: ImageDataStore {
                 guard !ActiveTemporaryFiles.contains(path) else { continue }
                 guard let status = try? fileStatus(path, context: .read), isRegularFile(status) else { continue }
                 let modified = Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9
-                // Newer files may belong to an upload of this process; older ones are left by a crash.
-                guard modified < startedAt else { continue }
+                let info = Self.temporaryFileInfo(name, modified: Date(timeIntervalSince1970: modified))
+                guard shouldRemove(info) else { continue }
                 if unlink(path) == 0 {
                     removed += 1
                     logger.info("removed stale temporary file", metadata: ["path": "\(path)"])
@@ -198,6 +214,14 @@ public struct FilesystemImageStore: ImageDataStore {
             if removed > 0 { try fsyncDirectory(directory) }
             return removed
         }
+    }
+
+    /// `.<id>.<replica>.<random>.tmp`, or `.<id>.<random>.tmp` from before replica ids.
+    static func temporaryFileInfo(_ name: String, modified: Date) -> TemporaryFileInfo {
+        let fields = name.dropFirst().dropLast(4).split(separator: ".", omittingEmptySubsequences: false)
+        let imageID = fields.first.flatMap { ImageID(String($0)) }
+        let replica = fields.count == 3 ? String(fields[1]) : nil
+        return TemporaryFileInfo(imageID: imageID, replica: replica, modified: modified)
     }
 
     public func capacity() async throws -> StoreCapacity {

@@ -59,6 +59,9 @@ public actor InMemoryImageStore: ImageDataStore {
     @discardableResult
     public func sweepTemporaryFiles() async throws -> Int { 0 }
 
+    @discardableResult
+    public func sweepTemporaryFiles(where shouldRemove: @escaping @Sendable (TemporaryFileInfo) -> Bool) async throws -> Int { 0 }
+
     public func capacity() async throws -> StoreCapacity {
         let used = objects.values.reduce(Int64(0)) { $0 + Int64($1.readableBytes) }
         return StoreCapacity(totalBytes: totalBytes, freeBytes: max(0, totalBytes - used))

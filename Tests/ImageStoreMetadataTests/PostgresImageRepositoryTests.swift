@@ -24,13 +24,13 @@ import Testing
             #expect(try await repository.appliedMigrations() == PostgresImageRepository.knownMigrations)
             // The same names as SQLite's, so `db version` means the same on both engines (SQLite's later
             // metadefs and tasks migrations are not mirrored yet: docs/scaling.md).
-            #expect(PostgresImageRepository.knownMigrations == ["v1-images", "v2-image-members", "v5-store-identity"])
+            #expect(PostgresImageRepository.knownMigrations == ["v1-images", "v2-image-members", "v5-store-identity", "v6-replicas"])
             // Named like SQLite's (which also has the SQLite-only v3-metadefs and v4-tasks).
             #expect(PostgresImageRepository.knownMigrations.allSatisfy(SQLiteImageRepository.knownMigrations.contains))
             let tables = try await server.psql(
                 "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
                 database: String(url.split(separator: "/").last!))
-            #expect(tables == "image_members,image_properties,image_tags,images,schema_migrations,store_identity")
+            #expect(tables == "image_members,image_properties,image_tags,images,replicas,schema_migrations,store_identity")
             await repository.shutdown()
         }
     }
