@@ -231,7 +231,7 @@ public struct ImageService: Sendable {
             // Still ours? A replica whose lease lapsed (stopped, partitioned) may have been taken over:
             // another replica reset the image and removed our temporary file. Checked before the rename
             // (so a taken-over upload publishes nothing) and again in the final compare-and-set.
-            try await checkStillOwned(id, leaseGeneration: leaseGeneration)
+            try await checkStillOwned(id, during: during, leaseGeneration: leaseGeneration)
             try await w.commit()
             committed = true
             do {
@@ -347,14 +347,14 @@ public struct ImageService: Sendable {
 
     /// Throws `takenOver` unless this replica still holds its lease (as of when the upload started) and
     /// the image is still `saving` under its name.
-    private func checkStillOwned(_ id: ImageID, leaseGeneration: Int?) async throws {
+    private func checkStillOwned(_ id: ImageID, during: ImageStatus, leaseGeneration: Int?) async throws {
         // The database first: while it is down this answers 503 (try again), not a lost lease.
         guard let image = try await repository.get(id) else {
             throw ImageStoreError(
                 .deletedDuringUpload,
                 "Image \(id) could not be found after upload. The image may have been deleted during the upload, cleaning up the chunks uploaded.")
         }
-        guard image.status == .saving, image.uploadOwner == processToken else { throw Self.takenOver(id) }
+        guard image.status == during, image.uploadOwner == processToken else { throw Self.takenOver(id) }
         if let lease, let leaseGeneration, !lease.holds(since: leaseGeneration) { throw Self.takenOver(id) }
     }
 
