@@ -277,8 +277,14 @@ import Testing
         let dependencies = ApplicationDependencies(
             repository: repository, store: store, tasks: tasks, staging: StagingArea(store: staging, writeGuard: UnguardedStore()))
         try await harness.run(dependencies: dependencies) { client in
-            let image = try await client.image(importing.id.description)
+            // Recovery may still run in the background when the server listens (start-up budget).
+            let image = try await client.waitForImport(importing.id.description)
             #expect(image["status"] == "queued")
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(20)
+            while try await tasks.task("t-1")?.status != .failure, clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(image["os_glance_failed_import"] == "file")
             #expect(image["os_glance_importing_to_stores"] == "")
             #expect(image["os_glance_import_task"] == nil)
