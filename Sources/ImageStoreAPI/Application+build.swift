@@ -69,7 +69,7 @@ public struct ApplicationDependencies: Sendable {
         // to provide, and creating it would write into the bare mountpoint.
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
-            timeout: .milliseconds(options.guardTimeoutMilliseconds),
+            timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
             createDirectory: !options.isNFSConfigured && !options.requireMountpoint, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
         var services: [any Service] = mountGuard.map { [$0] } ?? []
@@ -138,11 +138,28 @@ public struct ApplicationDependencies: Sendable {
     ) throws -> any ImageRepository {
         switch location {
         case .sqlite(let path):
-            if path != DatabaseLocation.memoryPath {
-                try FileManager.default.createDirectory(
-                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let timeout = options.sqliteTimeout
+            // Opening (and migrating) touches the file system: under a deadline too, so a database put on a
+            // share that hangs stops start-up with a message instead of hanging it. Two request deadlines, at
+            // least 10 s: a migration of a large catalogue may take a while.
+            let opening = max(timeout * 2, .seconds(10))
+            let outcome = BlockingCallExecutor(name: "imagestore.db-open").runAndWait(deadline: opening) {
+                Result<SQLiteImageRepository, any Error> {
+                    if path != DatabaseLocation.memoryPath {
+                        try FileManager.default.createDirectory(
+                            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                    }
+                    return try SQLiteImageRepository(path: path, logger: logger, timeout: timeout)
+                }
             }
-            return try SQLiteImageRepository(path: path, logger: logger)
+            switch outcome {
+            case .completed(let result): return try result.get()
+            case .timedOut:
+                throw ImageStoreError(
+                    .dependencyUnavailable,
+                    "the metadata database \(path) did not open within \(opening.wholeMilliseconds) ms "
+                        + "(twice [database] pool_timeout, at least 10 s): is it on a share that does not answer? SQLite must be local")
+            }
         case .postgresql(let url):
             logger.info("metadata database: PostgreSQL", metadata: ["url": "\(url)", "max_pool_size": "\(options.maxPoolSize)"])
             return try PostgresImageRepository(settings: .init(url, options: options), logger: logger)
@@ -428,7 +445,9 @@ func buildRouter(
             metricsController(metrics, configuration, dependencies, healthMonitor).addRoute(to: router)
         }
     }
-    router.add(middleware: RequestMiddleware(logger: logger))
+    router.add(
+        middleware: RequestMiddleware(
+            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue))))
     router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
@@ -476,6 +495,6 @@ extension PostgresImageRepository.Settings {
         self.init(
             host: url.host, port: url.port, unixSocketDirectory: url.unixSocketDirectory, username: url.username,
             password: url.password, database: url.database, tls: tls, rootCertificatePath: url.rootCertificatePath,
-            maxConnections: options.maxPoolSize, timeout: .milliseconds(Int64((options.poolTimeout * 1000).rounded())))
+            maxConnections: options.maxPoolSize, timeout: options.postgresTimeout)
     }
 }

@@ -43,6 +43,7 @@ struct ConfigurationReader {
         static let drainTimeout = "shutdown_drain_timeout"
         static let clientSocketTimeout = "client_socket_timeout"
         static let requireImageFormatMatch = "require_image_format_match"
+        static let storeUnavailableStatus = "store_unavailable_status"
         static let defaultBackend = "default_backend"
         static let enabledImportMethods = "enabled_import_methods"
         static let workerSelfReferenceURL = "worker_self_reference_url"
@@ -61,7 +62,7 @@ struct ConfigurationReader {
         static let defaults: Set<String> = Set(
             [
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
-                enabledImportMethods, workerSelfReferenceURL,
+                storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
             ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
@@ -138,6 +139,12 @@ struct ConfigurationReader {
             config.workerSelfReferenceURL = url
         }
         // Glance's IntOpts without bounds: any negative value means unlimited.
+        if let v = value(section, Key.storeUnavailableStatus) {
+            guard let status = StoreUnavailableStatus(rawValue: try v.int(in: 100...599)) else {
+                throw v.invalid("must be 410 (the store is gone) or 503 (retry later, with Retry-After)")
+            }
+            config.storeUnavailableStatus = status
+        }
         if let v = value(section, ImageLimits.Key.properties) { config.imageLimits.properties = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.tags) { config.imageLimits.tags = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.members) { config.imageLimits.members = try v.int(in: Int.min...Int.max) }
@@ -234,7 +241,26 @@ struct ConfigurationReader {
         }
         if let v = value(section, K.nfsMountOptions) { options.nfsMountOptions = v.optionalString }
         if let v = value(section, K.guardInterval) { options.guardInterval = try v.seconds(greaterThan: 0) }
-        if let v = value(section, K.guardTimeout) { options.guardTimeoutMilliseconds = try v.int(in: 1...Int.max) }
+        let guardTimeout = try value(section, K.guardTimeout).map { try $0.int(in: 1...Int.max) }
+        if let guardTimeout { options.guardTimeoutMilliseconds = guardTimeout }
+        // glance_store's own name for the same deadline (whole seconds, 0 = off). Both set: the smaller
+        // wins, so neither name can lengthen what the other promised.
+        if let v = value(section, K.storeTimeout) {
+            let seconds = try v.int(in: 0...86_400)
+            if seconds > 0 {
+                let milliseconds = seconds * 1000
+                if let guardTimeout {
+                    options.guardTimeoutMilliseconds = min(guardTimeout, milliseconds)
+                    warn(
+                        v.entry,
+                        "both \(K.storeTimeout) (\(seconds) s) and \(K.guardTimeout) (\(guardTimeout) ms) are set: "
+                            + "using the smaller, \(options.guardTimeoutMilliseconds) ms")
+                } else {
+                    options.guardTimeoutMilliseconds = milliseconds
+                }
+            }
+        }
+        if let v = value(section, K.threadPoolSize) { options.threadPoolSize = try v.int(in: 1...256) }
         if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
         if let v = value(section, K.reservedSpace) { options.reservedSpace = try parseReservedSpace(v) }
 

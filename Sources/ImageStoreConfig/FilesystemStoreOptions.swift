@@ -45,6 +45,9 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public var guardTimeoutMilliseconds: Int
     /// `mount_guard_max_age`: how old a cached check result may be and still answer a request.
     public var guardMaxAgeMilliseconds: Int
+    /// `filesystem_store_thread_pool_size` (glance_store's name): threads for the store's reads and
+    /// metadata calls, and so the most a hung share can ever hold. Each upload has its own file thread.
+    public var threadPoolSize: Int = Self.defaultThreadPoolSize
 
     public static let defaultDatadir = "/var/lib/glance/images"
     public static let defaultFilePerm = 0
@@ -57,6 +60,9 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public static let defaultGuardInterval: Double = 5
     public static let defaultGuardTimeoutMilliseconds = 2000
     public static let defaultGuardMaxAgeMilliseconds = 1000
+    /// Smaller than glance_store's 10: reads stream through a thread for a moment per chunk, and fewer
+    /// threads is less a hung share can hold.
+    public static let defaultThreadPoolSize = 4
 
     public init(
         datadir: String = Self.defaultDatadir, filePerm: Int = Self.defaultFilePerm, chunkSize: Int = Self.defaultChunkSize,
@@ -114,11 +120,15 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
         static let guardTimeout = "mount_guard_timeout"
         static let guardMaxAge = "mount_guard_max_age"
         static let reservedSpace = "filesystem_store_reserved_space"
+        /// glance_store 5.4.0's deadline for hung filesystem calls, in whole seconds (0: off); the same
+        /// meaning as `mount_guard_timeout`.
+        static let storeTimeout = "filesystem_store_timeout"
+        static let threadPoolSize = "filesystem_store_thread_pool_size"
 
         static let all: Set<String> = [
             datadir, filePerm, chunkSize, description, weight, markerFile, requireMountpoint, mountpoint, mountTypes,
             isNFSConfigured, nfsHost, nfsSharePath, nfsMountOptions, guardInterval, guardTimeout, guardMaxAge,
-            reservedSpace,
+            reservedSpace, storeTimeout, threadPoolSize,
         ]
     }
 }

@@ -56,6 +56,10 @@ public struct ServiceConfiguration: Sendable {
     /// `[image_format] require_image_format_match`: uploads whose data is not their `disk_format` are
     /// refused (415). Failed safety checks (a qcow2 backing file…) are refused either way.
     public var requireImageFormatMatch = true
+    /// `[DEFAULT] store_unavailable_status`: how a write to a gone or hung store is answered — 410 (the
+    /// default: the store is gone, do not retry) or 503 with `Retry-After` for clients that should
+    /// retry (Nova and Cinder retry 503, not 410).
+    public var storeUnavailableStatus: StoreUnavailableStatus = .gone
     /// `[DEFAULT] enabled_import_methods`: the interoperable import methods offered (`/v2/info/import`).
     public var enabledImportMethods: [String] = ImportMethod.allNames
     /// `[os_glance_staging_store]`, when the section is there: the staging store's own options (its own
@@ -165,4 +169,10 @@ public struct ServiceConfiguration: Sendable {
     public var isMultiStore: Bool {
         !(enabledBackends.count == 1 && enabledBackends[0].id == StoreBackend.legacyID)
     }
+}
+
+/// The status a write to an unavailable store gets (`store_unavailable_status`).
+public enum StoreUnavailableStatus: Int, Sendable, Equatable {
+    case gone = 410
+    case serviceUnavailable = 503
 }

@@ -91,6 +91,24 @@ public final class BlockingCallExecutor: Sendable {
         }
     }
 
+    /// The same deadline for synchronous start-up code, which has no task to await in (opening the
+    /// metadata database while the application is assembled): blocks the calling thread at most
+    /// `deadline`. A call past it stays on the worker thread, and the caller gets `.timedOut`.
+    public func runAndWait<Value: Sendable>(deadline: Duration, _ body: @escaping @Sendable () -> Value) -> Outcome<Value> {
+        let answer = WaitedAnswer<Value>()
+        let done = DispatchSemaphore(value: 0)
+        let submitted = worker.submit {
+            answer.set(body())
+            done.signal()
+        }
+        guard submitted else { return .timedOut(blockedFor: .zero) }
+        let nanoseconds = Int(clamping: deadline.components.seconds * 1_000_000_000 + deadline.components.attoseconds / 1_000_000_000)
+        guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success, let value = answer.get() else {
+            return .timedOut(blockedFor: deadline)
+        }
+        return .completed(value)
+    }
+
     /// Queues `body` without a deadline and without waiting: it runs even while a call is stuck (after
     /// the calls queued before it). For clean-up that must happen once the filesystem answers again
     /// (closing a descriptor, removing a temporary file). Returns false once the executor is closed.
@@ -106,6 +124,13 @@ public final class BlockingCallExecutor: Sendable {
         }
         if let stuck { onStuckChange?(stuck) }
     }
+}
+
+/// The value a `runAndWait` call waits for, handed from the worker thread.
+private final class WaitedAnswer<Value: Sendable>: Sendable {
+    private let value = Mutex<Value?>(nil)
+    func set(_ newValue: Value) { value.withLock { $0 = newValue } }
+    func get() -> Value? { value.withLock { $0 } }
 }
 
 /// Resumes a continuation exactly once, with whichever answer comes first (a result or a deadline).

@@ -112,7 +112,7 @@ public final class MountGuard: WriteGuard, Service {
             throw ImageStoreError.storeUnavailable("store disabled: statvfs \(datadir): \(String(cString: strerror(error.code.rawValue)))")
         case .timedOut:
             throw ImageStoreError.storeUnavailable(
-                "store disabled: timed out: statvfs of \(datadir) did not answer within \(settings.timeout.milliseconds) ms")
+                "store disabled: timed out: statvfs of \(datadir) did not answer within \(settings.timeout.wholeMilliseconds) ms")
         }
     }
 
@@ -200,7 +200,7 @@ public final class MountGuard: WriteGuard, Service {
         case .timedOut:
             return .init(
                 check: .marker, verdict: .fail,
-                detail: "timed out: reading \(path) did not answer within \(settings.timeout.milliseconds) ms", elapsed: elapsed)
+                detail: "timed out: reading \(path) did not answer within \(settings.timeout.wholeMilliseconds) ms", elapsed: elapsed)
         }
     }
 
@@ -229,7 +229,7 @@ public final class MountGuard: WriteGuard, Service {
             switch answer {
             case nil:
                 return result(
-                    .fail, "timed out: the recorded store id was not read within \(settings.timeout.milliseconds) ms")
+                    .fail, "timed out: the recorded store id was not read within \(settings.timeout.wholeMilliseconds) ms")
             case .failure(let error)?:
                 return result(.fail, "store id check failed: cannot read the recorded store id: \(error)")
             case .success(let recorded)?:
@@ -275,7 +275,7 @@ public final class MountGuard: WriteGuard, Service {
         case .timedOut:
             return .init(
                 check: .mountpoint, verdict: .fail,
-                detail: "timed out: reading /proc/self/mountinfo did not answer within \(settings.timeout.milliseconds) ms",
+                detail: "timed out: reading /proc/self/mountinfo did not answer within \(settings.timeout.wholeMilliseconds) ms",
                 elapsed: elapsed)
         case .completed(.none):
             return .init(check: .mountpoint, verdict: .fail, detail: "cannot read /proc/self/mountinfo", elapsed: elapsed)
@@ -314,7 +314,7 @@ public final class MountGuard: WriteGuard, Service {
         let detail: String
         switch failure {
         case .markerMissing: detail = "marker missing on the NFS server: \(target) has no \(settings.nfsMarkerPath)"
-        case .timedOut: detail = "timed out: NFS server \(target) did not answer within \(settings.timeout.milliseconds) ms"
+        case .timedOut: detail = "timed out: NFS server \(target) did not answer within \(settings.timeout.wholeMilliseconds) ms"
         case .unreachable(let why): detail = "NFS server unreachable: \(target): \(why)"
         case .mountFailed(let why): detail = "NFS mount failed: \(target): \(why)"
         case .misconfigured(let why): detail = "NFS misconfigured: \(why)"
@@ -401,6 +401,19 @@ public struct StoreIdentityRecord: Sendable {
         claim = { try await repository.claimStoreIdentity($0, of: store) }
         recorded = { try await repository.storeIdentity(of: store) }
     }
+
+    private init(claim: @escaping @Sendable (String) async throws -> String, recorded: @escaping @Sendable () async throws -> String?) {
+        self.claim = claim
+        self.recorded = recorded
+    }
+
+    /// Compares with the recorded identity but never records one (`imagestore check` only looks): with
+    /// nothing recorded yet, the marker's id is accepted, as the server's first check would record it.
+    public static func readOnly(repository: any ImageRepository, store: String) -> StoreIdentityRecord {
+        StoreIdentityRecord(
+            claim: { marker in try await repository.storeIdentity(of: store) ?? marker },
+            recorded: { try await repository.storeIdentity(of: store) })
+    }
 }
 
 /// Callers asking while a check is running share its answer instead of starting another.
@@ -415,8 +428,4 @@ actor SingleFlight<Value: Sendable> {
         inFlight = nil
         return value
     }
-}
-
-extension Duration {
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -123,8 +123,3 @@ public struct EnableByFilesCheck: HealthCheck {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, for messages.
-    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

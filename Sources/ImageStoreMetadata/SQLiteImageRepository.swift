@@ -13,19 +13,27 @@ import Logging
 /// The database must live on a local filesystem: WAL needs shared memory between connections,
 /// which network filesystems (the image store's NFS share) do not provide.
 public final class SQLiteImageRepository: ImageRepository {
-    let writer: any DatabaseWriter
+    /// The database and its deadline, shared with the metadefs and tasks repositories.
+    let access: SQLiteAccess
+    var writer: any DatabaseWriter { access.writer }
     private let logger: Logger
+
+    /// The deadline of every access when none is given (`[database] pool_timeout`'s default for SQLite).
+    public static let defaultTimeout = Duration.seconds(30)
 
     /// Opens (creating if needed) the database at `path` and, unless `migrate` is false (`imagestore db
     /// version` only looks), migrates it to the current schema.
-    public init(path: String, logger: Logger, migrate: Bool = true) throws {
+    /// - Parameter timeout: the deadline of every access afterwards (a request answers 503 past it).
+    public init(path: String, logger: Logger, migrate: Bool = true, timeout: Duration = SQLiteImageRepository.defaultTimeout) throws {
         self.logger = logger
         var config = Configuration()
         config.label = "imagestore.metadata"
         config.foreignKeysEnabled = true
-        // Another process (an admin tool, a second server during a restart) may hold the lock
-        // briefly; wait for it rather than failing a request.
-        config.busyMode = .timeout(30)
+        // Another process (an admin tool, a second server during a restart) may hold the lock briefly:
+        // wait for it, but no longer than a request's deadline (then 503, never a write that commits
+        // after its caller gave up).
+        config.busyMode = .timeout(max(0.1, timeout.fractionalSeconds))
+        let writer: any DatabaseWriter
         do {
             if path == ":memory:" {
                 writer = try DatabaseQueue(configuration: config)
@@ -42,14 +50,15 @@ public final class SQLiteImageRepository: ImageRepository {
             if migrate { try MetadataSchema.migrator.migrate(writer) }
         } catch {
             logger.error("cannot open the metadata database", metadata: ["path": "\(path)", "error": "\(error)"])
-            throw Self.mapped(error, "opening the metadata database at \(path)")
+            throw SQLiteAccess.mapped(error, "opening the metadata database at \(path)")
         }
+        access = SQLiteAccess(writer: writer, timeout: timeout, logger: logger)
         logger.debug("metadata database ready", metadata: ["path": "\(path)"])
     }
 
     /// Closes the database connections (they also close on deinit). Later calls fail with `.internal`.
     public func close() throws {
-        do { try writer.close() } catch { throw Self.mapped(error, "closing the metadata database") }
+        do { try writer.close() } catch { throw SQLiteAccess.mapped(error, "closing the metadata database") }
     }
 
     // MARK: Schema
@@ -57,7 +66,7 @@ public final class SQLiteImageRepository: ImageRepository {
     /// Applies the migrations this database lacks (`imagestore db sync`); returns their names.
     @discardableResult
     public func migrate() async throws -> [String] {
-        try await perform("migrate") {
+        try await access.perform("migrate", deadline: false) {
             let before = try await self.writer.read { db in try MetadataSchema.migrator.appliedMigrations(db) }
             try MetadataSchema.migrator.migrate(self.writer)
             return Self.knownMigrations.filter { !before.contains($0) }
@@ -66,7 +75,7 @@ public final class SQLiteImageRepository: ImageRepository {
 
     /// The migrations applied, oldest first (`imagestore db version` prints the last).
     public func appliedMigrations() async throws -> [String] {
-        try await perform("appliedMigrations") {
+        try await access.perform("appliedMigrations") {
             try await self.writer.read { db in try MetadataSchema.migrator.appliedMigrations(db) }
         }
     }
@@ -78,7 +87,7 @@ public final class SQLiteImageRepository: ImageRepository {
 
     public func create(_ image: Image) async throws {
         let image = image.normalizedForStorage
-        try await perform("create") {
+        try await access.perform("create") {
             do {
                 try await self.writer.write { db in try Self.insert(image, db) }
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
@@ -89,13 +98,13 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func get(_ id: ImageID) async throws -> Image? {
-        try await perform("get") {
+        try await access.perform("get") {
             try await self.writer.read { db in try Self.fetchImages(db, where: "id = ?", [id.description]).first }
         }
     }
 
     public func list(_ query: ImageListQuery) async throws -> [Image] {
-        try await perform("list") {
+        try await access.perform("list") {
             try await self.writer.read { db in
                 let sql = try ListSQL(query, markerValues: Self.markerValues(query, db), columns: Self.columns, dialect: .sqlite)
                 return try Self.fetchImages(db, sql: sql.text, StatementArguments(sql.arguments.map(\.databaseValue)))
@@ -107,7 +116,7 @@ public final class SQLiteImageRepository: ImageRepository {
     public func update(
         _ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void
     ) async throws -> Image {
-        try await perform("update") {
+        try await access.perform("update") {
             // IMMEDIATE takes the write lock before the read, so another process cannot change the row
             // between our check and our write (a deferred transaction would fail with BUSY_SNAPSHOT).
             try await self.writer.writeWithoutTransaction { db in
@@ -122,7 +131,7 @@ public final class SQLiteImageRepository: ImageRepository {
                     }
                     try checkExpected(current, expected)
                     var updated = current
-                    do { try change(&updated) } catch { throw ChangeFailure(underlying: error) }
+                    do { try change(&updated) } catch { throw SQLiteAccess.ChangeFailure(underlying: error) }
                     guard updated.id == id else { throw ImageStoreError.internal("An update may not change the image id") }
                     updated.updatedAt = Date()
                     updated = updated.normalizedForStorage
@@ -137,7 +146,7 @@ public final class SQLiteImageRepository: ImageRepository {
 
     @discardableResult
     public func delete(_ id: ImageID) async throws -> Bool {
-        try await perform("delete") {
+        try await access.perform("delete") {
             try await self.writer.write { db in
                 // Tags, properties and members go with the row (ON DELETE CASCADE).
                 try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id.description])
@@ -147,7 +156,7 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func storageUsed(owner: String?, excluding exclude: ImageID?) async throws -> Int64 {
-        try await perform("storageUsed") {
+        try await access.perform("storageUsed") {
             try await self.writer.read { db in
                 // `IS` so a nil owner matches rows whose owner IS NULL.
                 var sql = "SELECT COALESCE(SUM(size), 0) FROM images WHERE owner IS ? AND status NOT IN ('deleted', 'killed')"
@@ -164,7 +173,7 @@ public final class SQLiteImageRepository: ImageRepository {
     public func images(withStatus statuses: Set<ImageStatus>) async throws -> [Image] {
         guard !statuses.isEmpty else { return [] }
         let values = statuses.map(\.rawValue).sorted()
-        return try await perform("images(withStatus:)") {
+        return try await access.perform("images(withStatus:)") {
             try await self.writer.read { db in
                 let placeholders = Array(repeating: "?", count: values.count).joined(separator: ", ")
                 return try Self.fetchImages(
@@ -175,7 +184,7 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func ping() async throws {
-        try await perform("ping") {
+        try await access.perform("ping") {
             try await self.writer.read { db in _ = try Int.fetchOne(db, sql: "SELECT 1") }
         }
     }
@@ -183,7 +192,7 @@ public final class SQLiteImageRepository: ImageRepository {
     // MARK: Store identity
 
     public func storeIdentity(of store: String) async throws -> String? {
-        try await perform("storeIdentity") {
+        try await access.perform("storeIdentity") {
             try await self.writer.read { db in
                 try String.fetchOne(db, sql: "SELECT marker_id FROM store_identity WHERE store = ?", arguments: [store])
             }
@@ -191,7 +200,7 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String {
-        try await perform("claimStoreIdentity") {
+        try await access.perform("claimStoreIdentity") {
             // One write transaction: two first checks racing record one id, and both read it back.
             try await self.writer.write { db in
                 try db.execute(
@@ -207,7 +216,7 @@ public final class SQLiteImageRepository: ImageRepository {
 
     public func addMember(_ member: ImageMember, limit: Int?) async throws {
         let member = member.normalizedForStorage
-        try await perform("addMember") {
+        try await access.perform("addMember") {
             // One write transaction: the count and the insert cannot interleave with another add.
             try await self.writer.write { db in
                 guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?)", arguments: [member.imageID.description]) == true
@@ -227,7 +236,7 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func member(_ memberID: String, of image: ImageID) async throws -> ImageMember? {
-        try await perform("member") {
+        try await access.perform("member") {
             try await self.writer.read { db in
                 try Self.fetchMembers(db, where: "image_id = ? AND member_id = ?", [image.description, memberID]).first
             }
@@ -235,14 +244,14 @@ public final class SQLiteImageRepository: ImageRepository {
     }
 
     public func members(of image: ImageID) async throws -> [ImageMember] {
-        try await perform("members") {
+        try await access.perform("members") {
             try await self.writer.read { db in try Self.fetchMembers(db, where: "image_id = ?", [image.description]) }
         }
     }
 
     @discardableResult
     public func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) async throws -> ImageMember {
-        try await perform("updateMember") {
+        try await access.perform("updateMember") {
             try await self.writer.write { db in
                 let now = StoredDate.normalized(Date()).timeIntervalSince1970
                 try db.execute(
@@ -258,7 +267,7 @@ public final class SQLiteImageRepository: ImageRepository {
 
     @discardableResult
     public func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool {
-        try await perform("removeMember") {
+        try await access.perform("removeMember") {
             try await self.writer.write { db in
                 try db.execute(
                     sql: "DELETE FROM image_members WHERE image_id = ? AND member_id = ?", arguments: [image.description, memberID])
@@ -284,35 +293,6 @@ public final class SQLiteImageRepository: ImageRepository {
                 createdAt: Date(timeIntervalSince1970: try row.decode(forColumn: "created_at")),
                 updatedAt: Date(timeIntervalSince1970: try row.decode(Double.self, forColumn: "updated_at")))
         }
-    }
-
-    // MARK: Error mapping
-
-    /// Wraps an error thrown by the caller's `change` closure so it leaves `update` unchanged.
-    private struct ChangeFailure: Error { let underlying: any Error }
-
-    /// Runs `body`, turning every database error into an `ImageStoreError` (logged with its details).
-    private func perform<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ImageStoreError {
-            throw error
-        } catch let error as ChangeFailure {
-            throw error.underlying
-        } catch {
-            if Task.isCancelled || error is CancellationError { throw CancellationError() }
-            logger.error("metadata database error", metadata: ["operation": "\(operation)", "error": "\(error)"])
-            throw Self.mapped(error, operation)
-        }
-    }
-
-    private static func mapped(_ error: any Error, _ operation: String) -> ImageStoreError {
-        if let error = error as? ImageStoreError { return error }
-        if let error = error as? DatabaseError {
-            return .internal(
-                "metadata database error while \(operation): \(error.message ?? "unknown") (\(error.extendedResultCode))")
-        }
-        return .internal("metadata database error while \(operation): \(error)")
     }
 
     // MARK: Rows

@@ -7,20 +7,19 @@ import Logging
 /// from the `v3-metadefs` migration. Multi-row changes run in one transaction, so a failed bulk create
 /// leaves nothing behind; uniqueness is the primary keys', so concurrent creates cannot both succeed.
 public final class SQLiteMetadefRepository: MetadefRepository {
-    private let writer: any DatabaseWriter
-    private let logger: Logger
+    private let access: SQLiteAccess
+    private var writer: any DatabaseWriter { access.writer }
 
     /// The catalogue in `images`' database.
     public init(sharing images: SQLiteImageRepository, logger: Logger) {
-        self.writer = images.writer
-        self.logger = logger
+        self.access = images.access
     }
 
     public func createNamespace(
         _ namespace: MetadefNamespace, items: [MetadefItem], associations: [MetadefAssociation]
     ) async throws {
         let namespace = namespace.normalizedForStorage
-        try await perform("createNamespace") {
+        try await access.perform("createNamespace") {
             try await self.writer.write { db in
                 if try Self.exists(db, namespace.namespace) { throw MetadefErrors.duplicateNamespace(namespace.namespace) }
                 try db.execute(
@@ -37,7 +36,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func namespace(_ name: String) async throws -> MetadefNamespace? {
-        try await perform("namespace") {
+        try await access.perform("namespace") {
             try await self.writer.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM metadef_namespaces WHERE namespace = ?", arguments: [name])
                     .map(Self.namespace(from:))
@@ -46,7 +45,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func namespaces() async throws -> [MetadefNamespace] {
-        try await perform("namespaces") {
+        try await access.perform("namespaces") {
             try await self.writer.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM metadef_namespaces ORDER BY created_at, namespace")
                     .map(Self.namespace(from:))
@@ -57,7 +56,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     @discardableResult
     public func updateNamespace(_ name: String, to namespace: MetadefNamespace) async throws -> MetadefNamespace {
         let namespace = namespace.normalizedForStorage
-        return try await perform("updateNamespace") {
+        return try await access.perform("updateNamespace") {
             try await self.writer.write { db in
                 guard try Self.exists(db, name) else { throw MetadefErrors.namespaceNotFound(name) }
                 if namespace.namespace != name, try Self.exists(db, namespace.namespace) {
@@ -78,7 +77,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
 
     @discardableResult
     public func deleteNamespace(_ name: String) async throws -> Bool {
-        try await perform("deleteNamespace") {
+        try await access.perform("deleteNamespace") {
             try await self.writer.write { db in
                 try db.execute(sql: "DELETE FROM metadef_namespaces WHERE namespace = ?", arguments: [name])
                 return db.changesCount > 0
@@ -87,7 +86,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func items(_ kind: MetadefKind, in namespace: String) async throws -> [MetadefItem] {
-        try await perform("items") {
+        try await access.perform("items") {
             try await self.writer.read { db in
                 guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
                 return try Row.fetchAll(
@@ -99,7 +98,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func item(_ kind: MetadefKind, named name: String, in namespace: String) async throws -> MetadefItem? {
-        try await perform("item") {
+        try await access.perform("item") {
             try await self.writer.read { db in
                 try Row.fetchOne(
                     db, sql: "SELECT * FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
@@ -110,7 +109,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func addItems(_ items: [MetadefItem], to namespace: String, replacing: MetadefKind?) async throws {
-        try await perform("addItems") {
+        try await access.perform("addItems") {
             try await self.writer.write { db in
                 guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
                 if let replacing {
@@ -128,7 +127,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     {
         var stored = item.normalizedForStorage
         stored.kind = kind
-        return try await perform("updateItem") { [stored] in
+        return try await access.perform("updateItem") { [stored] in
             try await self.writer.write { db in
                 let old = try Row.fetchOne(
                     db, sql: "SELECT 1 FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
@@ -156,7 +155,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
 
     @discardableResult
     public func removeItems(_ kind: MetadefKind, named name: String?, in namespace: String) async throws -> Int {
-        try await perform("removeItems") {
+        try await access.perform("removeItems") {
             try await self.writer.write { db in
                 if let name {
                     try db.execute(
@@ -172,7 +171,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func resourceTypes() async throws -> [MetadefResourceType] {
-        try await perform("resourceTypes") {
+        try await access.perform("resourceTypes") {
             try await self.writer.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM metadef_resource_types ORDER BY name").map { row in
                     MetadefResourceType(
@@ -185,7 +184,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func associations(in namespace: String) async throws -> [MetadefAssociation] {
-        try await perform("associations") {
+        try await access.perform("associations") {
             try await self.writer.read { db in
                 guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
                 return try Row.fetchAll(
@@ -202,7 +201,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func associate(_ association: MetadefAssociation, with namespace: String) async throws {
-        try await perform("associate") {
+        try await access.perform("associate") {
             try await self.writer.write { db in
                 guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
                 try Self.insert(association, into: namespace, db)
@@ -212,7 +211,7 @@ public final class SQLiteMetadefRepository: MetadefRepository {
 
     @discardableResult
     public func dissociate(_ resourceType: String, from namespace: String) async throws -> Bool {
-        try await perform("dissociate") {
+        try await access.perform("dissociate") {
             try await self.writer.write { db in
                 try db.execute(
                     sql: "DELETE FROM metadef_associations WHERE namespace = ? AND resource_type = ?",
@@ -291,19 +290,4 @@ public final class SQLiteMetadefRepository: MetadefRepository {
         }
     }
 
-    private func perform<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ImageStoreError {
-            throw error
-        } catch {
-            if Task.isCancelled || error is CancellationError { throw CancellationError() }
-            logger.error("metadata database error", metadata: ["operation": "\(operation)", "error": "\(error)"])
-            if let error = error as? DatabaseError {
-                throw ImageStoreError.internal(
-                    "metadata database error while \(operation): \(error.message ?? "unknown") (\(error.extendedResultCode))")
-            }
-            throw ImageStoreError.internal("metadata database error while \(operation): \(error)")
-        }
-    }
 }

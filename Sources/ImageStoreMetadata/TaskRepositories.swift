@@ -34,18 +34,17 @@ extension ImageTask: StoredTimestamps {}
 /// The `TaskRepository` on SQLite: the images' database, table from the `v4-tasks` migration. Filters run
 /// in SQL; order and marker are `TaskListQuery.page`, the same code the in-memory repository runs.
 public final class SQLiteTaskRepository: TaskRepository {
-    private let writer: any DatabaseWriter
-    private let logger: Logger
+    private let access: SQLiteAccess
+    private var writer: any DatabaseWriter { access.writer }
 
     public init(sharing images: SQLiteImageRepository, logger: Logger) {
-        self.writer = images.writer
-        self.logger = logger
+        self.access = images.access
     }
 
     public func createTask(_ task: ImageTask) async throws {
         var task = task.normalizedForStorage
         if let expiresAt = task.expiresAt { task.expiresAt = StoredDate.normalized(expiresAt) }
-        try await perform("createTask") { [task] in
+        try await access.perform("createTask") { [task] in
             try await self.writer.write { db in
                 do {
                     try db.execute(
@@ -63,7 +62,7 @@ public final class SQLiteTaskRepository: TaskRepository {
     }
 
     public func task(_ id: String) async throws -> ImageTask? {
-        try await perform("task") {
+        try await access.perform("task") {
             try await self.writer.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task(from:))
             }
@@ -71,7 +70,7 @@ public final class SQLiteTaskRepository: TaskRepository {
     }
 
     public func tasks(_ query: TaskListQuery) async throws -> [ImageTask] {
-        try await perform("tasks") {
+        try await access.perform("tasks") {
             let rows = try await self.writer.read { db in
                 var conditions: [String] = []
                 var arguments: StatementArguments = []
@@ -88,7 +87,7 @@ public final class SQLiteTaskRepository: TaskRepository {
 
     @discardableResult
     public func updateTask(_ id: String, _ change: @escaping @Sendable (inout ImageTask) -> Void) async throws -> ImageTask {
-        try await perform("updateTask") {
+        try await access.perform("updateTask") {
             try await self.writer.write { db in
                 guard let current = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task(from:))
                 else { throw ImageStoreError.notFound("Task with identifier \(id) not found") }
@@ -127,15 +126,4 @@ public final class SQLiteTaskRepository: TaskRepository {
             createdAt: Date(timeIntervalSince1970: row["created_at"]), updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
     }
 
-    private func perform<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ImageStoreError {
-            throw error
-        } catch {
-            if Task.isCancelled || error is CancellationError { throw CancellationError() }
-            logger.error("metadata database error", metadata: ["operation": "\(operation)", "error": "\(error)"])
-            throw ImageStoreError.internal("metadata database error while \(operation): \(error)")
-        }
-    }
 }

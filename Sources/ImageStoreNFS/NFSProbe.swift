@@ -1,3 +1,4 @@
+import ImageStoreCore
 import Synchronization
 
 /// Answers "is the NFS share there, and is it ours?" within a deadline. The mount guard calls it; only
@@ -130,7 +131,7 @@ public final class FakeNFSProbe: NFSProbe {
 extension Duration {
     /// "0.412 ms", "1500 ms": probes live in the millisecond range.
     var formattedMilliseconds: String {
-        let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+        let ms = fractionalMilliseconds
         return ms < 10 ? "\((ms * 1000).rounded() / 1000) ms" : "\(Int(ms.rounded())) ms"
     }
 }

@@ -27,19 +27,20 @@ public struct FilesystemImageStore: ImageDataStore {
     /// A few threads for reads and metadata calls, each call under the deadline.
     private let io: StoreIO
 
-    /// How many threads a hung share can hold at most for reads and metadata calls.
+    /// How many threads a hung share can hold at most for reads and metadata calls, by default.
     public static let ioThreads = 4
 
     /// - Parameters:
     ///   - filePermissions: mode applied to committed files when > 0 (glance's `filesystem_store_file_perm`).
     ///   - chunkSize: bytes per chunk when streaming a download (at least 64 KiB).
     ///   - timeout: the deadline of every blocking call (`mount_guard_timeout`).
+    ///   - threads: threads for reads and metadata calls (`filesystem_store_thread_pool_size`).
     ///   - createDirectory: `prepare()` creates a missing directory (an unguarded or marker-only store).
     ///   - onStuckChange: told the number of calls past their deadline and not yet returned, on each change
     ///     (with what timed out while it is above zero).
     public init(
         directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, timeout: Duration = .seconds(2),
-        createDirectory: Bool = false, logger: Logger,
+        threads: Int = FilesystemImageStore.ioThreads, createDirectory: Bool = false, logger: Logger,
         onStuckChange: @escaping @Sendable (_ stuck: Int, _ detail: String?) -> Void = { _, _ in }
     ) {
         self.directory = directory
@@ -47,7 +48,7 @@ public struct FilesystemImageStore: ImageDataStore {
         self.chunkSize = max(chunkSize, 64 * 1024)
         self.createsDirectory = createDirectory
         self.logger = logger
-        self.io = StoreIO(name: "imagestore.fs-io", threads: Self.ioThreads, timeout: timeout, onStuckChange: onStuckChange)
+        self.io = StoreIO(name: "imagestore.fs-io", threads: max(1, threads), timeout: timeout, onStuckChange: onStuckChange)
         _ = ProcessStart.time  // fix the reference time for the sweep as early as possible
     }
 

@@ -100,6 +100,8 @@ final class UploadPipeline: Sendable {
         /// The first failure (a write error, or cancellation by abort); later batches are skipped.
         var failure: (any Error)?
         var waiter: (threshold: Int, continuation: CheckedContinuation<Void, any Error>)?
+        /// A call on the file thread overran the deadline (the share hangs).
+        var stuck = false
     }
     private let state = Mutex(State())
 
@@ -185,6 +187,7 @@ final class UploadPipeline: Sendable {
 
     /// Counts the file thread as stuck until everything queued on it so far has returned.
     private func stuck(_ what: String) -> ImageStoreError {
+        state.withLock { $0.stuck = true }
         let release = io.uploadStuck(what)
         fileThread.submit { release() }
         return io.timedOut(what, context: .write)
@@ -202,10 +205,16 @@ final class UploadPipeline: Sendable {
         sha512Thread.close()
     }
 
-    /// Removes the temporary file behind any pending writes; waits for that at most the deadline.
+    /// Removes the temporary file behind any pending writes; waits for that at most the deadline, and
+    /// not at all when a call on the file thread already overran it (the removal would only queue behind
+    /// the hung call and spend a second deadline before the client hears 410).
     func discard() async {
         let file = self.file
         let fileThread = self.fileThread
+        guard !state.withLock({ $0.stuck }) else {
+            fileThread.submit { file.discard() }
+            return
+        }
         _ = await value(within: io.timeout) { try? await fileThread.run { file.discard() } }
     }
 

@@ -104,7 +104,3 @@ private final class OnceFlag: Sendable {
     private let done = Atomic(false)
     func set() -> Bool { !done.exchange(true, ordering: .acquiringAndReleasing) }
 }
-
-extension Duration {
-    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

@@ -212,9 +212,23 @@ struct Check: AsyncParsableCommand {
                 + "pass --config-file to check a deployed store)")
             return
         }
+        // The share's id is compared with the one the server recorded (never recording one itself), when
+        // the database is there to ask: a check that cannot reach it says so and checks the rest.
+        var identity: StoreIdentityRecord?
+        var identityNote: String?
+        if case .sqlite(let path) = configuration.database, !FileManager.default.fileExists(atPath: path) {
+            identityNote = "store id not compared: no database at \(path) yet (the server records it on its first check)"
+        } else {
+            do {
+                let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
+                identity = .readOnly(repository: repository, store: configuration.defaultBackend)
+            } catch {
+                identityNote = "store id not compared: the metadata database did not open: \(error)"
+            }
+        }
         let mountGuard: MountGuard
         do {
-            mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, logger: logger)
+            mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, identity: identity, logger: logger)
         } catch {
             print("configuration: \(error)")
             throw ExitCode(2)
@@ -226,7 +240,7 @@ struct Check: AsyncParsableCommand {
         print(CheckTable.render(header: ["CHECK", "RESULT", "DETAIL", "MS"], rows: rows))
         // The logger is silenced to keep the table readable, but warnings (unknown options, unknown NFS mount
         // options) are exactly what a deployer runs `check` to see.
-        for warning in configuration.warnings + (mountGuard.settings.nfsTarget?.options.warnings ?? []) {
+        for warning in configuration.warnings + (mountGuard.settings.nfsTarget?.options.warnings ?? []) + [identityNote].compactMap({ $0 }) {
             print("warning: \(warning)")
         }
         if let free = state.freeBytes, let total = state.totalBytes {
@@ -367,8 +381,7 @@ enum CheckTable {
 
 extension Duration {
     var milliseconds: String {
-        let ms = Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
-        return String(format: "%.1f", ms)
+        String(format: "%.1f", fractionalMilliseconds)
     }
 }
 

@@ -1,5 +1,7 @@
 import Foundation
+import ImageStoreMetadata
 import ImageStoreTestSupport
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -98,6 +100,35 @@ struct CheckCommandTests {
         let run = try await Self.check(configFile: path, in: share)
         #expect(run.exitCode == 0, "\(run.output)")
         #expect(run.output.contains("warning: unknown NFS mount option 'frobnicate=1' ignored"), "\(run.output)")
+    }
+
+    /// The share at the store path carries another store's id than the one the server recorded: check
+    /// fails the marker naming both ids, and records nothing itself.
+    @Test func wrongShare_exit1_markerFailsNamingBothIDs() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let path = try share.writeConfigFile()
+        let recorded = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+        let other = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+        let repository = try SQLiteImageRepository(path: share.temp.appending("imagestore.db"), logger: Logger(label: "test"))
+        #expect(try await repository.claimStoreIdentity(recorded, of: "default_backend") == recorded)
+        try "store_id = \(other)\ncreated_at = 2026-01-01T00:00:00Z\n".write(toFile: share.markerPath, atomically: true, encoding: .utf8)
+        let run = try await Self.check(configFile: path, in: share)
+        #expect(run.exitCode == 1, "\(run.output)")
+        #expect(run.result("marker") == "FAIL", "\(run.output)")
+        #expect(run.output.contains("wrong share: marker id \(other), expected \(recorded)"), "\(run.output)")
+
+        // The right share passes; a database without a record is not written by check.
+        try "store_id = \(recorded)\n".write(toFile: share.markerPath, atomically: true, encoding: .utf8)
+        #expect(try await Self.check(configFile: path, in: share).exitCode == 0)
+        let fresh = try await GuardedShare.make()
+        defer { fresh.tearDown() }
+        let freshPath = try fresh.writeConfigFile()
+        let freshRepository = try SQLiteImageRepository(path: fresh.temp.appending("imagestore.db"), logger: Logger(label: "test"))
+        try "store_id = \(other)\n".write(toFile: fresh.markerPath, atomically: true, encoding: .utf8)
+        let freshRun = try await Self.check(configFile: freshPath, in: fresh)
+        #expect(freshRun.exitCode == 0, "\(freshRun.output)")
+        #expect(try await freshRepository.storeIdentity(of: "default_backend") == nil)
     }
 
     @Test func unreadableConfiguration_exit2() async throws {

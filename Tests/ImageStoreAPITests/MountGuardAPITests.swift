@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import ImageStoreAPI
+import ImageStoreConfig
 import ImageStoreTestSupport
 import NIOCore
 import Testing
@@ -84,6 +85,37 @@ struct MountGuardAPITests {
             #expect(share.shareBytes(pending) == data)
             #expect(try await client.delete(kept).status == .noContent)
             #expect(share.shareBytes(kept) == nil)
+        }
+    }
+
+    /// `store_unavailable_status = 503`: the same refusals as 410, as 503 with Retry-After (for Nova and
+    /// Cinder, which retry 503); nothing else changes: the image stays queued, the data stays.
+    @Test func storeUnavailableStatus503_refusesWith503AndRetryAfter() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        var configuration = share.configuration()
+        configuration.storeUnavailableStatus = .serviceUnavailable
+        try await share.run(configuration) { client in
+            let kept = try await client.createImage()
+            let keptData = randomBytes(100_000)
+            #expect(try await client.upload(kept, keptData).status == .noContent)
+            let pending = try await client.createImage()
+
+            try FileManager.default.removeItem(atPath: share.markerPath)
+            let upload = try await client.upload(pending, randomBytes(50_000))
+            #expect(upload.status == .serviceUnavailable)
+            #expect(upload.headers[.retryAfter] == "5")
+            #expect(upload.errorMessage?.hasPrefix(Self.markerMissing) == true, "\(upload.text)")
+            #expect(try await client.status(of: pending) == "queued")
+            let delete = try await client.delete(kept)
+            #expect(delete.status == .serviceUnavailable)
+            #expect(delete.headers[.retryAfter] == "5")
+            #expect(try await client.status(of: kept) == "active")
+            #expect(share.shareBytes(kept) == keptData)
+
+            try Data().write(to: URL(fileURLWithPath: share.markerPath))
+            try await client.waitForGuard("enabled")
+            #expect(try await client.upload(pending, randomBytes(50_000)).status == .noContent)
         }
     }
 

@@ -112,6 +112,33 @@ import Testing
         #expect(ReservedSpace.none.isNone && !ReservedSpace.percent(1).isNone)
     }
 
+    /// glance_store 5.4.0's `filesystem_store_timeout` (whole seconds, 0 = off) sets the same deadline as
+    /// `mount_guard_timeout`; with both, the smaller wins and a warning names both.
+    @Test(arguments: [
+        ("filesystem_store_timeout = 3", 3000, false),
+        ("filesystem_store_timeout = 0", FilesystemStoreOptions.defaultGuardTimeoutMilliseconds, false),
+        ("filesystem_store_timeout = 3\nmount_guard_timeout = 1500", 1500, true),
+        ("mount_guard_timeout = 9000\nfilesystem_store_timeout = 4", 4000, true),
+        ("filesystem_store_timeout = 0\nmount_guard_timeout = 9000", 9000, false),
+    ])
+    func storeTimeout_isMountGuardTimeout_smallerWins(lines: String, milliseconds: Int, warns: Bool) throws {
+        let config = try parse("[glance_store]\n" + lines)
+        #expect(config.store.guardTimeoutMilliseconds == milliseconds)
+        let warning = config.warnings.first { $0.contains("filesystem_store_timeout") }
+        #expect((warning != nil) == warns, "\(config.warnings)")
+        if warns { #expect(warning?.contains("using the smaller, \(milliseconds) ms") == true, "\(warning ?? "")") }
+    }
+
+    @Test func storeThreadPoolAndUnavailableStatus_areRead() throws {
+        let config = try parse("[DEFAULT]\nstore_unavailable_status = 503\n[glance_store]\nfilesystem_store_thread_pool_size = 10")
+        #expect(config.storeUnavailableStatus == .serviceUnavailable)
+        #expect(config.store.threadPoolSize == 10)
+        #expect(config.warnings.isEmpty, "\(config.warnings)")
+        let defaults = try parse("")
+        #expect(defaults.storeUnavailableStatus == .gone)
+        #expect(defaults.store.threadPoolSize == FilesystemStoreOptions.defaultThreadPoolSize)
+    }
+
     @Test func parse_whenEmptyFile_usesEveryDefault() throws {
         let config = try parse("")
         #expect(config.bindHost == "0.0.0.0")
@@ -433,6 +460,11 @@ import Testing
         ("[glance_store]\nmount_guard_interval = 0", 2, "glance_store", "mount_guard_interval", "greater than 0"),
         ("[glance_store]\nmount_guard_timeout = 0", 2, "glance_store", "mount_guard_timeout", "at least 1"),
         ("[glance_store]\nmount_guard_max_age = -1", 2, "glance_store", "mount_guard_max_age", "at least 0"),
+        ("[glance_store]\nfilesystem_store_timeout = -1", 2, "glance_store", "filesystem_store_timeout", "between 0 and 86400"),
+        ("[glance_store]\nfilesystem_store_timeout = 1.5", 2, "glance_store", "filesystem_store_timeout", "is not an integer"),
+        ("[glance_store]\nfilesystem_store_thread_pool_size = 0", 2, "glance_store", "filesystem_store_thread_pool_size", "between 1 and 256"),
+        ("[DEFAULT]\nstore_unavailable_status = 404", 2, "DEFAULT", "store_unavailable_status", "must be 410 (the store is gone) or 503"),
+        ("[DEFAULT]\nstore_unavailable_status = gone", 2, "DEFAULT", "store_unavailable_status", "is not an integer"),
         ("[glance_store]\nfilesystem_store_reserved_space = lots", 2, "glance_store", "filesystem_store_reserved_space", "\"lots\" is not a size"),
         ("[glance_store]\nfilesystem_store_reserved_space = -1", 2, "glance_store", "filesystem_store_reserved_space", "is not a size"),
         ("[glance_store]\nfilesystem_store_reserved_space = 100%", 2, "glance_store", "filesystem_store_reserved_space", "\"100%\" is not a percentage from 0% to below 100%"),

@@ -65,6 +65,9 @@ final class GateFS: Sendable {
 
     /// From now on calls of `op` block (for `.write`: after `afterBytes` more bytes went through).
     func hang(_ op: Op, afterBytes: Int = 0) throws {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: control)) ?? [] where name.hasPrefix("blocked-") {
+            unlink(control + "/" + name)
+        }
         if op == .write || op == .all {
             try "\(afterBytes)".write(toFile: control + "/write-ok-bytes", atomically: true, encoding: .utf8)
         }
@@ -73,6 +76,17 @@ final class GateFS: Sendable {
 
     /// Blocked calls return (within 10 ms) and new ones answer at once.
     func release(_ op: Op) { unlink(control + "/hang-\(op.rawValue)") }
+
+    /// How long ago the first call of `op` blocked at the gate set by the last `hang` (nil: none did).
+    /// Measures a deadline from the moment the share stopped answering, not from the request's start.
+    func sinceBlocked(_ op: Op) -> Duration? {
+        guard let text = try? String(contentsOfFile: control + "/blocked-\(op.rawValue)", encoding: .utf8),
+            let blocked = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return .nanoseconds(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - blocked)
+    }
 
     func releaseAll() {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: control)) ?? [] where name.hasPrefix("hang-") {

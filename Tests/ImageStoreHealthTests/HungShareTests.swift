@@ -23,6 +23,9 @@ import Glibc
     static let interval = 0.3
     /// Any answer while the share hangs: the deadline plus room for a loaded 2-core machine.
     static let answerBound = Duration.seconds(5)
+    /// A write that hangs mid-upload ends the request within timeout + interval (0.8 s); 0.4 s of room for
+    /// a loaded machine, less than the second deadline an earlier build spent before answering.
+    static let writeBound = Duration.milliseconds(1200)  // also a read's mid-body cut
 
     enum Mode: String, CaseIterable, Sendable {
         case markerOnly, requireMountpoint, nfs
@@ -240,8 +243,8 @@ import Glibc
                 let id = try await client.newImage()
                 #expect(try await client.putFile(id, randomBytes(size)).status == .noContent)
                 let gate = fs
-                let (headers, received, closed, afterHang) = try await offPool {
-                    () throws -> (String, Int, Bool, Duration) in
+                let (headers, received, closed, afterHang, afterBlocked) = try await offPool {
+                    () throws -> (String, Int, Bool, Duration, Duration?) in
                     let connection = try RawHTTPConnection(port: try #require(client.port))
                     defer { connection.closeNormally() }
                     try connection.send("GET /v2/images/\(id)/file HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -250,14 +253,17 @@ import Glibc
                     let clock = ContinuousClock()
                     let start = clock.now
                     let (bytes, closed) = connection.receiveUntilClosed(timeout: 20)
-                    return (head, head.utf8.count + bytes.count, closed, clock.now - start)
+                    return (head, head.utf8.count + bytes.count, closed, clock.now - start, gate.sinceBlocked(.read))
                 }
                 #expect(headers.hasPrefix("HTTP/1.1 200"))
                 #expect(closed, "the connection was not cut")
                 #expect(received < size, "the whole body arrived (\(received) bytes): the stall came too late to test")
                 // Deadline (0.5 s) + one interval (0.3 s) is the contract; socket buffers may take a moment to drain.
                 #expect(afterHang < .seconds(4), "cut \(afterHang) after the share hung")
-                print("hung-share mid-body stall: cut after \(afterHang), \(received) of \(size) bytes")
+                // Measured from the read that blocked (reads ahead may keep the socket fed for a while).
+                let blocked = try #require(afterBlocked, "no read blocked")
+                #expect(blocked < Self.writeBound, "cut \(blocked) after the read hung")
+                print("hung-share mid-body stall: cut after \(afterHang) (\(blocked) after the read hung), \(received) of \(size) bytes")
                 #expect(try await client.guardStateJSON()?["state"]?.stringValue == "disabled")
                 fs.release(.read)
                 try await client.waitForGuardState("enabled")
@@ -286,11 +292,15 @@ import Glibc
                 let clock = ContinuousClock()
                 var response: TestResponse?
                 let elapsed = try await clock.measure { response = try await client.putFile(id, randomBytes(8 << 20)) }
+                let sinceHang = fs.sinceBlocked(op)
                 #expect(response?.status == .gone, "\(response?.text ?? "")")
                 #expect(response?.text.contains("did not answer within 500 ms") == true)
-                // Deadline (0.5 s) + one interval (0.3 s) is the contract.
                 #expect(elapsed < Self.answerBound, "answered after \(elapsed)")
-                print("hung-share \(op.rawValue) mid-upload: 410 after \(elapsed)")
+                // Deadline (0.5 s) + one interval (0.3 s) after the share stopped answering is the
+                // contract; the bound leaves room for a loaded machine.
+                let hung = try #require(sinceHang, "the \(op.rawValue) call never blocked")
+                #expect(hung < Self.writeBound, "410 came \(hung) after the \(op.rawValue) call hung")
+                print("hung-share \(op.rawValue) mid-upload: 410 after \(elapsed), \(hung) after the call hung")
                 #expect(try await client.imageStatus(id) == "queued")
                 // The temporary file is still there (its removal waits behind the hung call)…
                 #expect(fs.backingFiles().contains { $0.hasSuffix(".tmp") }, "\(fs.backingFiles())")
@@ -342,6 +352,116 @@ extension HungShareTests {
                 }
                 #expect(failures.isEmpty, "\(failures.count) of 50 probes failed after the release: \(failures.first ?? "")")
             }
+        }
+    }
+}
+
+extension HungShareTests {
+    /// How long the soak runs: 300 s (the issue's "at least 5 minutes") unless IMAGESTORE_SOAK_SECONDS says
+    /// otherwise (a developer's quick run).
+    static var soakSeconds: Int {
+        ProcessInfo.processInfo.environment["IMAGESTORE_SOAK_SECONDS"].flatMap(Int.init) ?? 300
+    }
+
+    /// The long run the flapping bug needs: after a release with a check, a download and an upload stuck in
+    /// the hang, one probe every 100 ms for `soakSeconds` — every one 200 — while uploads and downloads keep
+    /// the store busy. The health check's deadline is 1000 ms, as in the report of the bug.
+    @Test func health_soak_afterRelease_zero503() async throws {
+        try await Self.withShare { fs in
+            var configuration = Self.configuration(fs)
+            configuration.healthcheck.checkInterval = 0.2
+            configuration.healthcheck.checkTimeoutMilliseconds = 1000
+            try await Self.run(configuration) { client in
+                let id = try await client.newImage()
+                let data = randomBytes(1 << 20)
+                #expect(try await client.putFile(id, data).status == .noContent)
+                try fs.hang(.all)
+                let other = try await client.newImage()
+                async let download = client.get("/v2/images/\(id)/file")
+                async let upload = client.putFile(other, randomBytes(1 << 20))
+                #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
+                #expect(try await download.status == .serviceUnavailable)
+                #expect(try await upload.status == .gone)
+                try await Task.sleep(for: .seconds(2))
+                fs.releaseAll()
+                #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(10)) == .ok)
+
+                let clock = ContinuousClock()
+                let end = clock.now + .seconds(Self.soakSeconds)
+                let load = Task {
+                    // Store traffic through the soak: an upload and a download about every second.
+                    var rounds = 0
+                    while clock.now < end {
+                        let image = try await client.newImage()
+                        let bytes = randomBytes(1 << 20)
+                        #expect(try await client.putFile(image, bytes).status == .noContent)
+                        let read = try await client.get("/v2/images/\(image)/file")
+                        #expect(read.status == .ok && Array(read.body.readableBytesView) == bytes)
+                        rounds += 1
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                    return rounds
+                }
+                var probes = 0
+                var failures: [String] = []
+                while clock.now < end {
+                    let response = try await client.get("/healthcheck", accept: "application/json")
+                    probes += 1
+                    if response.status != .ok { failures.append(response.text) }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let rounds = try await load.value
+                print("hung-share soak: \(probes) probes over \(Self.soakSeconds) s, \(failures.count) not 200; \(rounds) upload+download rounds")
+                #expect(probes >= Self.soakSeconds * 5, "only \(probes) probes in \(Self.soakSeconds) s")
+                #expect(failures.isEmpty, "\(failures.count) of \(probes) probes failed after the release: \(failures.prefix(3))")
+            }
+        }
+    }
+}
+
+extension HungShareTests {
+    // MARK: 5. The metadata database on a share that hangs
+
+    /// SQLite belongs on a local disk, but a deployer may put it on the share: then every request that
+    /// needs it answers 503 within `[database] pool_timeout` while the share hangs (never hangs itself),
+    /// /livez stays 200, and everything works again when the share answers — and a server started while
+    /// it hangs stops with a message naming the database instead of never listening.
+    @Test func sqliteOnTheShare_requests503WithinTheDeadline_startupStopsWithAMessage() async throws {
+        try await Self.withShare { fs in
+            var configuration = Self.configuration(fs)
+            let databasePath = fs.mountpoint + "/db/imagestore.db"
+            configuration.database = .sqlite(path: databasePath)
+            configuration.databaseOptions.poolTimeout = 0.5
+            try await Self.run(configuration) { client in
+                let id = try await client.newImage()
+                try fs.hang(.all)
+                let clock = ContinuousClock()
+                // A create writes (and syncs) the database: it must reach the hung share.
+                var create: TestResponse?
+                let elapsed = try await clock.measure {
+                    create = try await client.execute(
+                        uri: "/v2/images", method: .post, headers: [.contentType: "application/json"],
+                        body: .init(string: #"{"name": "during", "disk_format": "raw", "container_format": "bare"}"#))
+                }
+                #expect(create?.status == .serviceUnavailable, "\(create?.text ?? "")")
+                #expect(create?.text.contains("metadata database") == true, "\(create?.text ?? "")")
+                #expect(elapsed < Self.answerBound, "answered after \(elapsed)")
+                #expect(try await client.get("/livez").status == .ok)
+                fs.releaseAll()
+                #expect(try await eventually(within: .seconds(10)) { try await client.get("/v2/images/\(id)").status == .ok })
+            }
+            #expect(FileManager.default.fileExists(atPath: fs.backing + "/db/imagestore.db"))
+
+            try fs.hang(.all)
+            defer { fs.releaseAll() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            var logger = Logger(label: "test.hung")
+            logger.logLevel = .critical
+            let error = #expect(throws: (any Error).self) { _ = try buildApplication(configuration: configuration, logger: logger) }
+            let took = clock.now - started
+            #expect("\(error.map { "\($0)" } ?? "")".contains("did not open within 10000 ms"), "\(error.map { "\($0)" } ?? "nil")")
+            #expect(took < .seconds(14), "start-up gave up after \(took)")
         }
     }
 }

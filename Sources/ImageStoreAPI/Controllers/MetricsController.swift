@@ -1,3 +1,4 @@
+import ImageStoreCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -23,7 +24,7 @@ struct MetricsController: Sendable {
                 ServiceMetrics.StoreSample(
                     store: storeID, enabled: state.enabled,
                     checks: state.orderedResults.filter { $0.verdict != .skipped }.map {
-                        (name: $0.check.rawValue, passed: $0.verdict == .pass, seconds: Self.seconds($0.elapsed))
+                        (name: $0.check.rawValue, passed: $0.verdict == .pass, seconds: $0.elapsed.fractionalSeconds)
                     },
                     freeBytes: state.freeBytes, totalBytes: state.totalBytes))
         }
@@ -52,9 +53,5 @@ struct MetricsController: Sendable {
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "imagestore-metrics"),
             logger: logger)
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

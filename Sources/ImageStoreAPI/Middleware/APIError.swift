@@ -27,6 +27,18 @@ extension ImageStoreError.Code {
     }
 }
 
+/// The deployment's choices in the table: `store_unavailable_status` answers writes to a gone or hung
+/// store with 410 (default) or 503 + Retry-After.
+struct ErrorTable: Sendable {
+    var storeUnavailable: HTTPResponse.Status = .gone
+    /// Seconds a client is told to wait before retrying a 503 caused by the store.
+    static let retryAfterSeconds = "5"
+
+    func status(for code: ImageStoreError.Code) -> HTTPResponse.Status {
+        code == .storeUnavailable ? storeUnavailable : code.httpStatus
+    }
+}
+
 /// An error on its way to the client: status, message and any extra headers.
 struct APIError: Error, HTTPResponseError {
     var status: HTTPResponse.Status
@@ -41,13 +53,15 @@ struct APIError: Error, HTTPResponseError {
         self.headers = headers
     }
 
-    init(_ error: any Error) {
+    init(_ error: any Error, table: ErrorTable = ErrorTable()) {
         switch error {
         case let error as APIError:
             self = error
         case let error as ImageStoreError:
-            self.init(status: error.code.httpStatus, message: error.message)
-            if error.code == .readUnavailable { headers[.retryAfter] = "5" }
+            self.init(status: table.status(for: error.code), message: error.message)
+            if error.code == .readUnavailable || (error.code == .storeUnavailable && status == .serviceUnavailable) {
+                headers[.retryAfter] = ErrorTable.retryAfterSeconds
+            }
             if error.code == .internal { isUnexpected = true }
         case let error as HTTPError:
             // Hummingbird's own errors: unknown route, body over the JSON limit, bad request line…

@@ -10,6 +10,7 @@ import Logging
 struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let logger: Logger
+    var errors = ErrorTable()
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
         async throws -> Response
@@ -25,11 +26,10 @@ struct RequestMiddleware: RouterMiddleware {
             if path.count > 1 && path.hasSuffix("/") { throw APIError.notFound("The resource could not be found.") }
             response = try await next(request, context)
         } catch {
-            response = APIError(error).response(requestID: context.requestID, logger: context.logger)
+            response = APIError(error, table: errors).response(requestID: context.requestID, logger: context.logger)
         }
         response.headers[.openstackRequestID] = context.requestID
-        let elapsed = ContinuousClock.now - start
-        let ms = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        let ms = (ContinuousClock.now - start).fractionalMilliseconds
         logger.info(
             "\(request.method) \(request.uri.path) \(response.status.code)",
             metadata: ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))])

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *backing;
@@ -51,11 +52,27 @@ static long long number_in(const char *name) {
     return n;
 }
 
+/* Records (once per gate) when a call of `op` first blocked, as CLOCK_MONOTONIC nanoseconds in
+ * blocked-<op>, so a test can measure how long after the hang the server answered. */
+static void mark_blocked(const char *op) {
+    char name[64], p[4096];
+    snprintf(name, sizeof name, "blocked-%s", op);
+    if (exists(name)) return;
+    snprintf(p, sizeof p, "%s/%s", control, name);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    FILE *f = fopen(p, "w");
+    if (!f) return;
+    fprintf(f, "%lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    fclose(f);
+}
+
 /* Blocks while the op's hang gate (or hang-all) exists; returns -EIO when its eio gate exists. */
 static int gate(const char *op) {
     char hang[64], eio[64];
     snprintf(hang, sizeof hang, "hang-%s", op);
     snprintf(eio, sizeof eio, "eio-%s", op);
+    if (exists(hang) || exists("hang-all")) mark_blocked(op);
     while (exists(hang) || exists("hang-all")) usleep(10000);
     if (exists(eio)) return -EIO;
     return 0;
@@ -67,7 +84,7 @@ static void *gate_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     cfg->entry_timeout = 0;
     cfg->negative_timeout = 0;
     cfg->use_ino = 0;
-    cfg->direct_io = 1; /* every read and write reaches us: no page cache */
+    cfg->direct_io = 0; /* set per file in open/create (see uses_page_cache) */
     return NULL;
 }
 
@@ -124,6 +141,13 @@ static int gate_rename(const char *from, const char *to, unsigned int flags) {
     return renameat2(AT_FDCWD, a, AT_FDCWD, b, flags) == 0 ? 0 : -errno;
 }
 
+/* Every read and write of image files reaches us (direct I/O, no page cache), so a hang is immediate.
+ * SQLite files (*.db, *.db-wal, *.db-shm) go through the page cache instead: WAL mode needs shared
+ * mmap, which direct I/O refuses; their writes and fsyncs still reach the gate. */
+static int uses_page_cache(const char *path) {
+    return strstr(path, ".db") != NULL;
+}
+
 static int gate_open(const char *path, struct fuse_file_info *fi) {
     int g = gate("open");
     if (g) return g;
@@ -132,6 +156,7 @@ static int gate_open(const char *path, struct fuse_file_info *fi) {
     int fd = open(p, fi->flags & ~O_CREAT);
     if (fd < 0) return -errno;
     fi->fh = fd;
+    fi->direct_io = !uses_page_cache(path);
     return 0;
 }
 
@@ -143,6 +168,7 @@ static int gate_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     int fd = open(p, fi->flags, mode);
     if (fd < 0) return -errno;
     fi->fh = fd;
+    fi->direct_io = !uses_page_cache(path);
     return 0;
 }
 
