@@ -162,7 +162,7 @@ let package = Package(
         // Test helpers shared by several test targets (temp dirs, real ganesha server, process control).
         .target(
             name: "ImageStoreTestSupport",
-            dependencies: ["ImageStoreCore", "ImageStorePolicy"],
+            dependencies: ["ImageStoreCore", "ImageStorePolicy", "ImageStoreNFS"],
             path: "Tests/ImageStoreTestSupport",
             swiftSettings: swiftSettings
         ),

@@ -26,6 +26,9 @@ public struct ApplicationDependencies: Sendable {
     public var tasks: any TaskRepository
     public var store: any ImageDataStore
     public var writeGuard: any WriteGuard
+    /// The store's mount guard, when it has one (the same object as `writeGuard`): the health backends,
+    /// the stores detail and the metrics read its state. Kept typed so nothing needs to downcast.
+    public var mountGuard: MountGuard?
     /// Validates callers' tokens under the keystone flavor; made from `[keystone_authtoken]` when nil.
     public var tokenValidator: (any TokenValidator)?
     /// Long-running background work (monitors) started with the server and stopped with it.
@@ -36,9 +39,10 @@ public struct ApplicationDependencies: Sendable {
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         tokenValidator: (any TokenValidator)? = nil, services: [any Service] = [], metadefs: (any MetadefRepository)? = nil,
-        tasks: (any TaskRepository)? = nil, staging: StagingArea? = nil
+        tasks: (any TaskRepository)? = nil, staging: StagingArea? = nil, mountGuard: MountGuard? = nil
     ) {
         self.staging = staging
+        self.mountGuard = mountGuard
         self.repository = repository
         self.metadefs = metadefs ?? Self.metadefs(beside: repository)
         if let tasks {
@@ -99,7 +103,7 @@ public struct ApplicationDependencies: Sendable {
         if let mountGuard { storeGuard = mountGuard }
         return ApplicationDependencies(
             repository: repository, store: store, writeGuard: storeGuard, services: services,
-            staging: staging)
+            staging: staging, mountGuard: mountGuard)
     }
 
     /// A staging area for dependencies that name none (tests): a directory inside a filesystem store,
@@ -175,7 +179,8 @@ public struct ApplicationDependencies: Sendable {
         do {
             settings = try MountGuardSettings(options: options)
         } catch {
-            throw ImageStoreError.badRequest("filesystem_nfs_mount_options: \(error)")
+            // A start-up problem of the configuration, reported like every other bad option.
+            throw ConfigurationError(path: nil, key: "filesystem_nfs_mount_options", reason: "\(error)")
         }
         let probe = settings.nfsTarget.map { LibNFSProbe(target: $0, logger: logger) }
         return MountGuard(settings: settings, probe: probe, identity: identity, logger: logger)
@@ -206,7 +211,7 @@ public func buildApplication(
         service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
 
     let healthMonitor = HealthMonitor(
-        options: configuration.healthcheck, mountGuard: dependencies.writeGuard as? MountGuard,
+        options: configuration.healthcheck, mountGuard: dependencies.mountGuard,
         repository: dependencies.repository, logger: logger)
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
@@ -235,7 +240,7 @@ public func buildApplication(
         services: services + [bringUp],
         logger: logger
     )
-    let mountGuard = dependencies.writeGuard as? MountGuard
+    let mountGuard = dependencies.mountGuard
     app.beforeServerStarts {
         // The first guard check, the first health round (so the first probe answers with a real result)
         // and the store's bring-up (directory, recovery) before serving — but never more than
@@ -269,7 +274,7 @@ func metricsController(
     _ metrics: ServiceMetrics, _ configuration: ServiceConfiguration, _ dependencies: ApplicationDependencies,
     _ healthMonitor: HealthMonitor
 ) -> MetricsController {
-    let mountGuard = dependencies.writeGuard as? MountGuard
+    let mountGuard = dependencies.mountGuard
     return MetricsController(
         metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
 }
@@ -474,7 +479,7 @@ func buildRouter(
         importMethods: configuration.enabledImportMethods,
         backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
-        chunkSize: configuration.store.chunkSize, guardState: { (dependencies.writeGuard as? MountGuard)?.state }
+        chunkSize: configuration.store.chunkSize, guardState: { dependencies.mountGuard?.state }
     ).addRoutes(to: routes)
     HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()

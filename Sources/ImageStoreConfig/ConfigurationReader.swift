@@ -521,10 +521,14 @@ struct ConfigurationReader {
         }
         if let v = lookup(K.detailed) { options.detailed = try v.bool() }
         if let v = lookup(K.allowedSourceRanges) {
-            for range in v.list where !ValueSyntax.isNetwork(range) {
-                throw v.invalid("\(quoted(range)) is not an IPv4 or IPv6 network (e.g. 10.0.0.0/8 or fd00::/8)")
+            // Parsed once, here: the health endpoint uses these values, so a range can never be accepted
+            // here and then dropped there (an empty list would let everyone in).
+            options.allowedSourceRanges = try v.list.map { range in
+                guard let network = IPNetwork(range) else {
+                    throw v.invalid("\(quoted(range)) is not an IPv4 or IPv6 network (e.g. 10.0.0.0/8 or fd00::/8)")
+                }
+                return network
             }
-            options.allowedSourceRanges = v.list
         }
         if let v = lookup(K.ignoreProxiedRequests) { options.ignoreProxiedRequests = try v.bool() }
         if let v = lookup(K.disableByFilePath) { options.disableByFilePath = v.optionalString }

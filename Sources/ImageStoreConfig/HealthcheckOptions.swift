@@ -6,7 +6,7 @@ public struct HealthcheckOptions: Sendable, Equatable {
     /// `detailed`: include process details in the answer (leaks information; keep off in production).
     public var detailed: Bool
     /// `allowed_source_ranges`: client networks (CIDR) allowed to ask; empty means everyone.
-    public var allowedSourceRanges: [String]
+    public var allowedSourceRanges: [IPNetwork]
     /// `ignore_proxied_requests`: ignore requests that carry `X-Forwarded*` headers.
     public var ignoreProxiedRequests: Bool
     /// `disable_by_file_path`: for `disable_by_file`: unhealthy while this file exists.
@@ -32,7 +32,7 @@ public struct HealthcheckOptions: Sendable, Equatable {
     ]
 
     public init(
-        backends: [String] = [], detailed: Bool = false, allowedSourceRanges: [String] = [],
+        backends: [String] = [], detailed: Bool = false, allowedSourceRanges: [IPNetwork] = [],
         ignoreProxiedRequests: Bool = false, disableByFilePath: String? = nil,
         disableByFilePaths: [String: String] = [:], enableByFilePaths: [String] = [],
         checkInterval: Double = Self.defaultCheckInterval,

@@ -107,31 +107,6 @@ enum ValueSyntax {
         return overflow ? nil : bytes
     }
 
-    /// An IPv4 or IPv6 network in CIDR notation, or a single address (a /32 or /128 network), as
-    /// oslo.middleware's `allowed_source_ranges` accepts.
-    static func isNetwork(_ text: String) -> Bool {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        let address = String(parts[0])
-        let maxPrefix: Int
-        if isAddress(address, family: AF_INET) {
-            maxPrefix = 32
-        } else if isAddress(address, family: AF_INET6) {
-            maxPrefix = 128
-        } else {
-            return false
-        }
-        guard parts.count == 2 else { return true }
-        guard !parts[1].isEmpty, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let prefix = Int(parts[1]) else {
-            return false
-        }
-        return prefix <= maxPrefix
-    }
-
-    private static func isAddress(_ text: String, family: Int32) -> Bool {
-        var buffer = [UInt8](repeating: 0, count: 16)
-        return inet_pton(family, text, &buffer) == 1
-    }
-
     /// An `http://` or `https://` URL with a host, without trailing slashes; nil for anything else.
     static func httpBase(_ text: String) -> String? {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),

@@ -59,9 +59,6 @@ public struct MountGuardSettings: Sendable {
             timeout: .milliseconds(options.guardTimeoutMilliseconds), maxAge: .milliseconds(options.guardMaxAgeMilliseconds))
     }
 
-    /// Whether any check is configured at all; an unguarded store needs no monitor.
-    public var isGuarding: Bool { true }
-
     static func normalized(_ path: String) -> String {
         var p = path
         while p.count > 1 && p.hasSuffix("/") { p.removeLast() }

@@ -6,7 +6,6 @@ import Synchronization
 /// checks, conflicts, nothing visible before commit). Used by the API tests and for development.
 public actor InMemoryImageStore: ImageDataStore {
     private var objects: [ImageID: ByteBuffer] = [:]
-    private var injectedFailure: ImageStoreError?
     private let chunkSize: Int
     private let totalBytes: Int64
 
@@ -16,16 +15,6 @@ public actor InMemoryImageStore: ImageDataStore {
     public init(chunkSize: Int = 65536, totalBytes: Int64 = 1 << 40) {
         self.chunkSize = max(chunkSize, 1)
         self.totalBytes = totalBytes
-    }
-
-    /// Makes the next `write` of any upload throw `error` (and discard that upload), e.g. `.storageFull`.
-    public func failNextWrite(with error: ImageStoreError) {
-        injectedFailure = error
-    }
-
-    fileprivate func takeInjectedFailure() -> ImageStoreError? {
-        defer { injectedFailure = nil }
-        return injectedFailure
     }
 
     fileprivate func publish(_ id: ImageID, data: ByteBuffer) throws {
@@ -103,10 +92,6 @@ final class InMemoryImageWriter: ImageDataWriter {
     }
 
     func write(_ buffer: ByteBuffer) async throws {
-        if let injected = await store.takeInjectedFailure() {
-            discard()
-            throw injected
-        }
         do {
             try state.withLock { state in
                 guard state.phase == .writing else {

@@ -28,12 +28,14 @@ struct ReservedSpaceAPITests {
     }
 
     /// Sends only the request head of an upload declaring `size` bytes (no body at all) and returns the answer.
-    static func declareOnly(port: Int, id: String, size: Int64, header: String = "Content-Length") async throws -> String {
+    static func declareOnly(
+        port: Int, id: String, size: Int64, header: String = "Content-Length", action: String = "file"
+    ) async throws -> String {
         try await offPool {
             let connection = try RawHTTPConnection(port: port)
             defer { connection.closeNormally() }
             try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(header): \(size)\r\n\r\n")
+                "PUT /v2/images/\(id)/\(action) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(header): \(size)\r\n\r\n")
             return connection.receive(until: "}}", timeout: 10)
         }
     }
@@ -96,6 +98,33 @@ struct ReservedSpaceAPITests {
             #expect(Self.freeBytes(datadir) >= 4 * Int64(Self.mib))
             // A small one still fits.
             #expect(try await client.upload(streamed, randomBytes(256 << 10)).status == .noContent)
+        }
+    }
+
+    /// Staging (interoperable import) is held to the same reserve: a declared size that does not fit is
+    /// 413 before a byte is staged, the image stays `queued`; a stage that fits is staged and imported.
+    @Test func stage_declaredSizeOverTheReserve_is413BeforeAnyByte() async throws {
+        let harness = try APITestHarness { $0.store.reservedSpace = .bytes(4 * Int64(Self.mib)) }
+        let datadir = harness.datadir
+        try FileManager.default.createDirectory(atPath: datadir, withIntermediateDirectories: true)
+        try Mounts.tmpfs(at: datadir, sizeBytes: 8 * Int64(Self.mib))
+        defer { Mounts.unmount(datadir) }
+        try await harness.run { client in
+            let port = try #require(client.port)
+            let id = try await client.createImage()
+            let reply = try await Self.declareOnly(port: port, id: id, size: 5 * Int64(Self.mib), action: "stage")
+            #expect(reply.hasPrefix("HTTP/1.1 413"), "\(reply)")
+            #expect(reply.contains("above the reserve of 4194304 bytes"), "\(reply)")
+            #expect(try await client.status(of: id) == "queued")
+            let staged = (try? FileManager.default.contentsOfDirectory(atPath: datadir + "/os_glance_staging_store")) ?? []
+            #expect(staged.isEmpty, "\(staged)")
+
+            let data = randomBytes(1 * Self.mib)
+            let stage = try await client.execute(
+                uri: "/v2/images/\(id)/stage", method: .put, headers: [.contentType: "application/octet-stream"],
+                body: ByteBuffer(bytes: data))
+            #expect(stage.status == .noContent, "\(stage.text)")
+            #expect(try await client.status(of: id) == "uploading")
         }
     }
 

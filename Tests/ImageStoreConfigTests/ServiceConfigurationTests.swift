@@ -86,7 +86,7 @@ import Testing
             config.healthcheck
                 == HealthcheckOptions(
                     backends: ["enable_by_files", "disable_by_files_ports", "nfs"], detailed: true,
-                    allowedSourceRanges: ["10.0.0.0/8", "fd00::/8", "192.0.2.1"], ignoreProxiedRequests: true,
+                    allowedSourceRanges: ["10.0.0.0/8", "fd00::/8", "192.0.2.1"].map { IPNetwork($0)! }, ignoreProxiedRequests: true,
                     disableByFilePath: "/etc/imagestore/disabled",
                     disableByFilePaths: ["9292": "/etc/imagestore/d9292", "9293": "/x:y"],
                     enableByFilePaths: ["/mnt/share/images/.glance"], checkInterval: 3, checkTimeoutMilliseconds: 700,
@@ -484,6 +484,7 @@ import Testing
         ("[healthcheck]\nallowed_source_ranges = 10.0.0.0/33", 2, "healthcheck", "allowed_source_ranges", "\"10.0.0.0/33\" is not an IPv4 or IPv6 network"),
         ("[healthcheck]\nallowed_source_ranges = example.org", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
         ("[healthcheck]\nallowed_source_ranges = ::1/129", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
+        ("[healthcheck]\nallowed_source_ranges = 10.0.0.0/+8", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
         ("[healthcheck]\ndisable_by_file_paths = web:/x", 2, "healthcheck", "disable_by_file_paths", "\"web:/x\" is not port:path"),
         ("[healthcheck]\ndisable_by_file_paths = 9292", 2, "healthcheck", "disable_by_file_paths", "is not port:path"),
         ("[healthcheck]\ndisable_by_file_paths = 1:/a, 1:/b", 2, "healthcheck", "disable_by_file_paths", "port 1 is given twice"),

@@ -101,7 +101,7 @@ import Testing
     }
 
     @Test func healthcheck_sourceInAllowedRange_isAnswered() async throws {
-        let (harness, _) = try enableByFiles(present: true) { $0.allowedSourceRanges = ["10.0.0.0/8", "127.0.0.1/32"] }
+        let (harness, _) = try enableByFiles(present: true) { $0.allowedSourceRanges = ["10.0.0.0/8", "127.0.0.1/32"].map { IPNetwork($0)! } }
         try await harness.run { client in
             let response = try await client.get("/healthcheck")
             #expect(response.status == .ok && response.text == "OK")
@@ -109,7 +109,7 @@ import Testing
     }
 
     @Test func healthcheck_sourceOutsideAllowedRanges_is403_butProbesStillAnswer() async throws {
-        let (harness, _) = try enableByFiles(present: true) { $0.allowedSourceRanges = ["10.0.0.0/8"] }
+        let (harness, _) = try enableByFiles(present: true) { $0.allowedSourceRanges = [IPNetwork("10.0.0.0/8")!] }
         try await harness.run { client in
             let response = try await client.get("/healthcheck")
             #expect(response.status == .forbidden)

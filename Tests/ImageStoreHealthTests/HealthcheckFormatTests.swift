@@ -1,4 +1,5 @@
 import Foundation
+import ImageStoreConfig
 import ImageStoreHealth
 import Testing
 

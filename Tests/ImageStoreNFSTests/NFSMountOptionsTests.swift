@@ -1,3 +1,4 @@
+import ImageStoreTestSupport
 import Testing
 
 @testable import ImageStoreNFS

@@ -20,7 +20,7 @@ struct HealthcheckController {
         self.monitor = monitor
         renderer = HealthcheckRenderer(detailed: options.detailed, facts: facts)
         // The configuration reader validated every range.
-        allowedNetworks = options.allowedSourceRanges.compactMap(IPNetwork.init)
+        allowedNetworks = options.allowedSourceRanges
         ignoreProxiedRequests = options.ignoreProxiedRequests
     }
 

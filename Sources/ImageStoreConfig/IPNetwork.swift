@@ -11,14 +11,17 @@ public struct IPNetwork: Sendable, Equatable, CustomStringConvertible {
     public let prefixLength: Int
     public let description: String
 
-    /// nil if `text` is not an address with an optional prefix length. Host bits are ignored
-    /// (Python's `ip_network` would reject them; the configuration reader already accepted the value).
+    /// nil if `text` is not an address with an optional prefix length. Host bits are ignored (Python's
+    /// `ip_network` would reject them). The configuration reader parses each entry once, with this.
     public init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let bytes = Self.parse(String(parts[0])) else { return nil }
         let maxPrefix = bytes.count * 8
         if parts.count == 2 {
-            guard let prefix = Int(parts[1]), (0...maxPrefix).contains(prefix) else { return nil }
+            // Digits only ("/+8" and "/ 8" are not prefix lengths, though Int() would take the first).
+            guard !parts[1].isEmpty, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let prefix = Int(parts[1]),
+                (0...maxPrefix).contains(prefix)
+            else { return nil }
             prefixLength = prefix
         } else {
             prefixLength = maxPrefix
