@@ -249,6 +249,38 @@ import Testing
         }
     }
 
+    @Test func shutdownMidDownload_importFailsCleanly_nothingInTheStore() async throws {
+        try await LoopbackHTTPServer.with([1]) { port in
+            let harness = try APITestHarness { config in
+                config.importFilter.allowedHosts = ["127.0.0.1"]
+                config.importFilter.allowedPorts = [port]
+            }
+            let repository = InMemoryImageRepository()
+            let tasks = InMemoryTaskRepository()
+            // In memory: the harness removes its directory when the server has stopped.
+            let store = InMemoryImageStore()
+            let dependencies = ApplicationDependencies(repository: repository, store: store, tasks: tasks)
+            let id = try await harness.run(dependencies: dependencies) { client in
+                let id = try await client.createImage()
+                #expect(try await client.importImage(id, Self.web("http://127.0.0.1:\(port)/slow")).status == .accepted)
+                #expect(try await client.image(id)["status"] == "importing")
+                try await Task.sleep(for: .milliseconds(300))
+                return id
+            }
+            // The server stopped while the download ran: the import was stopped and undone.
+            let imageID = try #require(ImageID(id))
+            let image = try #require(try await repository.get(imageID))
+            #expect(image.status == .queued)
+            #expect(image.properties["os_glance_failed_import"] == "file")
+            #expect(image.properties["os_glance_import_task"] == nil)
+            #expect(image.uploadOwner == nil)
+            #expect(try await store.storedIDs().isEmpty)
+            var query = TaskListQuery()
+            query.imageID = image.id
+            #expect(try await tasks.tasks(query).map(\.status) == [.failure])
+        }
+    }
+
     @Test func restart_failsAnInterruptedImportCleanly_keepsAFinishedStage() async throws {
         let harness = try APITestHarness()
         let logger = Logger(label: "test")
@@ -277,7 +309,8 @@ import Testing
         let dependencies = ApplicationDependencies(
             repository: repository, store: store, tasks: tasks, staging: StagingArea(store: staging, writeGuard: UnguardedStore()))
         try await harness.run(dependencies: dependencies) { client in
-            let image = try await client.image(importing.id.description)
+            // Recovery may still run in the background when the server listens (start-up budget).
+            let image = try await client.waitForImport(importing.id.description)
             #expect(image["status"] == "queued")
             #expect(image["os_glance_failed_import"] == "file")
             #expect(image["os_glance_importing_to_stores"] == "")
@@ -361,6 +394,14 @@ enum LoopbackHTTPServer {
         let router = Router()
         router.get("/image") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: data))) }
         router.get("/big") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: 7, count: 500_000))) }
+        router.get("/slow") { _, _ in
+            Response(
+                status: .ok, headers: [.contentLength: "1000000"],
+                body: .init { writer in
+                    try await writer.write(ByteBuffer(repeating: 1, count: 1000))
+                    try await Task.sleep(for: .seconds(5))
+                })
+        }
         router.get("/dies") { _, _ in
             Response(
                 status: .ok, headers: [.contentLength: "1000000"],
