@@ -322,6 +322,19 @@ import Glibc
 extension HungShareTests {
     // MARK: 4. Stable health after release
 
+    /// Hangs the whole share with a health check, a download of `id` and an upload stuck in it (503, 410),
+    /// and leaves them stuck for 2 s: what the health monitor must get over once the share is released.
+    static func hangWithCallsStuck(_ fs: GateFS, _ client: any TestClientProtocol, reading id: String) async throws {
+        try fs.hang(.all)
+        let other = try await client.newImage()
+        async let download = client.get("/v2/images/\(id)/file")
+        async let upload = client.putFile(other, randomBytes(1 << 20))
+        #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
+        #expect(try await download.status == .serviceUnavailable)
+        #expect(try await upload.status == .gone)
+        try await Task.sleep(for: .seconds(2))  // the stuck calls stay stuck for a while
+    }
+
     /// The flapping bug of issue #8: after a hang is released (with a check, a download and an upload
     /// stuck in it), every backend is green within one interval and stays green: 50 probes in a row,
     /// one every 100 ms, all 200.
@@ -331,14 +344,7 @@ extension HungShareTests {
                 let id = try await client.newImage()
                 #expect(try await client.putFile(id, randomBytes(1 << 20)).status == .noContent)
                 #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(5)) == .ok)
-                try fs.hang(.all)
-                let other = try await client.newImage()
-                async let download = client.get("/v2/images/\(id)/file")
-                async let upload = client.putFile(other, randomBytes(1 << 20))
-                #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
-                #expect(try await download.status == .serviceUnavailable)
-                #expect(try await upload.status == .gone)
-                try await Task.sleep(for: .seconds(2))  // the stuck calls stay stuck for a while
+                try await Self.hangWithCallsStuck(fs, client, reading: id)
                 fs.releaseAll()
                 let clock = ContinuousClock()
                 let released = clock.now
@@ -375,14 +381,7 @@ extension HungShareTests {
                 let id = try await client.newImage()
                 let data = randomBytes(1 << 20)
                 #expect(try await client.putFile(id, data).status == .noContent)
-                try fs.hang(.all)
-                let other = try await client.newImage()
-                async let download = client.get("/v2/images/\(id)/file")
-                async let upload = client.putFile(other, randomBytes(1 << 20))
-                #expect(try await waitForStatus(client, "/healthcheck", .serviceUnavailable, within: .seconds(5)) == .serviceUnavailable)
-                #expect(try await download.status == .serviceUnavailable)
-                #expect(try await upload.status == .gone)
-                try await Task.sleep(for: .seconds(2))
+                try await Self.hangWithCallsStuck(fs, client, reading: id)
                 fs.releaseAll()
                 #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(10)) == .ok)
 
