@@ -188,29 +188,68 @@ struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run every mount guard check once and print the results.",
         discussion: """
-            Checks the configuration, the marker file, the mount point and the NFS server (libnfs) exactly as \
-            the server does before a write. Exit status 0 only when every check passes (skipped checks are \
-            not configured). Run it before enabling the service.
+            Checks the configuration, the marker file (and the store id recorded for it), the mount point and \
+            the NFS server (libnfs) exactly as the server does before a write. Exit status 0 only when every \
+            check passes (skipped checks are not configured), 1 when the store would be disabled, 2 when the \
+            configuration cannot be used. Run it before enabling the service; --json for automation.
             """)
 
     @OptionGroup var config: ConfigOptions
+    @Flag(help: "Print one JSON object (the same facts as the table) instead of the table.")
+    var json = false
+
+    /// What `check` found: printed as a table for people or as JSON for automation.
+    struct Report: Encodable {
+        struct Row: Encodable {
+            var check: String
+            var result: String
+            var detail: String
+            var ms: Double
+        }
+        var store: String  // "enabled", "disabled", or "unusable" (configuration error)
+        var reason: String?
+        var guarded = true
+        var checks: [Row] = []
+        var freeBytes: Int64?
+        var totalBytes: Int64?
+        var warnings: [String] = []
+        var exitCode: Int32
+
+        enum CodingKeys: String, CodingKey {
+            case store, reason, guarded, checks, warnings
+            case freeBytes = "free_bytes", totalBytes = "total_bytes", exitCode = "exit_code"
+        }
+    }
 
     func run() async throws {
+        let report = await makeReport()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            printTable(report)
+        }
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+
+    private func makeReport() async -> Report {
         var logger = Logger(label: "imagestore.check")
         logger.logLevel = .critical
         let configuration: ServiceConfiguration
         do {
             configuration = try config.load(logger: logger)
         } catch {
-            print("configuration: \(error)")
-            throw ExitCode(2)
+            return Report(store: "unusable", reason: "configuration: \(error)", exitCode: 2)
         }
         // The server runs the embedded default unguarded; saying its marker fails would contradict a
         // server that accepts writes on the same defaults.
         guard configuration.isGuarded else {
-            print("store: enabled (embedded default: \(configuration.store.datadir) is a plain local directory, not guarded; "
-                + "pass --config-file to check a deployed store)")
-            return
+            return Report(
+                store: "enabled",
+                reason: "embedded default: \(configuration.store.datadir) is a plain local directory, not guarded; "
+                    + "pass --config-file to check a deployed store",
+                guarded: false, exitCode: 0)
         }
         // The share's id is compared with the one the server recorded (never recording one itself), when
         // the database is there to ask: a check that cannot reach it says so and checks the rest.
@@ -230,24 +269,37 @@ struct Check: AsyncParsableCommand {
         do {
             mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, identity: identity, logger: logger)
         } catch {
-            print("configuration: \(error)")
-            throw ExitCode(2)
+            return Report(store: "unusable", reason: "configuration: \(error)", exitCode: 2)
         }
         let state = await mountGuard.runAllChecks()
-        let rows = state.orderedResults.map { result in
-            [result.check.rawValue, result.verdict.rawValue.uppercased(), result.detail, "\(result.elapsed.milliseconds)"]
+        // The logger is silenced to keep the output readable, but warnings (unknown options, unknown NFS
+        // mount options) are exactly what a deployer runs `check` to see.
+        let warnings =
+            configuration.warnings + (mountGuard.settings.nfsTarget?.options.warnings ?? []) + [identityNote].compactMap { $0 }
+        return Report(
+            store: state.enabled ? "enabled" : "disabled", reason: state.enabled ? nil : state.reason ?? "",
+            checks: state.orderedResults.map {
+                Report.Row(check: $0.check.rawValue, result: $0.verdict.rawValue, detail: $0.detail, ms: $0.elapsed.fractionalMilliseconds)
+            },
+            freeBytes: state.freeBytes, totalBytes: state.totalBytes, warnings: warnings, exitCode: state.enabled ? 0 : 1)
+    }
+
+    private func printTable(_ report: Report) {
+        if report.store == "unusable" {
+            print(report.reason ?? "configuration: unusable")
+            return
         }
+        guard report.guarded else {
+            print("store: enabled (\(report.reason ?? ""))")
+            return
+        }
+        let rows = report.checks.map { [$0.check, $0.result.uppercased(), $0.detail, String(format: "%.1f", $0.ms)] }
         print(CheckTable.render(header: ["CHECK", "RESULT", "DETAIL", "MS"], rows: rows))
-        // The logger is silenced to keep the table readable, but warnings (unknown options, unknown NFS mount
-        // options) are exactly what a deployer runs `check` to see.
-        for warning in configuration.warnings + (mountGuard.settings.nfsTarget?.options.warnings ?? []) + [identityNote].compactMap({ $0 }) {
-            print("warning: \(warning)")
-        }
-        if let free = state.freeBytes, let total = state.totalBytes {
+        for warning in report.warnings { print("warning: \(warning)") }
+        if let free = report.freeBytes, let total = report.totalBytes {
             print("free space: \(free / (1 << 20)) MiB of \(total / (1 << 20)) MiB")
         }
-        print(state.enabled ? "store: enabled" : "store: disabled (\(state.reason ?? ""))")
-        if !state.enabled { throw ExitCode(1) }
+        print(report.store == "enabled" ? "store: enabled" : "store: disabled (\(report.reason ?? ""))")
     }
 }
 
@@ -376,12 +428,6 @@ enum CheckTable {
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
-    }
-}
-
-extension Duration {
-    var milliseconds: String {
-        String(format: "%.1f", fractionalMilliseconds)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ImageStoreAPI
 import ImageStoreMetadata
 import ImageStoreTestSupport
 import Logging
@@ -33,10 +34,11 @@ struct CheckCommandTests {
             "imagestore binary not found in \(candidates); run swift build --build-tests")
     }
 
-    static func check(configFile: String, in share: GuardedShare) async throws -> Run {
+    static func check(configFile: String, in share: GuardedShare, json: Bool = false) async throws -> Run {
         let out = share.temp.appending("check-\(UUID().uuidString.prefix(8)).out")
         let process = try ManagedProcess(
-            try executable(), arguments: ["check", "--config-file", configFile], stdoutPath: out, stderrPath: out)
+            try executable(), arguments: ["check", "--config-file", configFile] + (json ? ["--json"] : []), stdoutPath: out,
+            stderrPath: out)
         defer { process.killAndWait() }
         let status = try #require(await process.waitForExit(timeout: .seconds(30)), "imagestore check did not exit")
         let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -129,6 +131,33 @@ struct CheckCommandTests {
         let freshRun = try await Self.check(configFile: freshPath, in: fresh)
         #expect(freshRun.exitCode == 0, "\(freshRun.output)")
         #expect(try await freshRepository.storeIdentity(of: "default_backend") == nil)
+    }
+
+    /// `check --json`: one JSON object with the same facts and the same exit status, for automation.
+    @Test func json_allGoodThenMarkerMissing_sameFactsAsTheTable() async throws {
+        let share = try await GuardedShare.make()
+        defer { share.tearDown() }
+        let path = try share.writeConfigFile()
+        let good = try await Self.check(configFile: path, in: share, json: true)
+        #expect(good.exitCode == 0, "\(good.output)")
+        let report = try JSONValue.parse(Array(good.output.utf8))
+        #expect(report["store"] == "enabled")
+        #expect(report["exit_code"]?.intValue == 0)
+        #expect(report["checks"]?.arrayValue?.compactMap { $0["check"]?.stringValue } == ["configuration", "marker", "mountpoint", "nfs"])
+        #expect(report["checks"]?.arrayValue?.allSatisfy { $0["result"] == "pass" } == true, "\(good.output)")
+        #expect((report["total_bytes"]?.intValue ?? 0) > 0)
+
+        try FileManager.default.removeItem(atPath: share.markerPath)
+        let bad = try await Self.check(configFile: path, in: share, json: true)
+        #expect(bad.exitCode == 1, "\(bad.output)")
+        let failed = try JSONValue.parse(Array(bad.output.utf8))
+        #expect(failed["store"] == "disabled")
+        #expect(failed["reason"]?.stringValue?.hasPrefix("marker missing") == true, "\(bad.output)")
+        #expect(failed["checks"]?.arrayValue?.first { $0["check"] == "marker" }?["result"] == "fail")
+
+        let unusable = try await Self.check(configFile: share.temp.appending("missing.conf"), in: share, json: true)
+        #expect(unusable.exitCode == 2)
+        #expect(try JSONValue.parse(Array(unusable.output.utf8))["store"] == "unusable", "\(unusable.output)")
     }
 
     @Test func unreadableConfiguration_exit2() async throws {
