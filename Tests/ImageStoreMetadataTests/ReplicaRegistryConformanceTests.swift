@@ -19,12 +19,13 @@ import Testing
             // Not expired: a remove with a long lease keeps the row.
             #expect(try await registry.removeReplica("a", ifExpired: .seconds(60)) == false)
 
-            // a's heartbeat is 2 s old, b's fresh: a 1.5 s lease tells them apart even if this machine
-            // stalls for a second between the heartbeat and the query.
-            try await Task.sleep(for: .seconds(2))
+            // a's heartbeat is at least 5 s old, b's fresh: a 3 s lease tells them apart even if this machine
+            // stalls for up to 3 s between b's heartbeat and the query (the main test phase is CPU-heavy: a
+            // 2 s / 1.5 s version of this failed there once with b also expired).
+            try await Task.sleep(for: .seconds(5))
             #expect(try await registry.heartbeatReplica("b"))
-            #expect(try await registry.expiredReplicas(lease: .milliseconds(1500)).map(\.id) == ["a"])
-            #expect(try await registry.removeReplica("a", ifExpired: .milliseconds(1500)))
+            #expect(try await registry.expiredReplicas(lease: .seconds(3)).map(\.id) == ["a"])
+            #expect(try await registry.removeReplica("a", ifExpired: .seconds(3)))
             #expect(try await registry.replicas().map(\.id) == ["b"])
             #expect(try await registry.heartbeatReplica("a") == false)
             #expect(try await registry.removeReplica("b", ifExpired: .zero))
