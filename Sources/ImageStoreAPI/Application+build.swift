@@ -79,6 +79,7 @@ public struct ApplicationDependencies: Sendable {
         // to provide, and creating it would write into the bare mountpoint.
         let store = FilesystemImageStore(
             directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
+            hashAlgorithm: configuration.hashingAlgorithm,
             timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
             createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: logger,
             onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
@@ -91,7 +92,7 @@ public struct ApplicationDependencies: Sendable {
             services.append(stagingGuard)
             staging = StagingArea(
                 store: FilesystemImageStore(
-                    directory: stagingOptions.datadir, chunkSize: options.chunkSize,
+                    directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false,
                     replicaID: replicaID, logger: logger),
                 writeGuard: stagingGuard)
@@ -103,6 +104,7 @@ public struct ApplicationDependencies: Sendable {
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
+                    hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, replicaID: replicaID,
                     logger: logger),
                 writeGuard: stagingGuard)

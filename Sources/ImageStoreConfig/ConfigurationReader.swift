@@ -46,6 +46,7 @@ struct ConfigurationReader {
         static let replicaLeaseTime = "replica_lease_time"
         static let requireImageFormatMatch = "require_image_format_match"
         static let storeUnavailableStatus = "store_unavailable_status"
+        static let hashingAlgorithm = "hashing_algorithm"
         static let defaultBackend = "default_backend"
         static let enabledImportMethods = "enabled_import_methods"
         static let workerSelfReferenceURL = "worker_self_reference_url"
@@ -64,7 +65,7 @@ struct ConfigurationReader {
         static let defaults: Set<String> = Set(
             [
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
-                replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
+                replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL, hashingAlgorithm,
             ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
@@ -143,6 +144,13 @@ struct ConfigurationReader {
         if let v = value(section, Key.replicaLeaseTime) {
             // Heartbeats go every third of it: below one second they would be a busy loop on the database.
             config.replicaLeaseTime = try v.seconds(greaterThan: 1, orEqual: true)
+        }
+        if let v = value(section, Key.hashingAlgorithm) {
+            let name = try v.nonEmptyString().lowercased()
+            guard let algorithm = HashAlgorithm(rawValue: name) else {
+                throw v.invalid("\(quoted(name)) is not a hashing algorithm ImageStore has (\(HashAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            config.hashingAlgorithm = algorithm
         }
         // Glance's IntOpts without bounds: any negative value means unlimited.
         if let v = value(section, Key.storeUnavailableStatus) {

@@ -63,6 +63,9 @@ public struct ServiceConfiguration: Sendable {
     /// default: the store is gone, do not retry) or 503 with `Retry-After` for clients that should
     /// retry (Nova and Cinder retry 503, not 410).
     public var storeUnavailableStatus: StoreUnavailableStatus = .gone
+    /// `[DEFAULT] hashing_algorithm`: the algorithm of new images' `os_hash_value` (Glance's option and
+    /// default, sha512); `checksum` stays md5.
+    public var hashingAlgorithm: HashAlgorithm = .default
     /// `[DEFAULT] enabled_import_methods`: the interoperable import methods offered (`/v2/info/import`).
     public var enabledImportMethods: [String] = ImportMethod.allNames
     /// `[os_glance_staging_store]`, when the section is there: the staging store's own options (its own

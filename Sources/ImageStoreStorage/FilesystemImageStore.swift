@@ -16,7 +16,7 @@ import Synchronization
 /// Uploads stream into a hidden temporary file `.<id>.<replica>.<random>.tmp` (the replica id tells
 /// which process wrote it, so a replica sweeps only its own or a dead replica's), are fsynced, then published with
 /// a rename that never replaces existing data, and the directory is fsynced. Every blocking call runs
-/// on threads owned by the store (reads, metadata) or by the upload (write, md5, sha512), never on an
+/// on threads owned by the store (reads, metadata) or by the upload (write, md5, the os_hash_value digest), never on an
 /// event loop, and under `timeout`: a share that stops answering costs a request at most that long
 /// (reads 503, writes the store-unavailable error), never a hang. Only `ImageID.description` (a
 /// canonical UUID) ever becomes a path component.
@@ -24,6 +24,8 @@ public struct FilesystemImageStore: ImageDataStore {
     public let directory: String
     private let filePermissions: Int
     private let chunkSize: Int
+    /// `hashing_algorithm`: the digest recorded as `os_hash_value`.
+    private let hashAlgorithm: HashAlgorithm
     private let createsDirectory: Bool
     /// Written into temporary file names; nil: the name of earlier versions, `.<id>.<random>.tmp`.
     public let replicaID: String?
@@ -37,13 +39,15 @@ public struct FilesystemImageStore: ImageDataStore {
     /// - Parameters:
     ///   - filePermissions: mode applied to committed files when > 0 (glance's `filesystem_store_file_perm`).
     ///   - chunkSize: bytes per chunk when streaming a download (at least 64 KiB).
+    ///   - hashAlgorithm: `hashing_algorithm`, the algorithm of `os_hash_value`.
     ///   - timeout: the deadline of every blocking call (`mount_guard_timeout`).
     ///   - threads: threads for reads and metadata calls (`filesystem_store_thread_pool_size`).
     ///   - createDirectory: `prepare()` creates a missing directory (an unguarded or marker-only store).
     ///   - onStuckChange: told the number of calls past their deadline and not yet returned, on each change
     ///     (with what timed out while it is above zero).
     public init(
-        directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, timeout: Duration = .seconds(2),
+        directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, hashAlgorithm: HashAlgorithm = .default,
+        timeout: Duration = .seconds(2),
         threads: Int = FilesystemImageStore.ioThreads, createDirectory: Bool = false, replicaID: String? = nil, logger: Logger,
         onStuckChange: @escaping @Sendable (_ stuck: Int, _ detail: String?) -> Void = { _, _ in }
     ) {
@@ -54,6 +58,7 @@ public struct FilesystemImageStore: ImageDataStore {
         }
         self.filePermissions = filePermissions
         self.chunkSize = max(chunkSize, 64 * 1024)
+        self.hashAlgorithm = hashAlgorithm
         self.createsDirectory = createDirectory
         self.logger = logger
         self.io = StoreIO(name: "imagestore.fs-io", threads: max(1, threads), timeout: timeout, onStuckChange: onStuckChange)
@@ -114,7 +119,8 @@ public struct FilesystemImageStore: ImageDataStore {
             throw ImageStoreError.internal("could not create a temporary file for \(id)")
         }
         return FilesystemImageWriter(
-            id: id, expectedSize: expectedSize, file: file, filePermissions: filePermissions, io: io, logger: logger)
+            id: id, expectedSize: expectedSize, file: file, filePermissions: filePermissions, hashAlgorithm: hashAlgorithm,
+            io: io, logger: logger)
     }
 
     public func read(_ id: ImageID, range: Range<Int64>?) async throws -> any ImageDataReader {

@@ -79,7 +79,7 @@ final class TemporaryFile: @unchecked Sendable {
     }
 }
 
-/// Runs the three stages of an upload in parallel: writing the file, md5, sha512. Each stage has its
+/// Runs the three stages of an upload in parallel: writing the file, md5, the `os_hash_value` digest. Each stage has its
 /// own serial thread and receives the same immutable batch (ByteBuffer storage is shared, not copied).
 /// At most `maxInFlight` batches are queued at once; `submit` waits beyond that (backpressure), so
 /// memory stays at a few MiB per upload whatever the image size.
@@ -91,9 +91,9 @@ final class UploadPipeline: Sendable {
     private let io: StoreIO
     private let fileThread: BlockingExecutor
     private let md5Thread: BlockingExecutor
-    private let sha512Thread: BlockingExecutor
-    private let md5 = DigestBox<Insecure.MD5>()
-    private let sha512 = DigestBox<SHA512>()
+    private let multihashThread: BlockingExecutor
+    private let md5 = DigestBox<StreamDigest<Insecure.MD5>>(StreamDigest())
+    private let multihash: DigestBox<MultihashDigest>
 
     private struct State {
         var inFlight = 0
@@ -105,13 +105,14 @@ final class UploadPipeline: Sendable {
     }
     private let state = Mutex(State())
 
-    init(file: TemporaryFile, id: ImageID, io: StoreIO) {
+    init(file: TemporaryFile, id: ImageID, hashAlgorithm: HashAlgorithm, io: StoreIO) {
         self.file = file
         self.io = io
+        multihash = DigestBox(MultihashDigest(hashAlgorithm))
         let label = "imagestore.upload.\(id.description.prefix(8))"
         fileThread = BlockingExecutor(threads: 1, name: "\(label).file")
         md5Thread = BlockingExecutor(threads: 1, name: "\(label).md5")
-        sha512Thread = BlockingExecutor(threads: 1, name: "\(label).sha512")
+        multihashThread = BlockingExecutor(threads: 1, name: "\(label).\(hashAlgorithm.rawValue)")
     }
 
     /// Queues one batch on all three stages, waiting first while the pipeline is full.
@@ -131,9 +132,9 @@ final class UploadPipeline: Sendable {
             if !self.hasFailed { md5.digest.update(batch) }
             completion.stageDone()
         }
-        let sha512 = self.sha512
-        sha512Thread.submit {
-            if !self.hasFailed { sha512.digest.update(batch) }
+        let multihash = self.multihash
+        multihashThread.submit {
+            if !self.hasFailed { multihash.digest.update(batch) }
             completion.stageDone()
         }
     }
@@ -144,14 +145,14 @@ final class UploadPipeline: Sendable {
     }
 
     /// After `drain`: the digests.
-    func digests() async throws -> (md5: StreamDigest<Insecure.MD5>, sha512: StreamDigest<SHA512>) {
+    func digests() async throws -> (md5: StreamDigest<Insecure.MD5>, multihash: MultihashDigest) {
         let md5 = self.md5
-        let sha512 = self.sha512
+        let multihash = self.multihash
         async let md5Value = md5Thread.run { md5.digest }
-        async let sha512Value = sha512Thread.run { sha512.digest }
-        let result = try await (md5Value, sha512Value)
+        async let multihashValue = multihashThread.run { multihash.digest }
+        let result = try await (md5Value, multihashValue)
         md5Thread.close()
-        sha512Thread.close()
+        multihashThread.close()
         return result
     }
 
@@ -202,7 +203,7 @@ final class UploadPipeline: Sendable {
     func shutDown() {
         fileThread.close()
         md5Thread.close()
-        sha512Thread.close()
+        multihashThread.close()
     }
 
     /// Removes the temporary file behind any pending writes; waits for that at most the deadline, and
@@ -270,8 +271,9 @@ final class UploadPipeline: Sendable {
 }
 
 /// A running digest owned by one hashing thread (only ever touched there), hence `@unchecked Sendable`.
-private final class DigestBox<H: HashFunction>: @unchecked Sendable {
-    var digest = StreamDigest<H>()
+private final class DigestBox<Digest>: @unchecked Sendable {
+    var digest: Digest
+    init(_ digest: Digest) { self.digest = digest }
 }
 
 /// Counts the three stages of one batch; the last one frees its pipeline slot.
@@ -318,9 +320,12 @@ final class FilesystemImageWriter: ImageDataWriter {
     private let state: Mutex<State>
     private let allocator = ByteBufferAllocator()
 
-    init(id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, io: StoreIO, logger: Logger) {
+    init(
+        id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, hashAlgorithm: HashAlgorithm,
+        io: StoreIO, logger: Logger
+    ) {
         self.id = id
-        self.pipeline = UploadPipeline(file: file, id: id, io: io)
+        self.pipeline = UploadPipeline(file: file, id: id, hashAlgorithm: hashAlgorithm, io: io)
         self.filePermissions = filePermissions
         self.logger = logger
         self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize)))
@@ -378,8 +383,8 @@ final class FilesystemImageWriter: ImageDataWriter {
             try await pipeline.drain()
             let permissions = filePermissions
             try await pipeline.onFileThread("fsync") { try $0.makeDurable(permissions: permissions) }
-            let (md5, sha512) = try await pipeline.digests()
-            let staged = UploadHasher.staged(size: size, md5: md5, sha512: sha512)
+            let (md5, multihash) = try await pipeline.digests()
+            let staged = UploadHasher.staged(size: size, md5: md5, multihash: multihash)
             try state.withLock { state in
                 guard case .writing = state.phase else { throw ImageStoreError.internal("upload of \(id) aborted") }
                 state.phase = .finished(staged)

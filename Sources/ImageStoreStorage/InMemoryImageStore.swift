@@ -8,11 +8,14 @@ public actor InMemoryImageStore: ImageDataStore {
     private var objects: [ImageID: ByteBuffer] = [:]
     private let chunkSize: Int
     private let totalBytes: Int64
+    private let hashAlgorithm: HashAlgorithm
 
     /// - Parameters:
     ///   - chunkSize: bytes per chunk when streaming a read.
     ///   - totalBytes: the capacity reported by `capacity()`.
-    public init(chunkSize: Int = 65536, totalBytes: Int64 = 1 << 40) {
+    ///   - hashAlgorithm: `hashing_algorithm`, the algorithm of `os_hash_value`.
+    public init(chunkSize: Int = 65536, totalBytes: Int64 = 1 << 40, hashAlgorithm: HashAlgorithm = .default) {
+        self.hashAlgorithm = hashAlgorithm
         self.chunkSize = max(chunkSize, 1)
         self.totalBytes = totalBytes
     }
@@ -24,7 +27,7 @@ public actor InMemoryImageStore: ImageDataStore {
 
     public func beginWrite(_ id: ImageID, expectedSize: Int64?) async throws -> any ImageDataWriter {
         guard objects[id] == nil else { throw ImageStoreError.conflict("Image data for \(id) already exists") }
-        return InMemoryImageWriter(id: id, expectedSize: expectedSize, store: self)
+        return InMemoryImageWriter(id: id, expectedSize: expectedSize, hashAlgorithm: hashAlgorithm, store: self)
     }
 
     public func read(_ id: ImageID, range: Range<Int64>?) async throws -> any ImageDataReader {
@@ -81,17 +84,17 @@ final class InMemoryImageWriter: ImageDataWriter {
         var phase = Phase.writing
         var data = ByteBuffer()
         var tracker: SizeTracker
-        var hasher = UploadHasher()
+        var hasher: UploadHasher
     }
 
     private let id: ImageID
     private let store: InMemoryImageStore
     private let state: Mutex<State>
 
-    init(id: ImageID, expectedSize: Int64?, store: InMemoryImageStore) {
+    init(id: ImageID, expectedSize: Int64?, hashAlgorithm: HashAlgorithm, store: InMemoryImageStore) {
         self.id = id
         self.store = store
-        self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize)))
+        self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize), hasher: UploadHasher(algorithm: hashAlgorithm)))
     }
 
     func write(_ buffer: ByteBuffer) async throws {

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -34,6 +35,30 @@ import Testing
             #expect(download.headers[.contentLength] == "\(data.count)")
             #expect(download.headers[HTTPField.Name("Content-MD5")!] == md5Hex(data))
             #expect(download.headers[.contentType] == "application/octet-stream")
+        }
+    }
+
+    /// `hashing_algorithm = sha256`: os_hash_algo/os_hash_value follow it for uploads and for
+    /// glance-direct imports; checksum stays md5.
+    @Test func hashingAlgorithm_sha256_appliesToUploadAndImport() async throws {
+        let harness = try APITestHarness { $0.hashingAlgorithm = .sha256 }
+        let data = randomBytes(1 << 20 + 3)
+        let sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        try await harness.run { client in
+            let uploaded = try await client.createImage()
+            #expect(try await client.upload(uploaded, data).status == .noContent)
+            let image = try await client.image(uploaded)
+            #expect(image["os_hash_algo"] == "sha256")
+            #expect(image["os_hash_value"]?.stringValue == sha256)
+            #expect(image["checksum"]?.stringValue == md5Hex(data))
+
+            let imported = try await client.createImage()
+            #expect(try await client.stage(imported, data).status == .noContent)
+            #expect(try await client.importImage(imported, ImportAPITests.direct).status == .accepted)
+            let done = try await client.waitForImport(imported)
+            #expect(done["status"] == "active")
+            #expect(done["os_hash_algo"] == "sha256")
+            #expect(done["os_hash_value"]?.stringValue == sha256)
         }
     }
 

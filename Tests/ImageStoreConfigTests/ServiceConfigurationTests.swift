@@ -129,6 +129,12 @@ import Testing
         if warns { #expect(warning?.contains("using the smaller, \(milliseconds) ms") == true, "\(warning ?? "")") }
     }
 
+    @Test func hashingAlgorithm_isReadCaseInsensitively_andDefaultsToSHA512() throws {
+        #expect(try parse("[DEFAULT]\nhashing_algorithm = SHA256").hashingAlgorithm == .sha256)
+        #expect(try parse("[DEFAULT]\nhashing_algorithm = sha384").hashingAlgorithm == .sha384)
+        #expect(try parse("").hashingAlgorithm == .sha512)
+    }
+
     @Test func storeThreadPoolAndUnavailableStatus_areRead() throws {
         let config = try parse("[DEFAULT]\nstore_unavailable_status = 503\n[glance_store]\nfilesystem_store_thread_pool_size = 10")
         #expect(config.storeUnavailableStatus == .serviceUnavailable)
@@ -464,6 +470,7 @@ import Testing
         ("[glance_store]\nfilesystem_store_timeout = 1.5", 2, "glance_store", "filesystem_store_timeout", "is not an integer"),
         ("[glance_store]\nfilesystem_store_thread_pool_size = 0", 2, "glance_store", "filesystem_store_thread_pool_size", "between 1 and 256"),
         ("[DEFAULT]\nstore_unavailable_status = 404", 2, "DEFAULT", "store_unavailable_status", "must be 410 (the store is gone) or 503"),
+        ("[DEFAULT]\nhashing_algorithm = blake2b", 2, "DEFAULT", "hashing_algorithm", "\"blake2b\" is not a hashing algorithm ImageStore has (sha1, sha256, sha384, sha512)"),
         ("[DEFAULT]\nstore_unavailable_status = gone", 2, "DEFAULT", "store_unavailable_status", "is not an integer"),
         ("[glance_store]\nfilesystem_store_reserved_space = lots", 2, "glance_store", "filesystem_store_reserved_space", "\"lots\" is not a size"),
         ("[glance_store]\nfilesystem_store_reserved_space = -1", 2, "glance_store", "filesystem_store_reserved_space", "is not a size"),

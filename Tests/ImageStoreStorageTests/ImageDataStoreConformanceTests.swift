@@ -1,3 +1,4 @@
+import Crypto
 import ImageStoreTestSupport
 import Foundation
 import ImageStoreCore
@@ -34,6 +35,28 @@ import Testing
             #expect(staged.size == Int64(bytes.count))
             #expect(staged.md5 == md5Hex(bytes))
             #expect(staged.hashValue == sha512Hex(bytes))
+            #expect(try await readAll(fixture.store, id) == bytes)
+        }
+    }
+
+    /// `hashing_algorithm`: os_hash_value follows it, checksum stays md5.
+    @Test(arguments: StoreKind.allCases, HashAlgorithm.allCases)
+    func roundTrip_withHashingAlgorithm_recordsThatAlgorithmsDigest(kind: StoreKind, algorithm: HashAlgorithm) async throws {
+        try await withStore(kind, hashAlgorithm: algorithm) { fixture in
+            let id = ImageID()
+            let bytes = randomBytes(2 * 1024 * 1024 + 5)
+            let staged = try await upload(fixture.store, id, bytes, chunkSize: 70_000)
+
+            let expected: String
+            switch algorithm {
+            case .sha1: expected = Insecure.SHA1.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            case .sha256: expected = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            case .sha384: expected = SHA384.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            case .sha512: expected = sha512Hex(bytes)
+            }
+            #expect(staged.hashAlgorithm == algorithm.rawValue)
+            #expect(staged.hashValue == expected)
+            #expect(staged.md5 == md5Hex(bytes))
             #expect(try await readAll(fixture.store, id) == bytes)
         }
     }

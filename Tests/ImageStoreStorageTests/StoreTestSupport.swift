@@ -39,15 +39,17 @@ func makeTemporaryDirectory() throws -> String {
 }
 
 func withStore<T>(
-    _ kind: StoreKind, filePermissions: Int = 0, _ body: (StoreFixture) async throws -> T
+    _ kind: StoreKind, filePermissions: Int = 0, hashAlgorithm: HashAlgorithm = .default,
+    _ body: (StoreFixture) async throws -> T
 ) async throws -> T {
     switch kind {
     case .inMemory:
-        return try await body(StoreFixture(store: InMemoryImageStore(), directory: nil))
+        return try await body(StoreFixture(store: InMemoryImageStore(hashAlgorithm: hashAlgorithm), directory: nil))
     case .filesystem:
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = FilesystemImageStore(directory: directory, filePermissions: filePermissions, logger: testLogger)
+        let store = FilesystemImageStore(
+            directory: directory, filePermissions: filePermissions, hashAlgorithm: hashAlgorithm, logger: testLogger)
         return try await body(StoreFixture(store: store, directory: directory))
     }
 }
