@@ -33,12 +33,17 @@ public struct FilesystemImageStore: ImageDataStore {
     /// A few threads for reads and metadata calls, each call under the deadline.
     private let io: StoreIO
 
+    /// Downloads read at least this much per call: each read is a hop to a store thread under the
+    /// deadline, and with glance_store's 64 KiB chunks those hops (16 384 per GiB) cost more CPU than
+    /// the copies. Two reads are in flight per download (one ahead), so memory stays at 2 MiB each.
+    public static let minimumReadSize = 1 << 20
+
     /// How many threads a hung share can hold at most for reads and metadata calls, by default.
     public static let ioThreads = 4
 
     /// - Parameters:
     ///   - filePermissions: mode applied to committed files when > 0 (glance's `filesystem_store_file_perm`).
-    ///   - chunkSize: bytes per chunk when streaming a download (at least 64 KiB).
+    ///   - chunkSize: `filesystem_store_chunk_size`; a download reads `max(chunkSize, minimumReadSize)` per call.
     ///   - hashAlgorithm: `hashing_algorithm`, the algorithm of `os_hash_value`.
     ///   - timeout: the deadline of every blocking call (`mount_guard_timeout`).
     ///   - threads: threads for reads and metadata calls (`filesystem_store_thread_pool_size`).
@@ -57,7 +62,7 @@ public struct FilesystemImageStore: ImageDataStore {
             !id.isEmpty && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? id : nil
         }
         self.filePermissions = filePermissions
-        self.chunkSize = max(chunkSize, 64 * 1024)
+        self.chunkSize = max(chunkSize, Self.minimumReadSize)
         self.hashAlgorithm = hashAlgorithm
         self.createsDirectory = createDirectory
         self.logger = logger
