@@ -20,7 +20,7 @@ struct ImageStoreCommand: AsyncParsableCommand {
             With no configuration file, `imagestore serve` runs on an embedded default: SQLite and a store \
             directory under ./data, listening on 127.0.0.1:9292, noauth (development only).
             """,
-        subcommands: [Serve.self, Check.self, InitStore.self, Database.self],
+        subcommands: [Serve.self, Check.self, InitStore.self, Database.self, HashSpeed.self],
         defaultSubcommand: nil
     )
 }
