@@ -334,7 +334,7 @@ final class FilesystemImageReader: ImageDataReader {
         return try await io.run("read \(path)", context: .read) {
             try descriptor.withOpen { fd in
                 guard let fd else { throw ImageStoreError.internal("read of \(path) after close") }
-                var buffer = ByteBufferAllocator().buffer(capacity: count)
+                var buffer = LargeBufferPool.allocator.buffer(capacity: count)
                 var done = 0
                 while done < count {
                     let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - done) { target in

@@ -318,7 +318,7 @@ final class FilesystemImageWriter: ImageDataWriter {
     private let filePermissions: Int
     private let logger: Logger
     private let state: Mutex<State>
-    private let allocator = ByteBufferAllocator()
+    private let allocator = LargeBufferPool.allocator
 
     init(
         id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, hashAlgorithm: HashAlgorithm,
