@@ -77,6 +77,11 @@ struct ConfigurationReader {
         try readDefaults(into: &config)
         let storeSection = try readBackends(into: &config)
         config.store = try readStore(section: storeSection)
+        // Every enabled store has its own section, read with the same rules (its own guard options).
+        config.storeOptions = [config.defaultBackend: config.store]
+        for backend in config.enabledBackends where backend.id != config.defaultBackend {
+            config.storeOptions[backend.id] = try readStore(section: backend.id)
+        }
         if file.section(Section.stagingStore) != nil {
             var staging = try readStore(section: Section.stagingStore)
             if file.section(Section.stagingStore)?.entry(FilesystemStoreOptions.Key.datadir) == nil {
@@ -184,12 +189,6 @@ struct ConfigurationReader {
             throw chosen.invalid("\(quoted(id)) is not one of the enabled_backends ids (\(idList))")
         }
         config.defaultBackend = id
-        for other in ids where other != id {
-            warn(
-                enabled.entry,
-                "backend \(quoted(other)) is not the default backend; ImageStore serves only the default backend, so [\(other)] is not used"
-            )
-        }
         for entry in file.section(Section.glanceStore)?.entries ?? [] where FilesystemStoreOptions.Key.all.contains(entry.key) {
             warn(entry, "ignored: enabled_backends is set, so the store's options are read from [\(id)]")
         }

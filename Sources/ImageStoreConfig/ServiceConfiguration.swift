@@ -27,7 +27,12 @@ public struct ServiceConfiguration: Sendable {
     /// `[glance_store] default_backend`: the backend that stores images.
     public var defaultBackend: String
     /// The default backend's options (its `[<id>]` section, or `[glance_store]` in legacy mode).
-    public var store: FilesystemStoreOptions
+    public var store: FilesystemStoreOptions {
+        didSet { storeOptions[defaultBackend] = store }
+    }
+    /// Every enabled backend's options by id (each from its own `[<id>]` section); the default
+    /// backend's are `store`. Stores missing here (configurations built in code) use `store`'s.
+    public var storeOptions: [String: FilesystemStoreOptions] = [:]
     /// `[database] connection`.
     public var database: DatabaseLocation
     /// `[database] max_pool_size`, `pool_timeout`.
@@ -113,6 +118,7 @@ public struct ServiceConfiguration: Sendable {
         self.enabledBackends = enabledBackends
         self.defaultBackend = defaultBackend
         self.store = store
+        self.storeOptions = [defaultBackend: store]
         self.database = database
         self.pasteFlavor = pasteFlavor
         self.pasteConfigFile = pasteConfigFile
@@ -157,6 +163,17 @@ public struct ServiceConfiguration: Sendable {
     /// `imagestore check` both decide by this.
     public var isGuarded: Bool {
         sourcePath != nil || store.isNFSConfigured || store.requireMountpoint
+    }
+
+    /// The options of enabled backend `id` (its own section); `store` for an id without its own entry.
+    public func options(forStore id: String) -> FilesystemStoreOptions {
+        id == defaultBackend ? store : storeOptions[id] ?? store
+    }
+
+    /// Whether store `id` is guarded, by the rule of `isGuarded`.
+    public func isGuarded(store id: String) -> Bool {
+        let options = options(forStore: id)
+        return sourcePath != nil || options.isNFSConfigured || options.requireMountpoint
     }
 
     /// Where staged data lives: `[os_glance_staging_store] filesystem_store_datadir`, or a directory inside

@@ -5,9 +5,11 @@ import ImageStoreCore
 extension Image {
     /// The Glance v2 image document (`_format_image`): every base field always present (null when
     /// unset), custom properties as top-level strings, and the self/file/schema links.
-    func glanceJSON(storeID: String?) -> JSONValue {
+    /// - Parameter stores: the stores, when images say where they are (`stores`); nil: not shown.
+    func glanceJSON(stores: ImageStores?) -> JSONValue {
         var doc: [String: JSONValue] = [:]
-        for (key, value) in properties { doc[key] = .string(value) }
+        // Where the data is, is ours to keep (and shown as `stores`), never a custom property.
+        for (key, value) in properties where key != ImageStores.locationsProperty { doc[key] = .string(value) }
         doc["id"] = .string(id.description)
         doc["name"] = JSONValue(name)
         doc["status"] = .string(status.rawValue)
@@ -30,8 +32,8 @@ extension Image {
         doc["self"] = .string("/v2/images/\(id)")
         doc["file"] = .string("/v2/images/\(id)/file")
         doc["schema"] = "/v2/schemas/image"
-        // Multi-store: the store holding the data, as Glance shows it with enabled_backends.
-        if let storeID, hasData { doc["stores"] = .string(storeID) }
+        // Multi-store: the stores holding the data, comma-separated, as Glance shows it with enabled_backends.
+        if let stores, hasData { doc["stores"] = .string(stores.locations(of: self).joined(separator: ",")) }
         return .object(doc)
     }
 }
