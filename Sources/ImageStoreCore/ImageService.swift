@@ -663,14 +663,22 @@ extension ImageService {
                     "start-up recovery of a store skipped: it is not writable", metadata: ["store": "\(named.id)", "reason": "\(error)"])
             }
         }
+        var stagingWritable = staging != nil
         do {
             guard !writable.isEmpty else { throw ImageStoreError(.storeUnavailable, "no store is writable") }
             if let staging { try await staging.writeGuard.checkWritable() }
         } catch {
-            logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
-            return report
+            // With several stores the staging area (inside the default store, or on its own share) being
+            // gone only postpones its own part: the other stores are reconciled all the same.
+            guard stores.isMultiStore, !writable.isEmpty else {
+                logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
+                return report
+            }
+            logger.warning("start-up recovery of the staging area skipped: it is not writable", metadata: ["reason": "\(error)"])
+            stagingWritable = false
         }
-        report.storeChecked = writable.count == stores.all.count
+        report.storeChecked = writable.count == stores.all.count && (staging == nil || stagingWritable)
+        let staging = stagingWritable ? self.staging : nil
         if shared {
             // Names without a replica id come from a version before replicas, which ran alone: any such
             // file unchanged for twice the lease is a leftover.

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import Logging
 import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
@@ -243,9 +244,53 @@ import Testing
             #expect(harness.bytes(second, in: "fast") == nil)
         }
     }
+
+    @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
+        let harness = try Self.harness()
+        defer { try? FileManager.default.removeItem(at: harness.base) }
+        let onlyNFS = randomBytes(20_000)
+        let both = randomBytes(30_000)
+        let (a, b) = try await harness.runKeepingFiles { client in
+            let a = try await client.createImage()
+            #expect(try await client.upload(a, onlyNFS, headers: [.imageMetaStore: "nfs"]).status == .noContent)
+            let b = try await client.createImage()
+            #expect(try await client.upload(b, both).status == .noContent)
+            #expect(try await client.importImage(b, #"{"method": {"name": "copy-image"}, "stores": ["nfs"]}"#).status == .accepted)
+            #expect(try await client.waitForCopy(b)["stores"] == "fast,nfs")
+            return (a, b)
+        }
+        // While stopped: nfs loses b's copy, gains data no image points to, and the fast share goes away.
+        try FileManager.default.removeItem(atPath: harness.storeDirectory("nfs") + "/" + b)
+        let orphan = UUID().uuidString.lowercased()
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: harness.storeDirectory("nfs") + "/" + orphan))
+        try FileManager.default.removeItem(atPath: harness.storeDirectory("fast") + "/.glance")
+        try await harness.runKeepingFiles { client in
+            // nfs was reconciled although fast is gone: the orphan went, b no longer claims nfs.
+            try await waitFor { (try? harness.files(in: "nfs")) == [".glance", a] }
+            let imageB = try await client.image(b)
+            #expect(imageB["status"] == "active")
+            #expect(imageB["stores"] == "fast")
+            // a lives in nfs only: untouched by fast's absence, and still served.
+            let imageA = try await client.image(a)
+            #expect(imageA["status"] == "active")
+            #expect(imageA["stores"] == "nfs")
+            let read = try await client.execute(uri: "/v2/images/\(a)/file", method: .get)
+            #expect(Array(read.body.readableBytesView) == onlyNFS)
+            // fast's copy of b was not judged while fast was gone.
+            #expect(harness.bytes(b, in: "fast") == both)
+        }
+    }
 }
 
 extension APITestHarness {
+    /// Runs the application once and leaves the directories for the next run (a restart).
+    func runKeepingFiles<T: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let app = try buildApplication(configuration: configuration, logger: logger)
+        return try await app.test(.live, body)
+    }
+
     func storeDirectory(_ store: String) -> String {
         (configuration.store.datadir as NSString).deletingLastPathComponent + "/" + store
     }
