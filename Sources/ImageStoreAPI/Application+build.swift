@@ -266,9 +266,12 @@ public func buildApplication(
     let importer = ImageImporter(
         service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
 
+    let storeGuards = dependencies.guardsByStore(configuration)
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.mountGuard,
-        repository: dependencies.repository, logger: logger)
+        repository: dependencies.repository,
+        storeGuards: configuration.enabledBackends.compactMap { backend in storeGuards[backend.id].map { (backend.id, $0) } },
+        logger: logger)
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,

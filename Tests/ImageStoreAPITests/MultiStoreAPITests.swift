@@ -245,6 +245,29 @@ import Testing
         }
     }
 
+    @Test func healthcheck_oneStoreBackendPerStore_aGoneStoreIsNamed() async throws {
+        var harness = try Self.harness()
+        harness.configuration.healthcheck.backends = ["store"]
+        harness.configuration.healthcheck.detailed = true
+        harness.configuration.healthcheck.checkInterval = 0.1
+        let nfsMarker = harness.storeDirectory("nfs") + "/.glance"
+        try await harness.run { client in
+            func health() async throws -> (HTTPResponse.Status, [JSONValue]) {
+                let response = try await client.execute(uri: "/healthcheck", method: .get, headers: [.accept: "application/json"])
+                return (response.status, response.jsonBody?["reasons"]?.arrayValue ?? [])
+            }
+            try await waitFor { try await health().0 == .ok }
+            let (_, reasons) = try await health()
+            #expect(reasons.map { $0["details"]?.stringValue } == ["store fast: store enabled", "store nfs: store enabled"])
+
+            try FileManager.default.removeItem(atPath: nfsMarker)
+            try await waitFor { try await health().0 == .serviceUnavailable }
+            let (_, gone) = try await health()
+            #expect(gone.map { $0["reason"]?.stringValue } == ["OK", "STORE DISABLED"], "\(gone)")
+            #expect(gone.last?["details"]?.stringValue?.hasPrefix("store nfs: marker missing") == true, "\(gone)")
+        }
+    }
+
     @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
         let harness = try Self.harness()
         defer { try? FileManager.default.removeItem(at: harness.base) }
