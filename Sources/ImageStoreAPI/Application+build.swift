@@ -542,7 +542,15 @@ func buildRouter(
     SchemasController().addRoutes(to: routes)
     ImagesController(
         repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
-        stores: listsStore ? service.stores : nil, importMethods: configuration.enabledImportMethods
+        stores: listsStore ? service.stores : nil,
+        locations: !configuration.showImageDirectURL && !configuration.showMultipleLocations
+            ? nil
+            : LocationView(
+                stores: service.stores,
+                datadirs: Dictionary(
+                    uniqueKeysWithValues: configuration.enabledBackends.map { ($0.id, configuration.options(forStore: $0.id).datadir) }),
+                showDirectURL: configuration.showImageDirectURL, showLocations: configuration.showMultipleLocations),
+        importMethods: configuration.enabledImportMethods
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     ImportController(

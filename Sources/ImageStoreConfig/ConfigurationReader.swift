@@ -49,6 +49,8 @@ struct ConfigurationReader {
         static let defaultBackend = "default_backend"
         static let enabledImportMethods = "enabled_import_methods"
         static let workerSelfReferenceURL = "worker_self_reference_url"
+        static let showImageDirectURL = "show_image_direct_url"
+        static let showMultipleLocations = "show_multiple_locations"
         static let importFiltering: Set<String> = [
             "allowed_schemes", "disallowed_schemes", "allowed_hosts", "disallowed_hosts", "allowed_ports", "disallowed_ports",
         ]
@@ -65,6 +67,7 @@ struct ConfigurationReader {
             [
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
                 replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
+                showImageDirectURL, showMultipleLocations,
             ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
@@ -141,6 +144,8 @@ struct ConfigurationReader {
             }
             config.enabledImportMethods = methods
         }
+        if let v = value(section, Key.showImageDirectURL) { config.showImageDirectURL = try v.bool() }
+        if let v = value(section, Key.showMultipleLocations) { config.showMultipleLocations = try v.bool() }
         if let v = value(section, Key.workerSelfReferenceURL), let url = v.optionalString {
             guard ValueSyntax.httpBase(url) != nil else { throw v.invalid("\(quoted(url)) is not an http:// or https:// URL") }
             config.workerSelfReferenceURL = url

@@ -76,6 +76,11 @@ public struct ServiceConfiguration: Sendable {
     public var stagingStore: FilesystemStoreOptions?
     /// `[import_filtering_opts]`: which `web-download` URIs may be fetched.
     public var importFilter = ImportFilter()
+    /// `[DEFAULT] show_image_direct_url`: images show `direct_url`, the `file://` URL of their best copy.
+    public var showImageDirectURL = false
+    /// `[DEFAULT] show_multiple_locations`: images show `locations` (read-only here): every copy's
+    /// `file://` URL with `{"store": id}` metadata in multi-store mode.
+    public var showMultipleLocations = false
     /// `[DEFAULT] worker_self_reference_url`: recorded as `os_glance_stage_host` on staged images.
     public var workerSelfReferenceURL: String?
     /// Unknown sections and options, and options that were ignored, each naming file, line,

@@ -268,6 +268,66 @@ import Testing
         }
     }
 
+    @Test func locations_showDirectURLAndMultipleLocations_fileURLsWithTheStore_readOnly() async throws {
+        var harness = try Self.harness()
+        harness.configuration.showImageDirectURL = true
+        harness.configuration.showMultipleLocations = true
+        let fastDir = harness.storeDirectory("fast")
+        let nfsDir = harness.storeDirectory("nfs")
+        try await harness.run { client in
+            let (created, createdBody) = try await client.json(
+                "/v2/images", method: .post, body: #"{"name": "n", "disk_format": "raw", "container_format": "bare"}"#)
+            #expect(created.status == .created)
+            #expect(createdBody?["locations"] == [])
+            #expect(createdBody?["direct_url"] == nil)
+            let id = try #require(createdBody?["id"]?.stringValue)
+            #expect(try await client.upload(id, randomBytes(5000)).status == .noContent)
+            let one = try await client.image(id)
+            #expect(one["locations"] == [["url": .string("file://\(fastDir)/\(id)"), "metadata": ["store": "fast"]]])
+            #expect(one["direct_url"] == .string("file://\(fastDir)/\(id)"))
+
+            #expect(try await client.importImage(id, #"{"method": {"name": "copy-image"}, "stores": ["nfs"]}"#).status == .accepted)
+            let both = try await client.waitForCopy(id)
+            #expect(
+                both["locations"] == [
+                    ["url": .string("file://\(fastDir)/\(id)"), "metadata": ["store": "fast"]],
+                    ["url": .string("file://\(nfsDir)/\(id)"), "metadata": ["store": "nfs"]],
+                ])
+            // The best copy: nfs weighs more.
+            #expect(both["direct_url"] == .string("file://\(nfsDir)/\(id)"))
+            // Every URL names a file that holds the image.
+            for location in both["locations"]?.arrayValue ?? [] {
+                let path = String(try #require(location["url"]?.stringValue).dropFirst("file://".count))
+                #expect(FileManager.default.contents(atPath: path)?.count == 5000)
+            }
+            // Read-only: clients cannot change locations.
+            let patch = try await client.execute(
+                uri: "/v2/images/\(id)", method: .patch,
+                headers: [.contentType: "application/openstack-images-v2.1-json-patch"],
+                body: ByteBuffer(string: #"[{"op": "replace", "path": "/locations", "value": [{"url": "file:///etc/passwd", "metadata": {}}]}]"#))
+            #expect(patch.status == .forbidden)
+            #expect(try await client.image(id)["locations"]?.arrayValue?.count == 2)
+        }
+    }
+
+    @Test func locations_legacySingleStore_fileURLWithEmptyMetadata_noStores() async throws {
+        let harness = try APITestHarness {
+            $0.showImageDirectURL = true
+            $0.showMultipleLocations = true
+        }
+        let datadir = harness.datadir
+        try await harness.run { client in
+            let id = try await client.createImage()
+            #expect(try await client.upload(id, randomBytes(100)).status == .noContent)
+            let image = try await client.image(id)
+            #expect(image["locations"] == [["url": .string("file://\(datadir)/\(id)"), "metadata": [:]]])
+            #expect(image["direct_url"] == .string("file://\(datadir)/\(id)"))
+            // Legacy mode records nothing on the image and shows no `stores`.
+            #expect(image["stores"] == nil)
+            #expect(image["os_glance_stores"] == nil)
+        }
+    }
+
     @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
         let harness = try Self.harness()
         defer { try? FileManager.default.removeItem(at: harness.base) }

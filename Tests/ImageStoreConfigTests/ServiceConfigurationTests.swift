@@ -312,6 +312,17 @@ import Testing
         #expect(config.warnings == [])
     }
 
+    @Test func parse_locationOptions_defaultOff() throws {
+        let off = try parse("[DEFAULT]\n")
+        #expect(!off.showImageDirectURL)
+        #expect(!off.showMultipleLocations)
+        let on = try parse("[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = True\n")
+        #expect(on.showImageDirectURL)
+        #expect(on.showMultipleLocations)
+        #expect(on.warnings == [])
+        #expect(throws: ConfigurationError.self) { try parse("[DEFAULT]\nshow_image_direct_url = maybe\n") }
+    }
+
     @Test func parse_whenASecondStoresOptionIsBad_isAnError() throws {
         #expect(throws: ConfigurationError.self) {
             try parse(
