@@ -217,7 +217,7 @@ public final class ImageImporter: Sendable {
                 _ = try? await service.repository.update(id, expecting: [.active, .deactivated]) { image in
                     if image.properties[ImportProperty.task] == taskID { image.uploadOwner = self.service.processToken }
                 }
-                if let failure = await copy(id, taskID: taskID, to: copies, allMustSucceed: allMustSucceed) {
+                if let failure = await copy(id, taskID: taskID, to: copies, allMustSucceed: allMustSucceed, revertsImport: method != .copyImage) {
                     _ = try? await tasks.updateTask(taskID) { task in
                         task.status = .failure
                         task.message = failure
@@ -240,8 +240,13 @@ public final class ImageImporter: Sendable {
     /// `os_glance_importing_to_stores` shrinks as each ends and a failed one goes to
     /// `os_glance_failed_import`. Returns why the import failed (a copy failed and all had to succeed),
     /// or nil. The lock is released at the end either way.
-    private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool) async -> String? {
+    ///
+    /// When all must succeed and one fails, Glance reverts: the copies this import made go again, and an
+    /// import that brought the data in (`revertsImport`: glance-direct, web-download) leaves the image
+    /// `queued` with no data anywhere, its stores all named failed.
+    private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool, revertsImport: Bool) async -> String? {
         var failure: String?
+        var made: [String] = []
         var pending = stores
         let repository = service.repository
         while !pending.isEmpty {
@@ -250,6 +255,7 @@ public final class ImageImporter: Sendable {
             do {
                 try Task.checkCancellation()
                 try await service.copy(id, to: store)
+                made.append(store)
                 logger.info("image copied", metadata: ["image_id": "\(id)", "store": "\(store)", "task_id": "\(taskID)"])
             } catch {
                 let message =
@@ -265,6 +271,11 @@ public final class ImageImporter: Sendable {
                     failed += pending
                     pending = []
                     failure = "Failed to copy the image to store \(store): \(message)"
+                    if revertsImport {
+                        await service.revertImport(id, taskID: taskID)
+                    } else {
+                        for copy in made.reversed() { try? await service.removeCopy(id, from: copy) }
+                    }
                 }
             }
             let left = pending

@@ -514,6 +514,40 @@ extension ImageService {
         }
     }
 
+    /// Undoes an import whose `all_stores_must_succeed` failed after its first store (Glance reverts every
+    /// store and queues the image): back to `queued` without data, its lock held by `taskID` kept for the
+    /// caller to release, then the data goes from every store (a copy whose store refuses now is an
+    /// orphan the start-up reconciliation removes).
+    public func revertImport(_ id: ImageID, taskID: String) async {
+        guard let before = try? await repository.get(id), before.properties[ImportProperty.task] == taskID else { return }
+        let holders = stores.readOrder(of: before)
+        do {
+            try await repository.update(id, expecting: [.active]) { image in
+                guard image.properties[ImportProperty.task] == taskID else { throw ImageStoreError.conflict("not this import's") }
+                image.status = .queued
+                image.size = nil
+                image.virtualSize = nil
+                image.checksum = nil
+                image.osHashAlgo = nil
+                image.osHashValue = nil
+                image.properties[ImageStores.locationsProperty] = nil
+            }
+        } catch {
+            logger.warning("could not revert an import", metadata: ["image_id": "\(id)", "error": "\(error)"])
+            return
+        }
+        for named in holders {
+            do {
+                try await named.writeGuard.checkWritable()
+                try await named.store.delete(id)
+            } catch {
+                logger.warning(
+                    "a reverted import's copy stays until start-up reconciliation",
+                    metadata: ["image_id": "\(id)", "store": "\(named.id)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// `DELETE /v2/stores/{store}/{image}`: removes the copy in one store. The image must be active and
     /// keep at least one other copy (403, as Glance: delete the image instead). The store is struck
     /// from the image first, so it never points at missing data; data whose delete fails after that is
