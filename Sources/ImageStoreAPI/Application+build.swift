@@ -335,14 +335,19 @@ public func buildApplication(
     return app
 }
 
-/// `/metrics` for the store the mount guard watches and the health monitor's backends.
+/// `/metrics` for every store's mount guard and the health monitor's backends.
 func metricsController(
     _ metrics: ServiceMetrics, _ configuration: ServiceConfiguration, _ dependencies: ApplicationDependencies,
     _ healthMonitor: HealthMonitor
 ) -> MetricsController {
-    let mountGuard = dependencies.mountGuard
+    let guards = dependencies.guardsByStore(configuration)
     return MetricsController(
-        metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
+        metrics: metrics,
+        guards: configuration.enabledBackends.map { backend in
+            let mountGuard = guards[backend.id]
+            return (storeID: backend.id, state: { mountGuard?.state })
+        },
+        healthMonitor: healthMonitor)
 }
 
 /// How long a `web-download` server may stay silent before the import fails (tests shorten it).

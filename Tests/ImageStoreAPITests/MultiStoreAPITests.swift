@@ -369,6 +369,20 @@ import Testing
         }
     }
 
+    @Test func metrics_everyStoresGuard_byStoreLabel() async throws {
+        var harness = try Self.harness()
+        harness.configuration.metrics.enabled = true
+        let nfsMarker = harness.storeDirectory("nfs") + "/.glance"
+        try await harness.run { client in
+            try FileManager.default.removeItem(atPath: nfsMarker)
+            try await client.waitForStore("nfs", "disabled")
+            let text = try await client.execute(uri: "/metrics", method: .get).text
+            #expect(MetricsAPITests.sample(text, #"imagestore_store_enabled{store="fast"}"#) == 1, "\(text)")
+            #expect(MetricsAPITests.sample(text, #"imagestore_store_enabled{store="nfs"}"#) == 0, "\(text)")
+            #expect(MetricsAPITests.sample(text, #"imagestore_store_check_passing{store="nfs",check="marker"}"#) == 0, "\(text)")
+        }
+    }
+
     @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
         let harness = try Self.harness()
         defer { try? FileManager.default.removeItem(at: harness.base) }
