@@ -72,6 +72,12 @@ public struct ApplicationDependencies: Sendable {
     /// SQLite + filesystem stores from the configuration: one per `enabled_backends` entry, each with its
     /// own directory, deadline, threads and (when guarded) its own mount guard.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
+        if let (first, second) = configuration.storesSharingADirectory() {
+            // A configuration built in code (the file reader refuses it already).
+            throw ConfigurationError(
+                path: configuration.sourcePath, section: second, key: "filesystem_store_datadir",
+                reason: "store \"\(second)\" has the same filesystem_store_datadir as store \"\(first)\": each store needs its own directory")
+        }
         let repository = try makeRepository(configuration, logger: logger)
         let replicaID = ImageService.makeProcessToken()
         var named: [NamedStore] = []

@@ -85,6 +85,11 @@ struct ConfigurationReader {
         for backend in config.enabledBackends where backend.id != config.defaultBackend {
             config.storeOptions[backend.id] = try readStore(section: backend.id)
         }
+        if let (first, second) = config.storesSharingADirectory() {
+            throw ConfigurationError(
+                path: file.path, line: file.section(second)?.line, section: second, key: FilesystemStoreOptions.Key.datadir,
+                reason: "store \(quoted(second)) has the same filesystem_store_datadir as store \(quoted(first)): each store needs its own directory (one store's start-up reconciliation would take the other's images for leftovers)")
+        }
         if file.section(Section.stagingStore) != nil {
             var staging = try readStore(section: Section.stagingStore)
             if file.section(Section.stagingStore)?.entry(FilesystemStoreOptions.Key.datadir) == nil {

@@ -175,6 +175,20 @@ public struct ServiceConfiguration: Sendable {
         id == defaultBackend ? store : storeOptions[id] ?? store
     }
 
+    /// Two enabled stores whose `filesystem_store_datadir` is the same directory, if any (the first and
+    /// the second in `enabled_backends` order). Each store must have its own: what one store holds is
+    /// what another's reconciliation would remove.
+    public func storesSharingADirectory() -> (String, String)? {
+        var seen: [String: String] = [:]
+        for backend in enabledBackends {
+            var path = options(forStore: backend.id).datadir
+            while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+            if let first = seen[path] { return (first, backend.id) }
+            seen[path] = backend.id
+        }
+        return nil
+    }
+
     /// Whether store `id` is guarded, by the rule of `isGuarded`.
     public func isGuarded(store id: String) -> Bool {
         let options = options(forStore: id)

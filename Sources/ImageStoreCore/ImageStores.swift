@@ -29,7 +29,7 @@ public struct NamedStore: Sendable {
 /// The stores images live in, and which of them holds a given image.
 ///
 /// Where an image's data is, is recorded on the image as the reserved property `os_glance_stores`
-/// (comma-separated ids, Glance's `stores` field), written only in multi-store mode: a clients can
+/// (comma-separated ids, Glance's `stores` field), written only in multi-store mode: clients can
 /// never set an `os_glance_` property (403), every catalogue engine keeps properties already, and
 /// an image without it (legacy mode, or uploaded before multi-store was turned on) is in the default
 /// store, where it has always been.

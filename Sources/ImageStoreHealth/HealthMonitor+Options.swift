@@ -46,7 +46,8 @@ extension HealthMonitor {
             }
         }
         let backends = options.backends.flatMap { name -> [HealthBackend] in
-            if storeGuards.count > 1, perStore.contains(name) {
+            // One backend per store as soon as there is more than the default store's guard to watch.
+            if perStore.contains(name), storeGuards.count > 1 || storeGuards.contains(where: { $0.mountGuard !== mountGuard }) {
                 return storeGuards.map { HealthBackend(StoreScopedCheck(store: $0.id, inner: guardChecks(name, $0.mountGuard))) }
             }
             return [backend(name)]

@@ -323,6 +323,26 @@ import Testing
         #expect(throws: ConfigurationError.self) { try parse("[DEFAULT]\nshow_image_direct_url = maybe\n") }
     }
 
+    @Test func parse_whenTwoStoresShareADirectory_isAnError() throws {
+        do {
+            _ = try parse(
+                """
+                [DEFAULT]
+                enabled_backends = fast:file, nfs:file
+                [glance_store]
+                default_backend = fast
+                [fast]
+                filesystem_store_datadir = /srv/images
+                [nfs]
+                filesystem_store_datadir = /srv/images/
+                """)
+            Issue.record("two stores on one directory were accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.section == "nfs")
+            #expect(error.reason.contains("same filesystem_store_datadir as store \"fast\""), "\(error)")
+        }
+    }
+
     @Test func parse_whenASecondStoresOptionIsBad_isAnError() throws {
         #expect(throws: ConfigurationError.self) {
             try parse(
