@@ -383,6 +383,42 @@ import Testing
         }
     }
 
+    @Test func copyImage_toTwoStores_theSecondGone_allMustSucceed_removesTheCopyItMade() async throws {
+        var harness = try Self.harness()
+        harness.configuration.enabledBackends.append(StoreBackend(id: "slow", type: "file"))
+        var slow = FilesystemStoreOptions(datadir: harness.storeDirectory("slow"))
+        slow.guardInterval = 0.1
+        harness.configuration.storeOptions["slow"] = slow
+        // slow has no marker: it is gone from the start.
+        try FileManager.default.createDirectory(atPath: harness.storeDirectory("slow"), withIntermediateDirectories: true)
+        let fixed = harness
+        try await fixed.run { client in
+            let harness = fixed
+            let id = try await client.createImage()
+            let data = randomBytes(20_000)
+            #expect(try await client.upload(id, data).status == .noContent)
+            #expect(try await client.importImage(id, #"{"method": {"name": "copy-image"}, "stores": ["nfs", "slow"]}"#).status == .accepted)
+            let image = try await client.waitForCopy(id)
+            // As Glance reverts: the nfs copy this import made goes again; the image keeps its first copy.
+            #expect(image["status"] == "active")
+            #expect(image["stores"] == "fast")
+            #expect(image["os_glance_failed_import"] == "slow")
+            #expect(try harness.files(in: "nfs") == [".glance"])
+            #expect(try harness.files(in: "slow") == [])
+            #expect(harness.bytes(id, in: "fast") == data)
+
+            // With all_stores_must_succeed false the nfs copy stays.
+            #expect(
+                try await client.importImage(
+                    id, #"{"method": {"name": "copy-image"}, "stores": ["nfs", "slow"], "all_stores_must_succeed": false}"#
+                ).status == .accepted)
+            let kept = try await client.waitForCopy(id)
+            #expect(kept["stores"] == "fast,nfs")
+            #expect(kept["os_glance_failed_import"] == "slow")
+            #expect(harness.bytes(id, in: "nfs") == data)
+        }
+    }
+
     @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
         let harness = try Self.harness()
         defer { try? FileManager.default.removeItem(at: harness.base) }
