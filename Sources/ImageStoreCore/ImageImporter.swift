@@ -243,7 +243,7 @@ public final class ImageImporter: Sendable {
     ///
     /// When all must succeed and one fails, Glance reverts: the copies this import made go again, and an
     /// import that brought the data in (`revertsImport`: glance-direct, web-download) leaves the image
-    /// `queued` with no data anywhere, its stores all named failed.
+    /// `queued` with no data anywhere; the failed store and those not tried are named failed.
     private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool, revertsImport: Bool) async -> String? {
         var failure: String?
         var made: [String] = []
