@@ -560,13 +560,14 @@ extension ImageService {
         guard image.status == .active else {
             throw ImageStoreError.conflict("It's not allowed to remove image data from store if image status is not 'active'")
         }
+        // Glance's order: the last copy (403) before a store that does not hold it (404).
         let holders = stores.locations(of: image)
-        guard holders.contains(named.id) else {
-            throw ImageStoreError.notFound("Image \(id) is not present in store \(named.id)")
-        }
         guard holders.count > 1 else {
             throw ImageStoreError.forbidden(
                 "Cannot delete image data from the only store containing it. Consider deleting the image instead.")
+        }
+        guard holders.contains(named.id) else {
+            throw ImageStoreError.notFound("Image \(id) is not stored in store \(named.id).")
         }
         try await named.writeGuard.checkWritable()
         let stores = self.stores
