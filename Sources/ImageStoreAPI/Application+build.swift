@@ -38,6 +38,12 @@ public struct ApplicationDependencies: Sendable {
     /// This process's replica id: the owner of the images it writes, part of its temporary file names,
     /// its row in the `replicas` table. Fresh for every process.
     public var replicaID: String
+    /// Every store of `enabled_backends`, each with its own guard (`store`/`writeGuard` are the default
+    /// one's); nil: the one `store`, under the configuration's default backend id.
+    public var stores: ImageStores?
+    /// The stores' mount guards by store id (the default store's is `mountGuard` too): the stores
+    /// detail and the health backends read each one's state.
+    public var mountGuards: [String: MountGuard] = [:]
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
@@ -63,27 +69,50 @@ public struct ApplicationDependencies: Sendable {
         self.services = services
     }
 
-    /// SQLite + filesystem store from the configuration.
+    /// SQLite + filesystem stores from the configuration: one per `enabled_backends` entry, each with its
+    /// own directory, deadline, threads and (when guarded) its own mount guard.
     public static func make(from configuration: ServiceConfiguration, logger: Logger) throws -> ApplicationDependencies {
+        if let (first, second) = configuration.storesSharingADirectory() {
+            // A configuration built in code (the file reader refuses it already).
+            throw ConfigurationError(
+                path: configuration.sourcePath, section: second, key: "filesystem_store_datadir",
+                reason: "store \"\(second)\" has the same filesystem_store_datadir as store \"\(first)\": each store needs its own directory")
+        }
         let repository = try makeRepository(configuration, logger: logger)
         let replicaID = ImageService.makeProcessToken()
+        var named: [NamedStore] = []
+        var guards: [String: MountGuard] = [:]
+        for backend in configuration.enabledBackends {
+            let options = configuration.options(forStore: backend.id)
+            var storeLogger = logger
+            if configuration.isMultiStore { storeLogger[metadataKey: "store"] = "\(backend.id)" }
+            let mountGuard =
+                configuration.isGuarded(store: backend.id)
+                ? try makeMountGuard(
+                    options, identity: StoreIdentityRecord(repository: repository, store: backend.id), logger: storeLogger)
+                : nil
+            // Like glance_store, create a missing plain directory — in the background, under the deadline
+            // (start-up must never wait on the share); a mounted store (mount point required) is the admin's
+            // to provide, and creating it would write into the bare mountpoint.
+            let store = FilesystemImageStore(
+                directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
+                hashAlgorithm: configuration.hashingAlgorithm,
+                timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
+                createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
+                onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
+            var storeGuard: any WriteGuard = UnguardedStore()
+            if let mountGuard {
+                storeGuard = mountGuard
+                guards[backend.id] = mountGuard
+            }
+            named.append(
+                NamedStore(id: backend.id, store: store, writeGuard: storeGuard, weight: options.weight, reservedSpace: options.reservedSpace))
+        }
+        let stores = ImageStores(named, defaultID: configuration.defaultBackend, isMultiStore: configuration.isMultiStore)
         let options = configuration.store
-        let mountGuard =
-            configuration.isGuarded
-            ? try makeMountGuard(
-                options, identity: StoreIdentityRecord(repository: repository, store: configuration.defaultBackend),
-                logger: logger)
-            : nil
-        // Like glance_store, create a missing plain directory — in the background, under the deadline
-        // (start-up must never wait on the share); a mounted store (mount point required) is the admin's
-        // to provide, and creating it would write into the bare mountpoint.
-        let store = FilesystemImageStore(
-            directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
-            hashAlgorithm: configuration.hashingAlgorithm,
-            timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
-            createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: logger,
-            onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
-        var services: [any Service] = mountGuard.map { [$0] } ?? []
+        let store = stores.default.store
+        let mountGuard = guards[configuration.defaultBackend]
+        var services: [any Service] = configuration.enabledBackends.compactMap { guards[$0.id] }
         let staging: StagingArea
         if let stagingOptions = configuration.stagingStore, stagingOptions.isNFSConfigured || stagingOptions.requireMountpoint {
             // A staging store on a share of its own: its own guard, like any store (reads and writes refused
@@ -109,11 +138,31 @@ public struct ApplicationDependencies: Sendable {
                     logger: logger),
                 writeGuard: stagingGuard)
         }
-        var storeGuard: any WriteGuard = UnguardedStore()
-        if let mountGuard { storeGuard = mountGuard }
-        return ApplicationDependencies(
-            repository: repository, store: store, writeGuard: storeGuard, services: services,
+        var dependencies = ApplicationDependencies(
+            repository: repository, store: store, writeGuard: stores.default.writeGuard, services: services,
             staging: staging, mountGuard: mountGuard, replicaID: replicaID)
+        dependencies.stores = stores
+        dependencies.mountGuards = guards
+        return dependencies
+    }
+
+    /// The stores of these dependencies: `stores`, or the one `store` as the configuration's default
+    /// backend (dependencies made by hand, in tests).
+    func imageStores(_ configuration: ServiceConfiguration) -> ImageStores {
+        if let stores { return stores }
+        return ImageStores(
+            [
+                NamedStore(
+                    id: configuration.defaultBackend, store: store, writeGuard: writeGuard, weight: configuration.store.weight,
+                    reservedSpace: configuration.store.reservedSpace)
+            ], defaultID: configuration.defaultBackend, isMultiStore: configuration.isMultiStore)
+    }
+
+    /// The mount guards by store id, the default store's included.
+    func guardsByStore(_ configuration: ServiceConfiguration) -> [String: MountGuard] {
+        var guards = mountGuards
+        if guards[configuration.defaultBackend] == nil, let mountGuard { guards[configuration.defaultBackend] = mountGuard }
+        return guards
     }
 
     /// A staging area for dependencies that name none (tests): a directory inside a filesystem store,
@@ -217,7 +266,7 @@ public func buildApplication(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
         requireFormatMatch: configuration.requireImageFormatMatch, processToken: dependencies.replicaID,
-        staging: staging, lease: lease, logger: logger)
+        staging: staging, lease: lease, stores: dependencies.imageStores(configuration), logger: logger)
     var fetcher: WebImageFetcher?
     if configuration.enabledImportMethods.contains(ImportMethod.webDownload(uri: "").name) {
         fetcher = WebImageFetcher(filter: configuration.importFilter, readTimeout: webDownloadReadTimeout)
@@ -225,9 +274,12 @@ public func buildApplication(
     let importer = ImageImporter(
         service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
 
+    let storeGuards = dependencies.guardsByStore(configuration)
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.mountGuard,
-        repository: dependencies.repository, logger: logger)
+        repository: dependencies.repository,
+        storeGuards: configuration.enabledBackends.compactMap { backend in storeGuards[backend.id].map { (backend.id, $0) } },
+        logger: logger)
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
@@ -244,7 +296,7 @@ public func buildApplication(
     }
 
     let bringUp = StoreBringUp(
-        store: dependencies.store, service: service, tasks: dependencies.tasks, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
+        stores: service.stores.all.map(\.store), service: service, tasks: dependencies.tasks, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
         logger: logger)
     var app = Application(
         router: router,
@@ -258,22 +310,26 @@ public func buildApplication(
         services: services + [bringUp],
         logger: logger
     )
-    let mountGuard = dependencies.mountGuard
+    let mountGuards = dependencies.guardsByStore(configuration).sorted { $0.key < $1.key }
     app.beforeServerStarts {
         // The first guard check, the first health round (so the first probe answers with a real result)
         // and the store's bring-up (directory, recovery) before serving — but never more than
         // `startupBudget`: on a hung share the server listens anyway (/livez 200, store disabled) and
         // what did not finish goes on in the background.
         let finished = await value(within: startupBudget) {
-            async let checked: Void = {
-                guard let mountGuard else { return }
-                let state = await mountGuard.runAllChecks()
-                if state.enabled {
-                    logger.info("store enabled: every guard check passes")
-                } else {
-                    logger.error("store disabled at start-up", metadata: ["reason": "\(state.reason ?? "")"])
+            async let checked: Void = withTaskGroup(of: Void.self) { group in
+                // Every store's guard at once: a hung share must not delay the others' first check.
+                for (id, mountGuard) in mountGuards {
+                    group.addTask {
+                        let state = await mountGuard.runAllChecks()
+                        if state.enabled {
+                            logger.info("store enabled: every guard check passes", metadata: ["store": "\(id)"])
+                        } else {
+                            logger.error("store disabled at start-up", metadata: ["store": "\(id)", "reason": "\(state.reason ?? "")"])
+                        }
+                    }
                 }
-            }()
+            }
             async let round: Void = healthMonitor.runRound()
             _ = await (checked, round)
             await bringUp.attempt()
@@ -287,14 +343,19 @@ public func buildApplication(
     return app
 }
 
-/// `/metrics` for the store the mount guard watches and the health monitor's backends.
+/// `/metrics` for every store's mount guard and the health monitor's backends.
 func metricsController(
     _ metrics: ServiceMetrics, _ configuration: ServiceConfiguration, _ dependencies: ApplicationDependencies,
     _ healthMonitor: HealthMonitor
 ) -> MetricsController {
-    let mountGuard = dependencies.mountGuard
+    let guards = dependencies.guardsByStore(configuration)
     return MetricsController(
-        metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
+        metrics: metrics,
+        guards: configuration.enabledBackends.map { backend in
+            let mountGuard = guards[backend.id]
+            return (storeID: backend.id, state: { mountGuard?.state })
+        },
+        healthMonitor: healthMonitor)
 }
 
 /// How long a `web-download` server may stay silent before the import fails (tests shorten it).
@@ -319,15 +380,15 @@ let startupBudget = Duration.milliseconds(1000)
 /// `interval` until both succeed with the store writable: a share that is hung or missing at start-up
 /// is brought up by itself once it answers. Every store call is under the store's deadline.
 final class StoreBringUp: Service {
-    private let store: any ImageDataStore
+    private let stores: [any ImageDataStore]
     private let service: ImageService
     private let tasks: any TaskRepository
     private let interval: Duration
     private let logger: Logger
     private let state = Mutex<(done: Bool, running: Bool, failures: Int)>((false, false, 0))
 
-    init(store: any ImageDataStore, service: ImageService, tasks: any TaskRepository, interval: Duration, logger: Logger) {
-        self.store = store
+    init(stores: [any ImageDataStore], service: ImageService, tasks: any TaskRepository, interval: Duration, logger: Logger) {
+        self.stores = stores
         self.service = service
         self.tasks = tasks
         self.interval = interval
@@ -346,7 +407,19 @@ final class StoreBringUp: Service {
         guard claimed else { return }
         var done = false
         do {
-            try await store.prepare()
+            // Each store on its own: one that is gone must not keep the others from recovery (which only
+            // touches stores whose guard allows writes). All gone: postponed, as for a single store.
+            var prepared = 0
+            var firstError: (any Error)?
+            for store in stores {
+                do {
+                    try await store.prepare()
+                    prepared += 1
+                } catch {
+                    if firstError == nil { firstError = error }
+                }
+            }
+            if prepared == 0, let firstError { throw firstError }
             let report = try await service.recoverAfterRestart()
             for task in report.interruptedImports {
                 _ = try? await tasks.updateTask(task) { task in
@@ -354,7 +427,7 @@ final class StoreBringUp: Service {
                     task.message = "The import was interrupted by a restart of the server; import the image again."
                 }
             }
-            done = report.storeChecked
+            done = report.storeChecked && prepared == stores.count
             logger.info(
                 done ? "start-up recovery done" : "start-up recovery: metadata done, the store is not writable yet",
                 metadata: [
@@ -482,7 +555,15 @@ func buildRouter(
     SchemasController().addRoutes(to: routes)
     ImagesController(
         repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
-        storeID: listsStore ? configuration.defaultBackend : nil, importMethods: configuration.enabledImportMethods
+        stores: listsStore ? service.stores : nil,
+        locations: !configuration.showImageDirectURL && !configuration.showMultipleLocations
+            ? nil
+            : LocationView(
+                stores: service.stores,
+                datadirs: Dictionary(
+                    uniqueKeysWithValues: configuration.enabledBackends.map { ($0.id, configuration.options(forStore: $0.id).datadir) }),
+                showDirectURL: configuration.showImageDirectURL, showLocations: configuration.showMultipleLocations),
+        importMethods: configuration.enabledImportMethods
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     ImportController(
@@ -493,11 +574,17 @@ func buildRouter(
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
     MetadefsController(repository: dependencies.metadefs).addRoutes(to: routes)
     TasksController(repository: dependencies.tasks, access: access).addRoutes(to: routes)
+    let guards = dependencies.guardsByStore(configuration)
     InfoController(
         importMethods: configuration.enabledImportMethods,
-        backends: !multiStore ? [] : configuration.enabledBackends.map { ($0.id, $0.id == configuration.defaultBackend ? configuration.store.description : nil) },
-        defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
-        chunkSize: configuration.store.chunkSize, guardState: { dependencies.mountGuard?.state }
+        stores: configuration.enabledBackends.map { backend in
+            let options = configuration.options(forStore: backend.id)
+            let mountGuard = guards[backend.id]
+            return InfoController.StoreInfo(
+                id: backend.id, description: options.description, weight: options.weight, datadir: options.datadir,
+                chunkSize: options.chunkSize, guardState: { mountGuard?.state })
+        },
+        multiStore: multiStore, defaultBackend: configuration.defaultBackend
     ).addRoutes(to: routes)
     HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
     routes.finish()

@@ -50,6 +50,8 @@ struct ConfigurationReader {
         static let defaultBackend = "default_backend"
         static let enabledImportMethods = "enabled_import_methods"
         static let workerSelfReferenceURL = "worker_self_reference_url"
+        static let showImageDirectURL = "show_image_direct_url"
+        static let showMultipleLocations = "show_multiple_locations"
         static let importFiltering: Set<String> = [
             "allowed_schemes", "disallowed_schemes", "allowed_hosts", "disallowed_hosts", "allowed_ports", "disallowed_ports",
         ]
@@ -66,6 +68,7 @@ struct ConfigurationReader {
             [
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
                 replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL, hashingAlgorithm,
+                showImageDirectURL, showMultipleLocations,
             ]
         ).union(ImageLimits.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
@@ -78,6 +81,16 @@ struct ConfigurationReader {
         try readDefaults(into: &config)
         let storeSection = try readBackends(into: &config)
         config.store = try readStore(section: storeSection)
+        // Every enabled store has its own section, read with the same rules (its own guard options).
+        config.storeOptions = [config.defaultBackend: config.store]
+        for backend in config.enabledBackends where backend.id != config.defaultBackend {
+            config.storeOptions[backend.id] = try readStore(section: backend.id)
+        }
+        if let (first, second) = config.storesSharingADirectory() {
+            throw ConfigurationError(
+                path: file.path, line: file.section(second)?.line, section: second, key: FilesystemStoreOptions.Key.datadir,
+                reason: "store \(quoted(second)) has the same filesystem_store_datadir as store \(quoted(first)): each store needs its own directory (one store's start-up reconciliation would take the other's images for leftovers)")
+        }
         if file.section(Section.stagingStore) != nil {
             var staging = try readStore(section: Section.stagingStore)
             if file.section(Section.stagingStore)?.entry(FilesystemStoreOptions.Key.datadir) == nil {
@@ -137,6 +150,8 @@ struct ConfigurationReader {
             }
             config.enabledImportMethods = methods
         }
+        if let v = value(section, Key.showImageDirectURL) { config.showImageDirectURL = try v.bool() }
+        if let v = value(section, Key.showMultipleLocations) { config.showMultipleLocations = try v.bool() }
         if let v = value(section, Key.workerSelfReferenceURL), let url = v.optionalString {
             guard ValueSyntax.httpBase(url) != nil else { throw v.invalid("\(quoted(url)) is not an http:// or https:// URL") }
             config.workerSelfReferenceURL = url
@@ -192,12 +207,6 @@ struct ConfigurationReader {
             throw chosen.invalid("\(quoted(id)) is not one of the enabled_backends ids (\(idList))")
         }
         config.defaultBackend = id
-        for other in ids where other != id {
-            warn(
-                enabled.entry,
-                "backend \(quoted(other)) is not the default backend; ImageStore serves only the default backend, so [\(other)] is not used"
-            )
-        }
         for entry in file.section(Section.glanceStore)?.entries ?? [] where FilesystemStoreOptions.Key.all.contains(entry.key) {
             warn(entry, "ignored: enabled_backends is set, so the store's options are read from [\(id)]")
         }

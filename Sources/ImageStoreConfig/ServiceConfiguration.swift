@@ -27,7 +27,12 @@ public struct ServiceConfiguration: Sendable {
     /// `[glance_store] default_backend`: the backend that stores images.
     public var defaultBackend: String
     /// The default backend's options (its `[<id>]` section, or `[glance_store]` in legacy mode).
-    public var store: FilesystemStoreOptions
+    public var store: FilesystemStoreOptions {
+        didSet { storeOptions[defaultBackend] = store }
+    }
+    /// Every enabled backend's options by id (each from its own `[<id>]` section); the default
+    /// backend's are `store`. Stores missing here (configurations built in code) use `store`'s.
+    public var storeOptions: [String: FilesystemStoreOptions] = [:]
     /// `[database] connection`.
     public var database: DatabaseLocation
     /// `[database] max_pool_size`, `pool_timeout`.
@@ -74,6 +79,11 @@ public struct ServiceConfiguration: Sendable {
     public var stagingStore: FilesystemStoreOptions?
     /// `[import_filtering_opts]`: which `web-download` URIs may be fetched.
     public var importFilter = ImportFilter()
+    /// `[DEFAULT] show_image_direct_url`: images show `direct_url`, the `file://` URL of their best copy.
+    public var showImageDirectURL = false
+    /// `[DEFAULT] show_multiple_locations`: images show `locations` (read-only here): every copy's
+    /// `file://` URL with `{"store": id}` metadata in multi-store mode.
+    public var showMultipleLocations = false
     /// `[DEFAULT] worker_self_reference_url`: recorded as `os_glance_stage_host` on staged images.
     public var workerSelfReferenceURL: String?
     /// Unknown sections and options, and options that were ignored, each naming file, line,
@@ -116,6 +126,7 @@ public struct ServiceConfiguration: Sendable {
         self.enabledBackends = enabledBackends
         self.defaultBackend = defaultBackend
         self.store = store
+        self.storeOptions = [defaultBackend: store]
         self.database = database
         self.pasteFlavor = pasteFlavor
         self.pasteConfigFile = pasteConfigFile
@@ -160,6 +171,31 @@ public struct ServiceConfiguration: Sendable {
     /// `imagestore check` both decide by this.
     public var isGuarded: Bool {
         sourcePath != nil || store.isNFSConfigured || store.requireMountpoint
+    }
+
+    /// The options of enabled backend `id` (its own section); `store` for an id without its own entry.
+    public func options(forStore id: String) -> FilesystemStoreOptions {
+        id == defaultBackend ? store : storeOptions[id] ?? store
+    }
+
+    /// Two enabled stores whose `filesystem_store_datadir` is the same directory, if any (the first and
+    /// the second in `enabled_backends` order). Each store must have its own: what one store holds is
+    /// what another's reconciliation would remove.
+    public func storesSharingADirectory() -> (String, String)? {
+        var seen: [String: String] = [:]
+        for backend in enabledBackends {
+            var path = options(forStore: backend.id).datadir
+            while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+            if let first = seen[path] { return (first, backend.id) }
+            seen[path] = backend.id
+        }
+        return nil
+    }
+
+    /// Whether store `id` is guarded, by the rule of `isGuarded`.
+    public func isGuarded(store id: String) -> Bool {
+        let options = options(forStore: id)
+        return sourcePath != nil || options.isNFSConfigured || options.requireMountpoint
     }
 
     /// Where staged data lives: `[os_glance_staging_store] filesystem_store_datadir`, or a directory inside

@@ -79,13 +79,22 @@ public final class ImageImporter: Sendable {
         if image.diskFormat == nil { throw ImageStoreError.conflict("'disk_format' needs to be set before import") }
     }
 
-    /// Takes the image's import lock (`importing`, owned by this process), records the task and starts
-    /// the import in the background. Returns the task as recorded.
-    /// - Parameter input: the task's `input` JSON text (`image_id`, `import_req`, `backend`).
+    /// Takes the image's import lock (`importing`, owned by this process; for copy-image the image stays
+    /// `active`), records the task and starts the import in the background. Returns the task as recorded.
+    /// - Parameters:
+    ///   - input: the task's `input` JSON text (`image_id`, `import_req`, `backend`).
+    ///   - stores: where the data goes, in order (validated by the caller); empty: the default store.
+    ///     glance-direct and web-download write the first and copy to the others; copy-image copies to each.
+    ///   - allMustSucceed: `all_stores_must_succeed`: a copy that fails stops the import (task failure);
+    ///     otherwise the failed stores are only named in `os_glance_failed_import`.
     public func start(
-        _ id: ImageID, method: ImportMethod, input: String, owner: String?, userID: String?, requestID: String?
+        _ id: ImageID, method: ImportMethod, input: String, owner: String?, userID: String?, requestID: String?,
+        stores: [String] = [], allMustSucceed: Bool = true
     ) async throws -> ImageTask {
-        guard method != .copyImage else { throw ImageStoreError.conflict("copy-image needs a second store") }
+        let targets = stores.isEmpty ? [storeID] : stores
+        if method == .copyImage, !service.stores.isMultiStore || targets.allSatisfy({ service.stores.store($0) == nil }) {
+            throw ImageStoreError.conflict("copy-image needs a second store")
+        }
         if case .webDownload = method, fetcher == nil {
             throw ImageStoreError.badRequest("Unknown import method name 'web-download'.")
         }
@@ -93,9 +102,9 @@ public final class ImageImporter: Sendable {
             throw ImageStoreError.badRequest("Unknown import method name 'glance-direct'.")
         }
         let taskID = UUID().uuidString.lowercased()
-        let from: ImageStatus = method == .glanceDirect ? .uploading : .queued
+        let isCopy = method == .copyImage
+        let from: ImageStatus = method == .glanceDirect ? .uploading : isCopy ? .active : .queued
         let token = service.processToken
-        let storeID = self.storeID
         // Held in flight from before the claim to the end of the run: recovery and takeover in this process
         // must never take an import it is running for a leftover.
         let inFlight = service.inFlight
@@ -108,10 +117,12 @@ public final class ImageImporter: Sendable {
                     "New operation on image '\(id)' is not permitted as prior operation is still in progress")
             }
             try ImageImporter.checkState(image, for: method)
-            image.status = .importing
+            // A copy keeps the image active (its data is served meanwhile); the owner marks the copy as
+            // this process's, so a restart can tell a copy that died from one running.
+            if !isCopy { image.status = .importing }
             image.uploadOwner = token
             image.properties[ImportProperty.task] = taskID
-            image.properties[ImportProperty.importingToStores] = storeID
+            image.properties[ImportProperty.importingToStores] = targets.joined(separator: ",")
             image.properties[ImportProperty.failedImport] = ""
         }
         let task = ImageTask(
@@ -121,7 +132,7 @@ public final class ImageImporter: Sendable {
             try await tasks.createTask(task)
         } catch {
             // No task, no import: give the image back as it was.
-            _ = try? await service.repository.update(id, expecting: [.importing]) { image in
+            _ = try? await service.repository.update(id, expecting: [isCopy ? .active : .importing]) { image in
                 image.status = from
                 image.uploadOwner = nil
                 image.properties[ImportProperty.task] = nil
@@ -132,7 +143,7 @@ public final class ImageImporter: Sendable {
         started = true
         running.withLock { running in
             running[taskID] = Task.detached { [self] in
-                await self.run(id, taskID: taskID, method: method)
+                await self.run(id, taskID: taskID, method: method, targets: targets, allMustSucceed: allMustSucceed)
                 inFlight.remove(id)
                 _ = self.running.withLock { $0.removeValue(forKey: taskID) }
             }
@@ -160,21 +171,35 @@ public final class ImageImporter: Sendable {
         await waitForAll()
     }
 
-    private func run(_ id: ImageID, taskID: String, method: ImportMethod) async {
+    /// The end of a copy as Glance reports it: lock released, nothing left importing, `failed` named.
+    public static func endCopy(_ image: inout Image, failed: [String]) {
+        var failures = ImageStores.parse(image.properties[ImportProperty.failedImport] ?? "")
+        for store in failed where !failures.contains(store) { failures.append(store) }
+        image.properties[ImportProperty.failedImport] = failures.joined(separator: ",")
+        image.properties[ImportProperty.importingToStores] = ""
+        image.properties[ImportProperty.task] = nil
+        image.uploadOwner = nil
+    }
+
+    private func run(_ id: ImageID, taskID: String, method: ImportMethod, targets: [String], allMustSucceed: Bool) async {
         _ = try? await tasks.updateTask(taskID) { $0.status = .processing }
+        let first = targets[0]
+        let rest = Array(targets.dropFirst())
         let finalize: @Sendable (inout Image) -> Void = { image in
-            image.properties[ImportProperty.importingToStores] = ""
-            image.properties[ImportProperty.task] = nil
+            // Active now, in the first store; the others are still to come (the lock stays until then).
+            image.properties[ImportProperty.importingToStores] = rest.joined(separator: ",")
+            if rest.isEmpty { image.properties[ImportProperty.task] = nil }
             image.properties[ImportProperty.stageHost] = nil
         }
         do {
+            var copies = rest
             switch method {
             case .glanceDirect:
                 guard let staging = service.staging else { throw ImageStoreError.internal("no staging area") }
                 try await staging.writeGuard.checkReadable()
                 let reader = try await staging.store.read(id, range: nil)
                 do {
-                    _ = try await service.importData(id, finalize: finalize) { sink in try await reader.forEachChunk(sink) }
+                    _ = try await service.importData(id, storeID: first, finalize: finalize) { sink in try await reader.forEachChunk(sink) }
                 } catch {
                     await reader.close()
                     throw error
@@ -183,9 +208,23 @@ public final class ImageImporter: Sendable {
                 _ = try? await staging.store.delete(id)
             case .webDownload(let uri):
                 guard let fetcher else { throw ImageStoreError.internal("no web-download client") }
-                _ = try await service.importData(id, finalize: finalize) { sink in try await fetcher.fetch(uri, into: sink) }
+                _ = try await service.importData(id, storeID: first, finalize: finalize) { sink in try await fetcher.fetch(uri, into: sink) }
             case .copyImage:
-                throw ImageStoreError.conflict("copy-image needs a second store")
+                copies = targets
+            }
+            if !copies.isEmpty {
+                // The image is active from here: copies that fail leave it so, and are named.
+                _ = try? await service.repository.update(id, expecting: [.active, .deactivated]) { image in
+                    if image.properties[ImportProperty.task] == taskID { image.uploadOwner = self.service.processToken }
+                }
+                if let failure = await copy(id, taskID: taskID, to: copies, allMustSucceed: allMustSucceed, revertsImport: method != .copyImage) {
+                    _ = try? await tasks.updateTask(taskID) { task in
+                        task.status = .failure
+                        task.message = failure
+                    }
+                    logger.warning("import failed", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "error": "\(failure)"])
+                    return
+                }
             }
             _ = try? await tasks.updateTask(taskID) { task in
                 task.status = .success
@@ -193,11 +232,70 @@ public final class ImageImporter: Sendable {
             }
             logger.info("import done", metadata: ["image_id": "\(id)", "task_id": "\(taskID)"])
         } catch {
-            await fail(id, taskID: taskID, method: method, error: error)
+            await fail(id, taskID: taskID, method: method, failedStores: targets, error: error)
         }
     }
 
-    private func fail(_ id: ImageID, taskID: String, method: ImportMethod, error: any Error) async {
+    /// Copies an active image to `stores` one after the other, each under its own guard; the image's
+    /// `os_glance_importing_to_stores` shrinks as each ends and a failed one goes to
+    /// `os_glance_failed_import`. Returns why the import failed (a copy failed and all had to succeed),
+    /// or nil. The lock is released at the end either way.
+    ///
+    /// When all must succeed and one fails, Glance reverts: the copies this import made go again, and an
+    /// import that brought the data in (`revertsImport`: glance-direct, web-download) leaves the image
+    /// `queued` with no data anywhere; the failed store and those not tried are named failed.
+    private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool, revertsImport: Bool) async -> String? {
+        var failure: String?
+        var made: [String] = []
+        var pending = stores
+        let repository = service.repository
+        while !pending.isEmpty {
+            let store = pending.removeFirst()
+            var failed: [String] = []
+            do {
+                try Task.checkCancellation()
+                try await service.copy(id, to: store)
+                made.append(store)
+                logger.info("image copied", metadata: ["image_id": "\(id)", "store": "\(store)", "task_id": "\(taskID)"])
+            } catch {
+                let message =
+                    switch error {
+                    case let error as ImageStoreError: error.message
+                    case is CancellationError: "The import was stopped: the server is shutting down"
+                    default: "\(error)"
+                    }
+                logger.warning("copy to a store failed", metadata: ["image_id": "\(id)", "store": "\(store)", "error": "\(message)"])
+                failed = [store]
+                if allMustSucceed || error is CancellationError {
+                    // Glance stops at the first failure when all must succeed: the rest is not attempted.
+                    failed += pending
+                    pending = []
+                    failure = "Failed to copy the image to store \(store): \(message)"
+                    if revertsImport {
+                        await service.revertImport(id, taskID: taskID)
+                    } else {
+                        for copy in made.reversed() { try? await service.removeCopy(id, from: copy) }
+                    }
+                }
+            }
+            let left = pending
+            let failedNow = failed
+            // Detached: a cancelled import (shutdown) still leaves its image's properties right.
+            _ = await Task.detached {
+                try? await repository.update(id, expecting: nil) { image in
+                    guard image.properties[ImportProperty.task] == taskID else { return }
+                    var failures = ImageStores.parse(image.properties[ImportProperty.failedImport] ?? "")
+                    failures += failedNow.filter { !failures.contains($0) }
+                    image.properties[ImportProperty.failedImport] = failures.joined(separator: ",")
+                    image.properties[ImportProperty.importingToStores] = left.joined(separator: ",")
+                    if left.isEmpty { ImageImporter.endCopy(&image, failed: []) }
+                }
+            }.value
+        }
+        return failure
+    }
+
+    private func fail(_ id: ImageID, taskID: String, method: ImportMethod, failedStores: [String], error: any Error) async {
         let message =
             switch error {
             case let error as ImageStoreError: error.message
@@ -205,7 +303,6 @@ public final class ImageImporter: Sendable {
             default: "\(error)"
             }
         let token = service.processToken
-        let storeID = self.storeID
         let repository = service.repository
         let staging = service.staging
         // Detached: a cancelled import (shutdown) still leaves its image clean.
@@ -217,9 +314,7 @@ public final class ImageImporter: Sendable {
                         image.status = .queued
                         image.uploadOwner = nil
                     }
-                    image.properties[ImportProperty.task] = nil
-                    image.properties[ImportProperty.importingToStores] = ""
-                    image.properties[ImportProperty.failedImport] = storeID
+                    ImageImporter.endCopy(&image, failed: failedStores)
                 }
             } catch {
                 // Deleted meanwhile: nothing to restore.

@@ -29,6 +29,9 @@ public struct ImageService: Sendable {
     }
 
     public let repository: any ImageRepository
+    /// Every store (`enabled_backends`), each with its own guard; one in legacy mode.
+    public let stores: ImageStores
+    /// The default store and its guard (`stores.default`).
     public let store: any ImageDataStore
     public let writeGuard: any WriteGuard
     public let limits: Limits
@@ -52,11 +55,14 @@ public struct ImageService: Sendable {
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
         limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
-        staging: StagingArea? = nil, lease: ReplicaLease? = nil, logger: Logger = Logger(label: "imagestore.images")
+        staging: StagingArea? = nil, lease: ReplicaLease? = nil, stores: ImageStores? = nil,
+        logger: Logger = Logger(label: "imagestore.images")
     ) {
         self.repository = repository
-        self.store = store
-        self.writeGuard = writeGuard
+        let stores = stores ?? ImageStores(single: store, writeGuard: writeGuard, reservedSpace: limits.reservedSpace)
+        self.stores = stores
+        self.store = stores.default.store
+        self.writeGuard = stores.default.writeGuard
         self.staging = staging
         self.limits = limits
         self.requireFormatMatch = requireFormatMatch
@@ -64,10 +70,7 @@ public struct ImageService: Sendable {
         self.replicas = repository as? any ReplicaRegistry
         self.lease = lease
         self.logger = logger
-        self.space = SpaceGate(reserve: limits.reservedSpace) { [writeGuard, store] in
-            if let capacity = try await writeGuard.freeSpace() { return capacity }
-            return try await store.capacity()
-        }
+        self.space = stores.default.space
     }
 
     /// A fresh replica id: a lower-case UUID (it goes into temporary file names).
@@ -78,10 +81,12 @@ public struct ImageService: Sendable {
     // MARK: Upload
 
     /// Streams `body` into the store as the data of image `id`; returns the now-active image.
+    /// - Parameter storeID: the store to write to (`X-Image-Meta-Store`); nil: the default store. An
+    ///   unknown id is 400 and changes nothing.
     public func upload<Body: AsyncSequence>(
-        _ id: ImageID, body: Body, declaredSize: Int64?
+        _ id: ImageID, body: Body, declaredSize: Int64?, storeID: String? = nil
     ) async throws -> Image where Body.Element == ByteBuffer {
-        try await receive(id, mode: .upload, declaredSize: declaredSize) { sink in
+        try await receive(id, mode: .upload, declaredSize: declaredSize, storeID: storeID) { sink in
             try await Self.pump(body, into: sink)
         }
     }
@@ -106,10 +111,10 @@ public struct ImageService: Sendable {
     /// image its importer holds (`importing`, `uploadOwner` this process), and makes it `active` with
     /// `finalize` applied in the same compare-and-set. On failure the image is back to `queued`.
     public func importData(
-        _ id: ImageID, finalize: @escaping @Sendable (inout Image) -> Void,
+        _ id: ImageID, storeID: String? = nil, finalize: @escaping @Sendable (inout Image) -> Void,
         source: (@escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
     ) async throws -> Image {
-        try await receive(id, mode: .importing(finalize), declaredSize: nil, source: source)
+        try await receive(id, mode: .importing(finalize), declaredSize: nil, storeID: storeID, source: source)
     }
 
     /// What `receive` is doing: where the bytes go and which statuses it moves the image through.
@@ -148,17 +153,22 @@ public struct ImageService: Sendable {
     /// inspecting the format, finish (fsync), guard check again, commit, final compare-and-set.
     /// Any failure aborts the temporary object and puts the image back to `queued`.
     private func receive(
-        _ id: ImageID, mode: ReceiveMode, declaredSize: Int64?,
+        _ id: ImageID, mode: ReceiveMode, declaredSize: Int64?, storeID: String? = nil,
         source: (@escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
     ) async throws -> Image {
         let (from, during, done) = mode.statuses
+        // An unknown store is refused before anything is looked at or changed (400, as Glance).
+        let named = try stores.store(named: storeID)
         let target: any ImageDataStore
         let guardian: any WriteGuard
+        var space = named.space
         if case .stage = mode, let staging {
             (target, guardian) = (staging.store, staging.writeGuard)
+            space = self.space
         } else {
-            (target, guardian) = (store, writeGuard)
+            (target, guardian) = (named.store, named.writeGuard)
         }
+        let stores = self.stores
         guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
         guard image.diskFormat != nil, image.containerFormat != nil else {
             throw ImageStoreError.badRequest("Properties disk_format, container_format must be set prior to saving data.")
@@ -181,7 +191,7 @@ public struct ImageService: Sendable {
         // anything is written (the image stays queued); a streamed upload is stopped at the reserve.
         // Without a reserve, only uploads that declare their size are measured.
         var ticket: SpaceTicket?
-        if declaredSize != nil || !limits.reservedSpace.isNone { ticket = try await space.admit(declared: declaredSize) }
+        if declaredSize != nil || !space.reserve.isNone { ticket = try await space.admit(declared: declaredSize) }
         defer { ticket?.release() }
 
         let token = processToken
@@ -249,6 +259,8 @@ public struct ImageService: Sendable {
                     case .upload:
                         break
                     }
+                    // Where the data now is (Glance's `stores`): the one store written.
+                    stores.record([named.id], on: &image)
                     image.size = staged.size
                     image.checksum = staged.md5
                     image.osHashAlgo = staged.hashAlgorithm
@@ -376,34 +388,58 @@ public struct ImageService: Sendable {
 
     // MARK: Download
 
-    /// Opens the image's data (or a range of it). Returns nil when the image has no data (→ 204).
+    /// Opens the image's data (or a range of it) from the best copy: the stores holding it by weight,
+    /// falling back to the next when one refuses reads (guard) or has lost the file. Returns nil when
+    /// the image has no data (→ 204). When every copy is unreadable, the last store's error (503).
     public func download(_ image: Image, range: Range<Int64>?) async throws -> (any ImageDataReader)? {
         guard image.hasData else { return nil }
-        try await writeGuard.checkReadable()
-        do {
-            return try await store.read(image.id, range: range)
-        } catch let error as ImageStoreError where error.code == .notFound {
-            return nil
+        var lastError: (any Error)?
+        for named in stores.readOrder(of: image) {
+            do {
+                try await named.writeGuard.checkReadable()
+                return try await named.store.read(image.id, range: range)
+            } catch let error as ImageStoreError where error.code == .notFound {
+                continue
+            } catch {
+                logger.warning(
+                    "a copy of the image is not readable; trying the next store",
+                    metadata: ["image_id": "\(image.id)", "store": "\(named.id)", "error": "\(error)"])
+                lastError = error
+            }
         }
+        if let lastError { throw lastError }
+        return nil
     }
 
     // MARK: Delete
 
-    /// Deletes an image and its data. A delete refused by the guard changes nothing.
+    /// Deletes an image and its data in every store holding it. Every one of those stores must allow
+    /// writes first: a delete refused by a guard changes nothing.
     public func delete(_ id: ImageID) async throws {
         guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
         if image.isProtected { throw ImageStoreError.forbidden("Image \(id) is protected and cannot be deleted.") }
         let hasData = image.hasData || image.status == .pendingDelete
         if hasData {
-            try await writeGuard.checkWritable()
+            let holders = stores.readOrder(of: image)
+            for named in holders { try await named.writeGuard.checkWritable() }
             // pending_delete first: a crash between here and the row removal is finished at start-up,
             // and a failed data delete can be rolled back to the previous status.
             let previous = image.status
             try await repository.update(id, expecting: [previous]) { $0.status = .pendingDelete }
+            var remaining = holders.map(\.id)
             do {
-                try await store.delete(id)
+                for named in holders {
+                    try await named.store.delete(id)
+                    remaining.removeAll { $0 == named.id }
+                }
             } catch {
-                _ = try? await repository.update(id, expecting: [.pendingDelete]) { $0.status = previous }
+                // The copies already gone are no longer listed: the image never points at missing data.
+                let stores = self.stores
+                let left = remaining
+                _ = try? await repository.update(id, expecting: [.pendingDelete]) { image in
+                    image.status = previous
+                    if left.count != holders.count { stores.record(left, on: &image) }
+                }
                 throw error
             }
         }
@@ -414,6 +450,142 @@ public struct ImageService: Sendable {
         }
         // An upload in flight (saving) sees the row gone at its final compare-and-set and cleans up.
         try await repository.delete(id)
+    }
+}
+
+// MARK: Copies in several stores
+
+extension ImageService {
+    /// Copies an active image's data into store `storeID` (copy-image): read from the best readable
+    /// copy, written under the target's guard and reserve exactly as an upload (temporary file, fsync,
+    /// guard check again, rename), checked against the image's checksum and multihash, then recorded in
+    /// the image's stores by compare-and-set. Any failure leaves nothing in the target store.
+    /// Returns the image as recorded; an image already in the store is returned unchanged.
+    @discardableResult
+    public func copy(_ id: ImageID, to storeID: String) async throws -> Image {
+        let target = try stores.store(named: storeID)
+        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
+        guard image.status == .active else {
+            throw ImageStoreError.conflict("Only images with status active can be targeted for copying")
+        }
+        if stores.locations(of: image).contains(target.id) { return image }
+        inFlight.insert(id)
+        defer { inFlight.remove(id) }
+        try await target.writeGuard.checkWritable()
+        let ticket = try await target.space.admit(declared: image.size)
+        defer { ticket.release() }
+        guard let reader = try await download(image, range: nil) else {
+            throw ImageStoreError.conflict("Image \(id) has no readable data to copy")
+        }
+        var writer: (any ImageDataWriter)?
+        var committed = false
+        let stores = self.stores
+        do {
+            let w = try await target.store.beginWrite(id, expectedSize: image.size)
+            writer = w
+            try await reader.forEachChunk { chunk in
+                try await ticket.willWrite(chunk.readableBytes)
+                try await w.write(chunk)
+            }
+            let staged = try await w.finish()
+            // The copy must be the image: never record a store holding other bytes.
+            guard staged.md5 == image.checksum, image.osHashValue == nil || staged.hashValue == image.osHashValue else {
+                throw ImageStoreError.internal("the copy of image \(id) to store \(target.id) does not match the image's checksum")
+            }
+            try await target.writeGuard.checkWritable()
+            try await w.commit()
+            committed = true
+            return try await repository.update(id, expecting: [.active, .deactivated]) { image in
+                var ids = stores.locations(of: image)
+                ids.append(target.id)
+                stores.record(ids, on: &image)
+            }
+        } catch {
+            await reader.close()
+            await writer?.abort()
+            if committed {
+                // Ours unless the image (still) lists the store: then another copy won and it is kept.
+                let current = try? await repository.get(id)
+                if current.map({ !stores.locations(of: $0).contains(target.id) }) ?? true {
+                    _ = try? await target.store.delete(id)
+                }
+            }
+            throw error
+        }
+    }
+
+    /// Undoes an import whose `all_stores_must_succeed` failed after its first store (Glance reverts every
+    /// store and queues the image): back to `queued` without data, its lock held by `taskID` kept for the
+    /// caller to release, then the data goes from every store (a copy whose store refuses now is an
+    /// orphan the start-up reconciliation removes).
+    public func revertImport(_ id: ImageID, taskID: String) async {
+        guard let before = try? await repository.get(id), before.properties[ImportProperty.task] == taskID else { return }
+        let holders = stores.readOrder(of: before)
+        do {
+            try await repository.update(id, expecting: [.active]) { image in
+                guard image.properties[ImportProperty.task] == taskID else { throw ImageStoreError.conflict("not this import's") }
+                image.status = .queued
+                image.size = nil
+                image.virtualSize = nil
+                image.checksum = nil
+                image.osHashAlgo = nil
+                image.osHashValue = nil
+                image.properties[ImageStores.locationsProperty] = nil
+            }
+        } catch {
+            logger.warning("could not revert an import", metadata: ["image_id": "\(id)", "error": "\(error)"])
+            return
+        }
+        for named in holders {
+            do {
+                try await named.writeGuard.checkWritable()
+                try await named.store.delete(id)
+            } catch {
+                logger.warning(
+                    "a reverted import's copy stays until start-up reconciliation",
+                    metadata: ["image_id": "\(id)", "store": "\(named.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// `DELETE /v2/stores/{store}/{image}`: removes the copy in one store. The image must be active and
+    /// keep at least one other copy (403, as Glance: delete the image instead). The store is struck
+    /// from the image first, so it never points at missing data; data whose delete fails after that is
+    /// an orphan the start-up reconciliation removes.
+    public func removeCopy(_ id: ImageID, from storeID: String) async throws {
+        guard let named = stores.store(storeID) else {
+            throw ImageStoreError.conflict("The selected store \(storeID) is not available on this node.")
+        }
+        guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("Failed to find image \(id)") }
+        guard image.status == .active else {
+            throw ImageStoreError.conflict("It's not allowed to remove image data from store if image status is not 'active'")
+        }
+        // Glance's order: the last copy (403) before a store that does not hold it (404).
+        let holders = stores.locations(of: image)
+        guard holders.count > 1 else {
+            throw ImageStoreError.forbidden(
+                "Cannot delete image data from the only store containing it. Consider deleting the image instead.")
+        }
+        guard holders.contains(named.id) else {
+            throw ImageStoreError.notFound("Image \(id) is not stored in store \(named.id).")
+        }
+        try await named.writeGuard.checkWritable()
+        let stores = self.stores
+        try await repository.update(id, expecting: [.active]) { image in
+            let left = stores.locations(of: image).filter { $0 != named.id }
+            guard !left.isEmpty else {
+                throw ImageStoreError.forbidden(
+                    "Cannot delete image data from the only store containing it. Consider deleting the image instead.")
+            }
+            stores.record(left, on: &image)
+        }
+        do {
+            try await named.store.delete(id)
+        } catch {
+            logger.warning(
+                "a copy struck from the image could not be deleted; start-up reconciliation removes it",
+                metadata: ["image_id": "\(id)", "store": "\(named.id)", "error": "\(error)"])
+        }
     }
 }
 
@@ -496,27 +668,65 @@ extension ImageService {
                 continue
             }
         }
+        // A copy (copy-image) this process's predecessor was making: the image stays active with the
+        // copies it has; the stores it was going to are reported failed, and its lock goes.
+        for image in try await repository.images(withStatus: [.active]) {
+            guard let task = image.properties[ImportProperty.task], !task.isEmpty, let owner = image.uploadOwner,
+                !inFlight.contains(image.id), !shared || owner == me
+            else { continue }
+            do {
+                try await repository.update(image.id, expecting: [.active]) { current in
+                    guard current.uploadOwner == owner, current.properties[ImportProperty.task] == task else {
+                        throw ImageStoreError.conflict("claimed again")
+                    }
+                    ImageImporter.endCopy(&current, failed: ImageStores.parse(current.properties[ImportProperty.importingToStores] ?? ""))
+                }
+                report.interruptedImports.append(task)
+            } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
+                continue
+            }
+        }
+        // Each store is reconciled on its own once its guard allows writes: one gone share does not keep
+        // the others unrepaired. `storeChecked` only when every store (and staging) was.
+        var writable: [NamedStore] = []
+        for named in stores.all {
+            do {
+                try await named.writeGuard.checkWritable()
+                writable.append(named)
+            } catch {
+                logger.warning(
+                    "start-up recovery of a store skipped: it is not writable", metadata: ["store": "\(named.id)", "reason": "\(error)"])
+            }
+        }
+        var stagingWritable = staging != nil
         do {
-            try await writeGuard.checkWritable()
+            guard !writable.isEmpty else { throw ImageStoreError(.storeUnavailable, "no store is writable") }
             if let staging { try await staging.writeGuard.checkWritable() }
         } catch {
-            logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
-            return report
+            // With several stores the staging area (inside the default store, or on its own share) being
+            // gone only postpones its own part: the other stores are reconciled all the same.
+            guard stores.isMultiStore, !writable.isEmpty else {
+                logger.warning("start-up recovery of the store skipped: it is not writable", metadata: ["reason": "\(error)"])
+                return report
+            }
+            logger.warning("start-up recovery of the staging area skipped: it is not writable", metadata: ["reason": "\(error)"])
+            stagingWritable = false
         }
-        report.storeChecked = true
+        report.storeChecked = writable.count == stores.all.count && (staging == nil || stagingWritable)
+        let staging = stagingWritable ? self.staging : nil
         if shared {
             // Names without a replica id come from a version before replicas, which ran alone: any such
             // file unchanged for twice the lease is a leftover.
             let legacyBefore = Date().addingTimeInterval(-2 * (lease?.leaseTime ?? .seconds(60)).fractionalSeconds)
             let mine: @Sendable (TemporaryFileInfo) -> Bool = { $0.replica == me || ($0.replica == nil && $0.modified < legacyBefore) }
-            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles(where: mine)
+            for named in writable { report.temporaryFilesRemoved += try await named.store.sweepTemporaryFiles(where: mine) }
             if let staging {
                 do { report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles(where: mine) } catch {
                     logger.info("staging area not swept", metadata: ["reason": "\(error)"])
                 }
             }
         } else {
-            report.temporaryFilesRemoved = try await store.sweepTemporaryFiles()
+            for named in writable { report.temporaryFilesRemoved += try await named.store.sweepTemporaryFiles() }
             if let staging {
                 // A staging directory nobody staged to yet does not exist: nothing to clean there.
                 do { report.temporaryFilesRemoved += try await staging.store.sweepTemporaryFiles() } catch {
@@ -552,47 +762,75 @@ extension ImageService {
                 report.uploadsReset += 1
             }
         }
+        let writableIDs = Set(writable.map(\.id))
         for image in try await repository.images(withStatus: [.pendingDelete]) {
+            // Finished only where every copy can be removed now; the rest waits for the next attempt.
+            let holders = stores.readOrder(of: image)
+            guard holders.allSatisfy({ writableIDs.contains($0.id) }) else { continue }
             do {
-                try await store.delete(image.id)
+                for named in holders { try await named.store.delete(image.id) }
                 try await repository.delete(image.id)
                 report.deletesFinished += 1
             } catch {
                 logger.warning("could not finish an interrupted delete", metadata: ["image_id": "\(image.id)", "error": "\(error)"])
             }
         }
-        let withData = Set(try await repository.images(withStatus: [.active, .deactivated]).map(\.id))
-        let stored = Set(try await store.storedIDs())
+        let withDataImages = try await repository.images(withStatus: [.active, .deactivated])
         // Uploads other replicas hold right now may be between their rename and `active`: not ours to judge.
         let heldElsewhere = Set(try await repository.images(withStatus: [.saving, .importing]).map(\.id))
-        for id in stored.subtracting(withData).subtracting(heldElsewhere) {
-            // Unreferenced: renamed into place but never marked active (or its image is gone). Recovery may
-            // run late (the share answered only after start-up), with uploads of this process running:
-            // look at the image again right before deleting, and leave data an upload holds or published.
-            if let image = try await repository.get(id), [.saving, .importing, .active, .deactivated].contains(image.status) { continue }
-            logger.warning("removing data no active image points to", metadata: ["image_id": "\(id)"])
-            if (try? await store.delete(id)) == true { report.orphanedDataRemoved += 1 }
-        }
-        for id in withData.subtracting(stored) {
-            // The listing may predate an upload that became active since: ask the store again.
-            // Only a definite "not found" resets the image; a store that stopped answering fails this
-            // attempt (retried later).
-            do {
-                _ = try await store.size(id)
-                continue
-            } catch let error as ImageStoreError where error.code == .notFound {}
-            logger.error("active image has no data file: resetting it to queued", metadata: ["image_id": "\(id)"])
-            do {
-                try await repository.update(id, expecting: [.active, .deactivated]) { image in
-                    image.status = .queued
-                    image.size = nil
-                    image.checksum = nil
-                    image.osHashAlgo = nil
-                    image.osHashValue = nil
+        let stores = self.stores
+        for named in writable {
+            let withData = Set(withDataImages.filter { stores.locations(of: $0).contains(named.id) }.map(\.id))
+            // Copies being made now (copy-image holds its active image) are not orphans.
+            let copying = Set(withDataImages.filter { $0.uploadOwner != nil }.map(\.id))
+            let stored = Set(try await named.store.storedIDs())
+            for id in stored.subtracting(withData).subtracting(heldElsewhere).subtracting(copying) {
+                // Unreferenced: renamed into place but never marked active (or its image is gone, or no
+                // longer lists this store). Recovery may run late (the share answered only after start-up),
+                // with uploads of this process running: look at the image again right before deleting, and
+                // leave data an upload holds or published.
+                if inFlight.contains(id) { continue }
+                if let image = try await repository.get(id) {
+                    if [.saving, .importing].contains(image.status) || image.uploadOwner != nil { continue }
+                    if image.hasData && stores.locations(of: image).contains(named.id) { continue }
                 }
-                report.missingDataReset += 1
-            } catch {
-                logger.warning("could not reset an image without data", metadata: ["image_id": "\(id)", "error": "\(error)"])
+                logger.warning("removing data no active image points to", metadata: ["image_id": "\(id)", "store": "\(named.id)"])
+                if (try? await named.store.delete(id)) == true { report.orphanedDataRemoved += 1 }
+            }
+            for id in withData.subtracting(stored) {
+                // The listing may predate an upload that became active since: ask the store again.
+                // Only a definite "not found" changes the image; a store that stopped answering fails this
+                // attempt (retried later).
+                do {
+                    _ = try await named.store.size(id)
+                    continue
+                } catch let error as ImageStoreError where error.code == .notFound {}
+                do {
+                    let updated = try await repository.update(id, expecting: [.active, .deactivated]) { image in
+                        // The store is struck from the image; with no copy left it goes back to queued.
+                        let left = stores.locations(of: image).filter { $0 != named.id }
+                        if left.isEmpty {
+                            image.status = .queued
+                            image.size = nil
+                            image.checksum = nil
+                            image.osHashAlgo = nil
+                            image.osHashValue = nil
+                            image.properties[ImageStores.locationsProperty] = nil
+                        } else {
+                            stores.record(left, on: &image)
+                        }
+                    }
+                    if updated.status == .queued {
+                        logger.error("active image has no data file: reset to queued", metadata: ["image_id": "\(id)"])
+                        report.missingDataReset += 1
+                    } else {
+                        logger.error(
+                            "a store lost its copy of an image: struck from the image's stores",
+                            metadata: ["image_id": "\(id)", "store": "\(named.id)"])
+                    }
+                } catch {
+                    logger.warning("could not reset an image without data", metadata: ["image_id": "\(id)", "error": "\(error)"])
+                }
             }
         }
         return report
@@ -660,7 +898,8 @@ extension ImageService {
         }
         guard !candidates.isEmpty || !expired.isEmpty else { return report }
         do {
-            try await writeGuard.checkWritable()
+            // Every store: a dead upload's files may be in any of them.
+            for named in stores.all { try await named.writeGuard.checkWritable() }
         } catch {
             // The files cannot be checked: change nothing (an image reset with a stray file left would
             // refuse its next upload). Retried at the next pass.
@@ -682,9 +921,11 @@ extension ImageService {
                 // never active, so a file under its id is the dead upload's).
                 let id = image.id
                 if let owner, owner != me {
-                    report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == owner && $0.imageID == id }
+                    for named in stores.all {
+                        report.temporaryFilesRemoved += try await named.store.sweepTemporaryFiles { $0.replica == owner && $0.imageID == id }
+                    }
                 }
-                try await store.delete(id)
+                for named in stores.all { try await named.store.delete(id) }
                 // 3. Back to queued: it can be uploaded again.
                 try await repository.update(id, expecting: Self.writingStatuses) { current in
                     guard current.uploadOwner == me else { throw ImageStoreError.conflict("claimed meanwhile") }
@@ -702,7 +943,9 @@ extension ImageService {
             }
         }
         for dead in expired.subtracting(unfinished) {
-            report.temporaryFilesRemoved += try await store.sweepTemporaryFiles { $0.replica == dead }
+            for named in stores.all {
+                report.temporaryFilesRemoved += try await named.store.sweepTemporaryFiles { $0.replica == dead }
+            }
             if try await replicas.removeReplica(dead, ifExpired: lease) {
                 report.replicasRemoved.append(dead)
                 logger.warning("removed a replica whose lease expired", metadata: ["replica": "\(dead)"])

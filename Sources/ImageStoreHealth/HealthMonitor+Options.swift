@@ -9,11 +9,23 @@ extension HealthMonitor {
     /// - Parameters:
     ///   - mountGuard: the store's guard, for `nfs`, `mountpoint` and `store` (OK when nil: nothing is guarded).
     ///   - repository: the metadata database, for `database`.
+    ///   - storeGuards: with several stores, every store's guard by id, in configuration order: `nfs`,
+    ///     `mountpoint` and `store` then become one backend per guarded store (`store:<id>`…), so any
+    ///     store that is gone makes the service unhealthy and the answer names it.
     public convenience init(
-        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository, logger: Logger
+        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository,
+        storeGuards: [(id: String, mountGuard: MountGuard)] = [], logger: Logger
     ) {
         let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
-        let backends = options.backends.map { name -> HealthBackend in
+        let perStore: Set<String> = ["nfs", "mountpoint", "store"]
+        func guardChecks(_ name: String, _ mountGuard: MountGuard?) -> any HealthCheck {
+            switch name {
+            case "nfs": NFSCheck(mountGuard: mountGuard)
+            case "mountpoint": MountpointCheck(mountGuard: mountGuard)
+            default: StoreCheck(state: { mountGuard?.state })
+            }
+        }
+        func backend(_ name: String) -> HealthBackend {
             switch name {
             case "disable_by_file":
                 return HealthBackend(DisableByFileCheck(path: options.disableByFilePath, timeout: timeout))
@@ -26,19 +38,25 @@ extension HealthMonitor {
                 return HealthBackend(name: name, perPort: byPort)
             case "enable_by_files":
                 return HealthBackend(EnableByFilesCheck(paths: options.enableByFilePaths, timeout: timeout))
-            case "nfs": return HealthBackend(NFSCheck(mountGuard: mountGuard))
-            case "mountpoint": return HealthBackend(MountpointCheck(mountGuard: mountGuard))
-            case "store": return HealthBackend(StoreCheck(state: { mountGuard?.state }))
+            case "nfs", "mountpoint", "store": return HealthBackend(guardChecks(name, mountGuard))
             case "database": return HealthBackend(DatabaseCheck(repository: repository))
             default:
                 // The configuration reader rejects unknown names; a programmatic one must not pass silently.
                 return HealthBackend(UnknownBackend(name: name))
             }
         }
+        let backends = options.backends.flatMap { name -> [HealthBackend] in
+            // One backend per store as soon as there is more than the default store's guard to watch.
+            if perStore.contains(name), storeGuards.count > 1 || storeGuards.contains(where: { $0.mountGuard !== mountGuard }) {
+                return storeGuards.map { HealthBackend(StoreScopedCheck(store: $0.id, inner: guardChecks(name, $0.mountGuard))) }
+            }
+            return [backend(name)]
+        }
         // The guard's checks carry their own deadline (`mount_guard_timeout`): give them that long, or a slow
         // but answering NFS server would be cut off by a shorter check_timeout and the backend would flap.
         var roundTimeout = timeout
-        if let guardTimeout = mountGuard?.settings.timeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
+        let guardTimeout = (storeGuards.map(\.mountGuard) + [mountGuard].compactMap { $0 }).map(\.settings.timeout).max()
+        if let guardTimeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
             roundTimeout = max(timeout, guardTimeout + .milliseconds(250))
         }
         self.init(
@@ -55,5 +73,18 @@ struct UnknownBackend: HealthCheck {
     let name: String
     func check() async -> HealthResult {
         HealthResult(available: false, reason: "UNKNOWN BACKEND", details: "no health check named \(name)")
+    }
+}
+
+/// One store's guard check among several stores: named `<check>:<store>` and its details say which store.
+struct StoreScopedCheck: HealthCheck {
+    let store: String
+    let inner: any HealthCheck
+    var name: String { "\(inner.name):\(store)" }
+
+    func check() async -> HealthResult {
+        var result = await inner.check()
+        result.details = "store \(store): " + (result.details ?? result.reason)
+        return result
     }
 }

@@ -114,6 +114,9 @@ struct InitStore: AsyncParsableCommand {
         help: "Write this store id instead of a new one (to give a replacement share the id the server recorded).")
     var storeID: String?
 
+    @Option(name: .customLong("store"), help: "With --config-file and enabled_backends: the store whose directory and marker to use (default: default_backend).")
+    var store: String?
+
     /// Seconds any one filesystem call may take: a hung share must not hang the command.
     static let deadline: Duration = .seconds(10)
 
@@ -126,7 +129,10 @@ struct InitStore: AsyncParsableCommand {
         if let configFile {
             let store: FilesystemStoreOptions
             do {
-                store = try ServiceConfiguration.load(path: configFile).store
+                let configuration = try ServiceConfiguration.load(path: configFile)
+                store = try Check.options(of: self.store, in: configuration)
+            } catch let error as ValidationError {
+                throw error
             } catch {
                 throw ValidationError("configuration: \(error)")
             }
@@ -197,6 +203,18 @@ struct Check: AsyncParsableCommand {
     @OptionGroup var config: ConfigOptions
     @Flag(help: "Print one JSON object (the same facts as the table) instead of the table.")
     var json = false
+    @Option(name: .customLong("store"), help: "With enabled_backends: the store to check (default: default_backend); each store has its own guard.")
+    var storeID: String?
+
+    /// The options of store `id` (nil: the default backend); an id that is not enabled is a usage error.
+    static func options(of id: String?, in configuration: ServiceConfiguration) throws -> FilesystemStoreOptions {
+        guard let id else { return configuration.store }
+        guard configuration.enabledBackends.contains(where: { $0.id == id }) else {
+            throw ValidationError(
+                "store \"\(id)\" is not one of enabled_backends (\(configuration.enabledBackends.map(\.id).joined(separator: ", ")))")
+        }
+        return configuration.options(forStore: id)
+    }
 
     /// What `check` found: printed as a table for people or as JSON for automation.
     struct Report: Encodable {
@@ -244,7 +262,14 @@ struct Check: AsyncParsableCommand {
         }
         // The server runs the embedded default unguarded; saying its marker fails would contradict a
         // server that accepts writes on the same defaults.
-        guard configuration.isGuarded else {
+        let storeID = self.storeID ?? configuration.defaultBackend
+        let options: FilesystemStoreOptions
+        do {
+            options = try Self.options(of: storeID, in: configuration)
+        } catch {
+            return Report(store: "unusable", reason: "configuration: \(error)", exitCode: 2)
+        }
+        guard configuration.isGuarded(store: storeID) else {
             return Report(
                 store: "enabled",
                 reason: "embedded default: \(configuration.store.datadir) is a plain local directory, not guarded; "
@@ -260,14 +285,14 @@ struct Check: AsyncParsableCommand {
         } else {
             do {
                 let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
-                identity = .readOnly(repository: repository, store: configuration.defaultBackend)
+                identity = .readOnly(repository: repository, store: storeID)
             } catch {
                 identityNote = "store id not compared: the metadata database did not open: \(error)"
             }
         }
         let mountGuard: MountGuard
         do {
-            mountGuard = try ApplicationDependencies.makeMountGuard(configuration.store, identity: identity, logger: logger)
+            mountGuard = try ApplicationDependencies.makeMountGuard(options, identity: identity, logger: logger)
         } catch {
             return Report(store: "unusable", reason: "configuration: \(error)", exitCode: 2)
         }

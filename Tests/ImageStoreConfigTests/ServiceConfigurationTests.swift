@@ -280,10 +280,87 @@ import Testing
         #expect(config.defaultBackend == "slow")
         #expect(config.store.datadir == "/slow")
         #expect(config.store.description == "cheap disks")
-        #expect(
-            config.warnings == [
-                "\(Self.path):2: [DEFAULT] enabled_backends: backend \"fast\" is not the default backend; ImageStore serves only the default backend, so [fast] is not used"
-            ])
+        // Every store is served, each with the options of its own section.
+        #expect(config.options(forStore: "fast").datadir == "/fast")
+        #expect(config.options(forStore: "slow").datadir == "/slow")
+        #expect(config.warnings == [])
+    }
+
+    @Test func parse_whenTwoBackends_readsEachStoresOwnGuardAndWeight() throws {
+        let config = try parse(
+            """
+            [DEFAULT]
+            enabled_backends = fast:file, nfs:file
+            [glance_store]
+            default_backend = fast
+            [fast]
+            filesystem_store_datadir = /fast
+            weight = 100
+            filesystem_store_reserved_space = 10%
+            [nfs]
+            filesystem_store_datadir = /mnt/nfs/images
+            filesystem_store_require_mountpoint = true
+            filesystem_store_marker_file = .nfsmarker
+            filesystem_store_chunk_size = 4096
+            weight = -5
+            """)
+        let fast = config.options(forStore: "fast")
+        let nfs = config.options(forStore: "nfs")
+        #expect(fast.weight == 100)
+        #expect(fast.reservedSpace == .percent(10))
+        #expect(!fast.requireMountpoint)
+        #expect(nfs.datadir == "/mnt/nfs/images")
+        #expect(nfs.requireMountpoint)
+        #expect(nfs.markerPath == "/mnt/nfs/images/.nfsmarker")
+        #expect(nfs.chunkSize == 4096)
+        #expect(nfs.weight == -5)
+        #expect(config.isGuarded(store: "nfs"))
+        #expect(config.warnings == [])
+    }
+
+    @Test func parse_locationOptions_defaultOff() throws {
+        let off = try parse("[DEFAULT]\n")
+        #expect(!off.showImageDirectURL)
+        #expect(!off.showMultipleLocations)
+        let on = try parse("[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = True\n")
+        #expect(on.showImageDirectURL)
+        #expect(on.showMultipleLocations)
+        #expect(on.warnings == [])
+        #expect(throws: ConfigurationError.self) { try parse("[DEFAULT]\nshow_image_direct_url = maybe\n") }
+    }
+
+    @Test func parse_whenTwoStoresShareADirectory_isAnError() throws {
+        do {
+            _ = try parse(
+                """
+                [DEFAULT]
+                enabled_backends = fast:file, nfs:file
+                [glance_store]
+                default_backend = fast
+                [fast]
+                filesystem_store_datadir = /srv/images
+                [nfs]
+                filesystem_store_datadir = /srv/images/
+                """)
+            Issue.record("two stores on one directory were accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.section == "nfs")
+            #expect(error.reason.contains("same filesystem_store_datadir as store \"fast\""), "\(error)")
+        }
+    }
+
+    @Test func parse_whenASecondStoresOptionIsBad_isAnError() throws {
+        #expect(throws: ConfigurationError.self) {
+            try parse(
+                """
+                [DEFAULT]
+                enabled_backends = fast:file, nfs:file
+                [glance_store]
+                default_backend = fast
+                [nfs]
+                weight = heavy
+                """)
+        }
     }
 
     @Test func parse_whenStoreOptionsInGlanceStoreWithMultiStore_warnsTheyAreIgnored() throws {

@@ -20,6 +20,7 @@ enum ImageAttributes {
             throw ImageStoreError.forbidden("Attribute '\(key)' is reserved.")
         }
         if key == "locations" {
+            // Also with show_multiple_locations: locations are shown, never set, here.
             throw ImageStoreError.forbidden("It's not allowed to update locations if locations are invisible.")
         }
     }

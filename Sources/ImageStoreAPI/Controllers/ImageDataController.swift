@@ -22,7 +22,9 @@ struct ImageDataController {
         }
         let declared = try Self.declaredSize(request.headers)
         _ = try await access.image(id, for: "upload_image", context)
-        let image = try await service.upload(id, body: request.body, declaredSize: declared)
+        // Multi-store: the client names the store (an unknown one is 400); the default store otherwise.
+        let storeID = service.stores.isMultiStore ? request.headers[.imageMetaStore] : nil
+        let image = try await service.upload(id, body: request.body, declaredSize: declared, storeID: storeID)
         context.logger.info(
             "image uploaded",
             metadata: ["image_id": "\(id)", "size": "\(image.size ?? 0)", "checksum": "\(image.checksum ?? "")"])

@@ -13,8 +13,10 @@ struct ImagesController {
     let service: ImageService
     let access: ImageAccess
     let limits: ImageLimits
-    /// The backend id shown as `stores` when multi-store is configured.
-    let storeID: String?
+    /// The stores, when images say where they are (`stores`, the `OpenStack-image-store-ids` header).
+    let stores: ImageStores?
+    /// `show_image_direct_url` / `show_multiple_locations`; nil when both are off.
+    let locations: LocationView?
     /// `enabled_import_methods`, announced on image creation (openstacksdk refuses `--import` without it).
     let importMethods: [String]
 
@@ -53,9 +55,9 @@ struct ImagesController {
             throw ImageStoreError.conflict("Image with identifier \(image.id) already exists!")
         }
         var headers: HTTPFields = [.location: "\(VersionsController.baseURL(of: request))/v2/images/\(image.id)"]
-        if let storeID { headers[.storeIDs] = storeID }
+        if let stores { headers[.storeIDs] = stores.all.map(\.id).joined(separator: ",") }
         if !importMethods.isEmpty { headers[.importMethods] = importMethods.joined(separator: ",") }
-        return .json(image.glanceJSON(storeID: storeID), status: .created, headers: headers)
+        return .json(image.glanceJSON(stores: stores, locations: locations), status: .created, headers: headers)
     }
 
     @Sendable func list(_ request: Request, _ context: AppRequestContext) async throws -> Response {
@@ -69,7 +71,7 @@ struct ImagesController {
         let images = try await repository.list(query)
         var shown: [JSONValue] = []
         for image in images {
-            if try access.mayShow(image, context) { shown.append(image.glanceJSON(storeID: storeID)) }
+            if try access.mayShow(image, context) { shown.append(image.glanceJSON(stores: stores, locations: locations)) }
         }
         var body: [String: JSONValue] = [
             "images": .array(shown),
@@ -86,7 +88,7 @@ struct ImagesController {
 
     @Sendable func show(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let image = try await access.visibleImage(try context.imageID(), context)
-        return .json(image.glanceJSON(storeID: storeID))
+        return .json(image.glanceJSON(stores: stores, locations: locations))
     }
 
     @Sendable func update(_ request: Request, _ context: AppRequestContext) async throws -> Response {
@@ -109,7 +111,7 @@ struct ImagesController {
             // lowered limit can still shed properties.
             try ImageAttributes.checkLimits(image, limits, properties: !Set(image.properties.keys).isSubset(of: before))
         }
-        return .json(updated.glanceJSON(storeID: storeID))
+        return .json(updated.glanceJSON(stores: stores, locations: locations))
     }
 
     @Sendable func delete(_ request: Request, _ context: AppRequestContext) async throws -> Response {

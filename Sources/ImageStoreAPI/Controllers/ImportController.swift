@@ -53,28 +53,47 @@ struct ImportController {
         if let held = image.properties[ImportProperty.task], !held.isEmpty {
             throw ImageStoreError.conflict("New operation on image '\(id)' is not permitted as prior operation is still in progress")
         }
+        let known = service.stores
+        var targets: [String] = []
         if multiStore {
-            if allStores && stores != nil {
+            // As Glance: the body's `stores`, else the X-Image-Meta-Store header, else the default store.
+            let header = request.headers[.imageMetaStore]
+            if allStores && (stores != nil || header != nil) {
                 throw ImageStoreError.badRequest(
                     "All_stores parameter can't be used with x-image-meta-store header or stores parameter")
             }
-            for store in stores ?? [] where store != storeID {
+            let named = stores ?? header.map { [$0] }
+            for store in named ?? [] where known.store(store) == nil {
                 throw ImageStoreError.conflict("Unknown scheme '\(store)' found in URI")
             }
+            if allStores {
+                targets = known.all.map(\.id)
+            } else {
+                targets = named ?? [storeID]
+            }
+            var unique: [String] = []
+            for target in targets where !unique.contains(target) { unique.append(target) }
+            targets = unique
         }
         if method == .copyImage {
-            // One store, and an active image is in it: with all_stores there is nothing to copy (Glance
-            // answers 202 and does nothing); a named store already holds it (Glance's 400).
-            if allStores {
-                // Said on the image, as an import that ended would: nothing left to copy, nothing failed
-                // (clients wait for `os_glance_importing_to_stores` to be empty).
+            let present = known.locations(of: image)
+            // One store (no enabled_backends): a named store already holds it (Glance's 400).
+            if !multiStore && !allStores { throw ImageStoreError.badRequest("Image is already present at store '\(storeID)'") }
+            if !allStores, let there = targets.first(where: { present.contains($0) }) {
+                throw ImageStoreError.badRequest("Image is already present at store '\(there)'")
+            }
+            // all_stores copies to every store without the image (Glance drops the ones holding it).
+            targets.removeAll { present.contains($0) }
+            if targets.isEmpty {
+                // Nothing to copy: Glance answers 202 and does nothing. Said on the image, as an import that
+                // ended would: nothing left to copy, nothing failed (clients wait for
+                // `os_glance_importing_to_stores` to be empty).
                 try await service.repository.update(id, expecting: [.active]) { image in
                     image.properties[ImportProperty.importingToStores] = ""
                     if image.properties[ImportProperty.failedImport] == nil { image.properties[ImportProperty.failedImport] = "" }
                 }
                 return Response(status: .accepted)
             }
-            throw ImageStoreError.badRequest("Image is already present at store '\(storeID)'")
         }
         if !allMustSucceed && !multiStore {
             throw ImageStoreError.badRequest("All_stores_must_succeed can only be set with enabled_backends")
@@ -83,11 +102,12 @@ struct ImportController {
             throw ImageStoreError.badRequest("URI for web-download does not pass filtering: \(uri)")
         }
         let input: JSONValue = [
-            "image_id": .string(id.description), "import_req": body, "backend": [multiStore ? .string(storeID) : .null],
+            "image_id": .string(id.description), "import_req": body,
+            "backend": multiStore ? .array(targets.map { .string($0) }) : [.null],
         ]
         _ = try await importer.start(
             id, method: method, input: input.serialized(), owner: context.projectID, userID: context.userID,
-            requestID: context.requestID)
+            requestID: context.requestID, stores: targets, allMustSucceed: allMustSucceed)
         return Response(status: .accepted)
     }
 
@@ -135,12 +155,12 @@ struct ImportController {
     }
 
     /// `DELETE /v2/stores/{store_id}/{image_id}` (`images.py delete_from_store`): only with
-    /// `enabled_backends` (404 otherwise), an unknown store is 409, and with one store the copy asked for
-    /// is always the last one, which Glance refuses (403: delete the image instead).
+    /// `enabled_backends` (404 otherwise), an unknown store is 409, the image's last copy is refused
+    /// (403: delete the image instead), a store whose guard refuses writes is 410.
     @Sendable func deleteFromStore(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         guard multiStore else { throw ImageStoreError.notFound("The resource could not be found.") }
         let store = context.parameters.get("store_id") ?? ""
-        guard store == storeID else {
+        guard service.stores.store(store) != nil else {
             throw ImageStoreError.conflict("The selected store \(store) is not available on this node.")
         }
         let id = try context.imageID()
@@ -152,10 +172,8 @@ struct ImportController {
         }
         try access.authorize("get_image_location", on: image, context)
         try access.authorize("delete_image_location", on: image, context)
-        guard image.status == .active else {
-            throw ImageStoreError.conflict("It's not allowed to remove image data from store if image status is not 'active'")
-        }
-        throw ImageStoreError.forbidden(
-            "Cannot delete image data from the only store containing it. Consider deleting the image instead.")
+        try await service.removeCopy(id, from: store)
+        context.logger.info("image copy removed", metadata: ["image_id": "\(id)", "store": "\(store)"])
+        return Response(status: .noContent)
     }
 }

@@ -8,13 +8,22 @@ import ImageStoreGuard
 struct InfoController {
     /// `enabled_import_methods`.
     let importMethods: [String]
-    /// Configured backends (`enabled_backends`); empty means multi-store is off (404, as Glance).
-    let backends: [(id: String, description: String?)]
+    /// One configured store as the detail shows it: the values in use.
+    struct StoreInfo: Sendable {
+        var id: String
+        var description: String?
+        var weight: Int
+        var datadir: String
+        var chunkSize: Int
+        /// The store's mount guard's latest state (no I/O), when the store is guarded.
+        var guardState: @Sendable () -> GuardState?
+    }
+
+    /// Every store (`enabled_backends`, or the legacy single one), in configuration order.
+    let stores: [StoreInfo]
+    /// `enabled_backends` is set; otherwise the stores are listed only when guarded (404, as Glance).
+    let multiStore: Bool
     let defaultBackend: String
-    let datadir: String
-    let chunkSize: Int
-    /// The mount guard's latest state (no I/O), when the store is guarded.
-    let guardState: @Sendable () -> GuardState?
 
     func addRoutes(to routes: RouteTable) {
         let importMethods = self.importMethods
@@ -34,25 +43,31 @@ struct InfoController {
     }
 
     private func storesDocument(detail: Bool) async throws -> Response {
-        // A guarded store is listed even without enabled_backends, so operators can read its state.
-        let listed = backends.isEmpty && guardState() != nil ? [(id: defaultBackend, description: String?.none)] : backends
+        // A guarded store is listed even without enabled_backends, so operators can read its state (the
+        // legacy store's description is not shown there, as before).
+        let listed: [StoreInfo]
+        if multiStore {
+            listed = stores
+        } else {
+            listed = stores.filter { $0.id == defaultBackend && $0.guardState() != nil }.map { var store = $0; store.description = nil; return store }
+        }
         guard !listed.isEmpty else { throw ImageStoreError.notFound("Multi backend is not supported at this site.") }
-        var stores: [JSONValue] = []
-        for backend in listed {
-            var entry: [String: JSONValue] = ["id": .string(backend.id)]
-            if let description = backend.description { entry["description"] = .string(description) }
-            if backend.id == defaultBackend { entry["default"] = "true" }
+        var documents: [JSONValue] = []
+        for store in listed {
+            var entry: [String: JSONValue] = ["id": .string(store.id)]
+            if let description = store.description { entry["description"] = .string(description) }
+            if store.id == defaultBackend { entry["default"] = "true" }
             if detail {
                 entry["type"] = "file"
-                entry["weight"] = 0
+                entry["weight"] = .int(Int64(store.weight))
                 entry["properties"] = [
-                    "data_dir": .string(datadir), "chunk_size": .int(Int64(chunkSize)), "thin_provisioning": false,
+                    "data_dir": .string(store.datadir), "chunk_size": .int(Int64(store.chunkSize)), "thin_provisioning": false,
                 ]
-                if backend.id == defaultBackend, let state = guardState() { entry["guard"] = Self.json(state) }
+                if let state = store.guardState() { entry["guard"] = Self.json(state) }
             }
-            stores.append(.object(entry))
+            documents.append(.object(entry))
         }
-        return .json(["stores": .array(stores)])
+        return .json(["stores": .array(documents)])
     }
 
     /// The guard's state for operators: enabled or why not, when it last checked, each check, free space.

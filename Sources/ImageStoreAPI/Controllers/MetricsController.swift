@@ -13,13 +13,14 @@ import NIOCore
 /// Answers from memory: guard and health figures are what their background checks last saw.
 struct MetricsController: Sendable {
     let metrics: ServiceMetrics
-    let storeID: String
-    let guardState: @Sendable () -> GuardState?
+    /// Every store's id and its guard's latest state (nil: unguarded, not sampled), in configuration order.
+    let guards: [(storeID: String, state: @Sendable () -> GuardState?)]
     let healthMonitor: HealthMonitor
 
     func sample() -> ServiceMetrics.Sample {
         var stores: [ServiceMetrics.StoreSample] = []
-        if let state = guardState() {
+        for (storeID, guardState) in guards {
+            guard let state = guardState() else { continue }
             stores.append(
                 ServiceMetrics.StoreSample(
                     store: storeID, enabled: state.enabled,

@@ -5,9 +5,12 @@ import ImageStoreCore
 extension Image {
     /// The Glance v2 image document (`_format_image`): every base field always present (null when
     /// unset), custom properties as top-level strings, and the self/file/schema links.
-    func glanceJSON(storeID: String?) -> JSONValue {
+    /// - Parameter stores: the stores, when images say where they are (`stores`); nil: not shown.
+    /// - Parameter locations: `show_image_direct_url` / `show_multiple_locations`; nil: neither shown.
+    func glanceJSON(stores: ImageStores?, locations: LocationView? = nil) -> JSONValue {
         var doc: [String: JSONValue] = [:]
-        for (key, value) in properties { doc[key] = .string(value) }
+        // Where the data is, is ours to keep (and shown as `stores`), never a custom property.
+        for (key, value) in properties where key != ImageStores.locationsProperty { doc[key] = .string(value) }
         doc["id"] = .string(id.description)
         doc["name"] = JSONValue(name)
         doc["status"] = .string(status.rawValue)
@@ -30,9 +33,44 @@ extension Image {
         doc["self"] = .string("/v2/images/\(id)")
         doc["file"] = .string("/v2/images/\(id)/file")
         doc["schema"] = "/v2/schemas/image"
-        // Multi-store: the store holding the data, as Glance shows it with enabled_backends.
-        if let storeID, hasData { doc["stores"] = .string(storeID) }
+        // Multi-store: the stores holding the data, comma-separated, as Glance shows it with enabled_backends.
+        if let stores, hasData { doc["stores"] = .string(stores.locations(of: self).joined(separator: ",")) }
+        locations?.add(to: &doc, for: self)
         return .object(doc)
+    }
+}
+
+/// Glance's `direct_url` and `locations` (read-only), as Nova and Cinder read them: `file://` URLs of the
+/// image's copies, with `{"store": id}` metadata when `enabled_backends` is set (glance_store's
+/// filesystem driver adds it only then).
+struct LocationView: Sendable {
+    let stores: ImageStores
+    /// Each store's `filesystem_store_datadir`.
+    let datadirs: [String: String]
+    let showDirectURL: Bool
+    let showLocations: Bool
+
+    func url(of image: Image, in store: String) -> String? {
+        guard var datadir = datadirs[store] else { return nil }
+        while datadir.count > 1 && datadir.hasSuffix("/") { datadir.removeLast() }
+        return "file://\(datadir)/\(image.id)"
+    }
+
+    func add(to doc: inout [String: JSONValue], for image: Image) {
+        // Copies as recorded (the order they were made); a store no longer configured has no URL to give.
+        let held = image.hasData ? stores.locations(of: image) : []
+        if showLocations {
+            doc["locations"] = .array(
+                held.compactMap { store in
+                    url(of: image, in: store).map { url -> JSONValue in
+                        ["url": .string(url), "metadata": stores.isMultiStore ? ["store": .string(store)] : [:]]
+                    }
+                })
+        }
+        // The best copy, as Glance's sort_image_locations: the highest store weight.
+        if showDirectURL, image.hasData, let best = stores.readOrder(of: image).first, let url = url(of: image, in: best.id) {
+            doc["direct_url"] = .string(url)
+        }
     }
 }
 

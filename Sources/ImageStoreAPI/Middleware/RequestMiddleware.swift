@@ -47,4 +47,6 @@ extension HTTPField.Name {
     static let acceptPatch = Self("Accept-Patch")!
     static let importMethods = Self("OpenStack-image-import-methods")!
     static let storeIDs = Self("OpenStack-image-store-ids")!
+    /// Multi-store: the store an upload or import goes to.
+    static let imageMetaStore = Self("X-Image-Meta-Store")!
 }
