@@ -127,6 +127,13 @@ let package = Package(
             dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings
         ),
+        // oslo.log's options through swift-log: one handler writing text or JSON lines to stdout, stderr or
+        // log_file from a thread of its own; reloaded on SIGHUP.
+        .target(
+            name: "ImageStoreLogging",
+            dependencies: ["ImageStoreCore", "ImageStoreConfig", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
@@ -151,6 +158,7 @@ let package = Package(
             name: "imagestore",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard", "ImageStoreMetadata",
+                "ImageStoreLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -468,7 +468,8 @@ func buildRouter(
     }
     router.add(
         middleware: RequestMiddleware(
-            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue))))
+            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue)),
+            storeID: configuration.defaultBackend))
     router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore

@@ -66,7 +66,7 @@ struct ConfigurationReader {
                 bindHost, bindPort, imageSizeCap, userStorageQuota, enabledBackends, drainTimeout, clientSocketTimeout,
                 replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL,
             ]
-        ).union(ImageLimits.Key.all)
+        ).union(ImageLimits.Key.all).union(LoggingOptions.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
 
@@ -151,6 +151,10 @@ struct ConfigurationReader {
             }
             config.storeUnavailableStatus = status
         }
+        if let v = value(section, LoggingOptions.Key.debug) { config.logging.debug = try v.bool() }
+        if let v = value(section, LoggingOptions.Key.logFile) { config.logging.logFile = v.optionalString }
+        if let v = value(section, LoggingOptions.Key.useJSON) { config.logging.useJSON = try v.bool() }
+        if let v = value(section, LoggingOptions.Key.useStderr) { config.logging.useStderr = try v.bool() }
         if let v = value(section, ImageLimits.Key.properties) { config.imageLimits.properties = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.tags) { config.imageLimits.tags = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.members) { config.imageLimits.members = try v.int(in: Int.min...Int.max) }

@@ -46,6 +46,8 @@ public struct ServiceConfiguration: Sendable {
     public var pasteConfigFile: String?
     /// `[healthcheck]`, overridden by the paste file's `[app:healthcheck]`.
     public var healthcheck: HealthcheckOptions
+    /// `[DEFAULT] debug`, `log_file`, `use_json`, `use_stderr` (oslo.log's names).
+    public var logging = LoggingOptions()
     /// `[metrics]`: the Prometheus endpoint.
     public var metrics = MetricsOptions()
     /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.

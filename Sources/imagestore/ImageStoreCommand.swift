@@ -5,6 +5,7 @@ import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
+import ImageStoreLogging
 import ImageStoreMetadata
 import ImageStoreNFS
 import Logging
@@ -51,18 +52,31 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "HOST:PORT to listen on; overrides bind_host and bind_port.")
     var bind: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical; overrides [DEFAULT] debug.")
+    var logLevel: String?
 
     func run() async throws {
-        var logger = Logger(label: "imagestore")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var quiet = Logger(label: "imagestore")
+        quiet.logLevel = .critical
         var configuration: ServiceConfiguration
+        let output: LogOutput
         do {
-            configuration = try config.load(logger: logger)
+            // Warnings are logged below, once the log goes where the configuration says.
+            configuration = try config.load(logger: quiet)
+            output = try LogOutput(options: configuration.logging)
         } catch {
             throw ValidationError("configuration: \(error)")
         }
+        // swift-log's one process-wide factory: every Logger made from here on (ours, Hummingbird's,
+        // the libraries') writes through `output`, which SIGHUP reconfigures.
+        LoggingSystem.bootstrap { label in OsloLogHandler(label: label, output: output) }
+        var logger = Logger(label: "imagestore")
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+            logger.logLevel = level
+        }
+        defer { output.flush() }
+        for warning in configuration.warnings { logger.warning("\(warning)") }
         if let bind {
             guard let colon = bind.lastIndex(of: ":"), let port = Int(bind[bind.index(after: colon)...]),
                 (0...65535).contains(port)

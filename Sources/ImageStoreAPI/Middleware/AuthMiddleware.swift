@@ -83,6 +83,9 @@ struct AuthMiddleware: RouterMiddleware {
         switch authentication {
         case .noauth:
             context.identity = Self.noauthIdentity(request.headers, policy: policy)
+            // Only what the caller said: the anonymous noauth admin has no user to name.
+            if let user = context.identity.userID { context.logger[metadataKey: "user_id"] = .string(user) }
+            if let project = context.identity.projectID { context.logger[metadataKey: "project_id"] = .string(project) }
         case .keystone(let keystone):
             guard KeystoneAuthentication.requiresToken(request.uri.path) else {
                 context.identity = RequestIdentity()  // anonymous: the open routes ask no policy
@@ -98,6 +101,8 @@ struct AuthMiddleware: RouterMiddleware {
             context.logger[metadataKey: "user_id"] = .string(context.identity.userID ?? "-")
             context.logger[metadataKey: "project_id"] = .string(context.identity.projectID ?? "-")
         }
+        context.logFacts["user_id"] = context.identity.userID
+        context.logFacts["project_id"] = context.identity.projectID
         return try await next(request, context)
     }
 
