@@ -197,11 +197,14 @@ public struct ApplicationDependencies: Sendable {
 
 /// Assembles the ImageStore application: the only place where configuration, dependencies, routes,
 /// middleware and background services are put together. `imagestore serve` and the tests call it.
+/// - Parameter reloader: when given, SIGHUP's reload reaches the policy and the health check through it.
 public func buildApplication(
-    configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger
+    configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger,
+    reloader: ConfigurationReloader? = nil
 ) throws -> some ApplicationProtocol {
     var dependencies = try dependencies ?? .make(from: configuration, logger: logger)
-    let policy = try makePolicy(configuration.policy, logger: logger)
+    let policy = Reloadable(try makePolicy(configuration.policy, logger: logger))
+    let healthcheckOptions = Reloadable(configuration.healthcheck)
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let staging =
         dependencies.staging ?? ApplicationDependencies.stagingArea(beside: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
@@ -226,10 +229,18 @@ public func buildApplication(
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.mountGuard,
         repository: dependencies.repository, logger: logger)
+    if let reloader {
+        let (mountGuard, repository) = (dependencies.mountGuard, dependencies.repository)
+        reloader.attach(
+            .init(
+                policy: policy, healthcheck: healthcheckOptions,
+                rebuildHealth: { options in await healthMonitor.reconfigure(options: options, mountGuard: mountGuard, repository: repository) }))
+    }
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
-        healthMonitor: healthMonitor, policy: policy, authentication: authentication, metrics: metrics, logger: logger
+        healthMonitor: healthMonitor, policy: policy, healthcheckOptions: healthcheckOptions, authentication: authentication,
+        metrics: metrics, logger: logger
     ).router
     var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
     if let registry, let lease {
@@ -447,7 +458,8 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
         options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
     return buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
-        healthMonitor: healthMonitor, policy: .glanceDefaults, authentication: .noauth, metrics: nil, logger: logger
+        healthMonitor: healthMonitor, policy: Reloadable(.glanceDefaults), healthcheckOptions: Reloadable(configuration.healthcheck),
+        authentication: .noauth, metrics: nil, logger: logger
     ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
@@ -455,8 +467,8 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
-    importer: ImageImporter, healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, metrics: ServiceMetrics?,
-    logger: Logger
+    importer: ImageImporter, healthMonitor: HealthMonitor, policy: Reloadable<PolicyEnforcer>,
+    healthcheckOptions: Reloadable<HealthcheckOptions>, authentication: Authentication, metrics: ServiceMetrics?, logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
     if let metrics {
@@ -470,7 +482,7 @@ func buildRouter(
         middleware: RequestMiddleware(
             logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue)),
             storeID: configuration.defaultBackend))
-    router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
+    router.add(middleware: AuthMiddleware(policies: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
     let access = ImageAccess(repository: dependencies.repository)
@@ -498,7 +510,7 @@ func buildRouter(
         defaultBackend: configuration.defaultBackend, datadir: configuration.store.datadir,
         chunkSize: configuration.store.chunkSize, guardState: { dependencies.mountGuard?.state }
     ).addRoutes(to: routes)
-    HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
+    HealthcheckController(monitor: healthMonitor, options: healthcheckOptions).addRoutes(to: routes)
     routes.finish()
     return routes
 }

@@ -12,6 +12,19 @@ extension HealthMonitor {
     public convenience init(
         options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository, logger: Logger
     ) {
+        let (backends, settings) = Self.layout(options: options, mountGuard: mountGuard, repository: repository)
+        self.init(backends: backends, settings: settings, logger: logger)
+    }
+
+    /// New `[healthcheck]` options (SIGHUP), with the same guard and database.
+    public func reconfigure(options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository) async {
+        let (backends, settings) = Self.layout(options: options, mountGuard: mountGuard, repository: repository)
+        await reconfigure(backends: backends, settings: settings)
+    }
+
+    static func layout(
+        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository
+    ) -> ([HealthBackend], Settings) {
         let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
         let backends = options.backends.map { name -> HealthBackend in
             switch name {
@@ -41,12 +54,12 @@ extension HealthMonitor {
         if let guardTimeout = mountGuard?.settings.timeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
             roundTimeout = max(timeout, guardTimeout + .milliseconds(250))
         }
-        self.init(
-            backends: backends,
-            settings: Settings(
+        return (
+            backends,
+            Settings(
                 interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: roundTimeout,
-                failureThreshold: options.failureThreshold),
-            logger: logger)
+                failureThreshold: options.failureThreshold)
+        )
     }
 }
 

@@ -45,7 +45,7 @@ struct ConfigOptions: ParsableArguments {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the API server.",
-        discussion: "Stops gracefully on SIGTERM/SIGINT.")
+        discussion: "Stops gracefully on SIGTERM/SIGINT. SIGHUP reloads logging, [healthcheck] and the policy file (docs/configuration.md).")
 
     @OptionGroup var config: ConfigOptions
 
@@ -84,17 +84,51 @@ struct Serve: AsyncParsableCommand {
             configuration.bindHost = String(bind[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             configuration.bindPort = port
         }
-        let app = try buildApplication(configuration: configuration, logger: logger)
+        let reloader = ConfigurationReloader(configuration: configuration, logging: { output.apply($0) }, logger: logger)
+        let app = try buildApplication(configuration: configuration, logger: logger, reloader: reloader)
+        // SIGHUP (logrotate, or an operator after editing the file): reload what is safe. Trapped before
+        // the server listens, so a SIGHUP can never take the default action (terminate).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let bind = self.bind
+        let reload = HangupReload(signals: hangups, reloader: reloader, logger: logger) { [config, logger, configuration] in
+            var reloaded = try config.load(logger: logger)
+            // --bind is part of the command line, not of the file: it stays.
+            if bind != nil { (reloaded.bindHost, reloaded.bindPort) = (configuration.bindHost, configuration.bindPort) }
+            return reloaded
+        }
         // SIGTERM (Kubernetes) or SIGINT: stop accepting, let requests in flight finish for at most
         // `shutdown_drain_timeout`, then cancel the rest: cancelled uploads remove their temporary file
         // and put their image back to `queued` before the process exits.
-        var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: reload, successTerminationBehavior: .ignore)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(Int64(configuration.drainTimeout * 1000))
         do {
             try await ServiceGroup(configuration: group).run()
         } catch is CancellationError {
             // The drain timeout passed and the remaining requests were cancelled (and cleaned up).
             logger.notice("stopped after the drain timeout; requests still running were cancelled")
+        }
+    }
+}
+
+/// Reloads the configuration on each SIGHUP (`ConfigurationReloader` says what is applied). A file that
+/// no longer loads is logged and changes nothing: the server goes on with what it has.
+struct HangupReload: Service {
+    let signals: UnixSignalsSequence
+    let reloader: ConfigurationReloader
+    let logger: Logger
+    let load: @Sendable () throws -> ServiceConfiguration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.notice("SIGHUP: reloading the configuration")
+                do {
+                    await reloader.reload(try load())
+                } catch {
+                    logger.error("SIGHUP: configuration not reloaded, nothing changed: \(error)")
+                }
+            }
         }
     }
 }

@@ -184,3 +184,67 @@ final class ServedImageStore: Sendable {
         #expect(!server.outputText.contains(" DEBUG "), "debug = false logs no debug lines")
     }
 }
+
+/// SIGHUP on the real binary: what logrotate and an operator editing the file rely on.
+@Suite(.serialized) struct ServeReloadTests {
+    @Test func sighup_reloadsLoggingAndHealthcheck_reopensTheLogFile_reportsWhatNeedsARestart() async throws {
+        let work = try TemporaryDirectory(prefix: "imagestore-hup")
+        defer { work.remove() }
+        let logFile = work.appending("api.log")
+        let disabledBefore = work.appending("disabled-before")  // never created
+        let disabledAfter = work.appending("disabled-after")
+        FileManager.default.createFile(atPath: disabledAfter, contents: Data())
+        func extra(debug: Bool, disableFile: String, sizeCap: Int) -> String {
+            """
+            log_file = \(logFile)
+            debug = \(debug)
+            image_size_cap = \(sizeCap)
+            [healthcheck]
+            backends = disable_by_file
+            disable_by_file_path = \(disableFile)
+            interval = 0.2
+            """
+        }
+        let server = try await ServedImageStore.start(extra: extra(debug: false, disableFile: disabledBefore, sizeCap: 1000))
+        #expect(try await server.request("GET", "/healthcheck").status == 200)
+        #expect(await ServedImageStore.eventually { ServeLoggingTests.lines(logFile).contains { $0.contains("GET /healthcheck 200") } })
+        #expect(!ServeLoggingTests.lines(logFile).contains { $0.contains(" DEBUG ") })
+
+        // logrotate: move the file away, then SIGHUP. The operator also changed the health check's file,
+        // debug and image_size_cap (which needs a restart).
+        let rotated = work.appending("api.log.1")
+        try FileManager.default.moveItem(atPath: logFile, toPath: rotated)
+        try ServedImageStore.configText(work: server.work, port: server.port, extra: extra(debug: true, disableFile: disabledAfter, sizeCap: 2000))
+            .write(toFile: server.config, atomically: true, encoding: .utf8)
+        #expect(server.process.signal(SIGHUP))
+
+        #expect(await ServedImageStore.eventually { (try? await server.request("GET", "/healthcheck"))?.status == 503 }, "\(ServeLoggingTests.lines(logFile))")
+        #expect(server.process.isRunning)
+        #expect(await ServedImageStore.eventually { ServeLoggingTests.lines(logFile).contains { $0.contains(" DEBUG ") } }, "debug = true took effect")
+        // The reload logs what it did once it is done (after the new health check ran once).
+        #expect(await ServedImageStore.eventually { ServeLoggingTests.lines(logFile).contains { $0.contains("needs restart") } })
+        let reopened = ServeLoggingTests.lines(logFile)
+        #expect(reopened.contains { $0.contains("configuration reloaded: [healthcheck] disable_by_file_path") }, "\(reopened)")
+        #expect(reopened.contains { $0.contains("configuration reloaded: [DEFAULT] debug") }, "\(reopened)")
+        #expect(
+            reopened.contains { $0.contains(" WARNING ") && $0.contains("[DEFAULT] image_size_cap changed; needs restart") }, "\(reopened)")
+        // Lines written before the reopen went to the renamed file, the rest to the new one.
+        let old = ServeLoggingTests.lines(rotated)
+        #expect(old.contains { $0.contains("SIGHUP: reloading the configuration") }, "\(old)")
+        #expect(!old.contains { $0.contains("configuration reloaded:") }, "\(old)")
+        // Not reloaded: uploads are still capped at the old 1000 bytes.
+        let created = try await server.request(
+            "POST", "/v2/images", body: Array(#"{"disk_format": "raw", "container_format": "bare"}"#.utf8), contentType: "application/json")
+        let id = try #require(created.json?["id"] as? String)
+        let upload = try await server.request(
+            "PUT", "/v2/images/\(id)/file", body: [UInt8](repeating: 1, count: 1500), contentType: "application/octet-stream")
+        #expect(upload.status == 413)
+
+        // A file that no longer loads changes nothing, and the server stays up.
+        try "[DEFAULT]\nbind_port = abc\n".write(toFile: server.config, atomically: true, encoding: .utf8)
+        #expect(server.process.signal(SIGHUP))
+        #expect(await ServedImageStore.eventually { ServeLoggingTests.lines(logFile).contains { $0.contains("configuration not reloaded") } })
+        #expect(server.process.isRunning)
+        #expect(try await server.request("GET", "/healthcheck").status == 503)
+    }
+}

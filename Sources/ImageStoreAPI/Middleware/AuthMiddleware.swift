@@ -72,13 +72,15 @@ public struct KeystoneAuthentication: Sendable {
 /// the noauth one without `X-Roles`.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
-    let policy: PolicyEnforcer
+    /// Replaced by SIGHUP (policy file reloaded); each request uses the one it read first.
+    let policies: Reloadable<PolicyEnforcer>
     let authentication: Authentication
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
         async throws -> Response
     {
         var context = context
+        let policy = policies.value
         context.policy = policy
         switch authentication {
         case .noauth:
