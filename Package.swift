@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // Environment-variable layer of the configuration (already in the graph through async-http-client).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -41,7 +43,10 @@ let package = Package(
         // glance-api.conf-style INI parsing into typed, validated configuration.
         .target(
             name: "ImageStoreConfig",
-            dependencies: ["ImageStoreCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ImageStoreCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Image data stores: the filesystem store (streaming, hashing, crash-safe commit) and an in-memory one.

@@ -617,7 +617,19 @@ struct ConfigurationReader {
 
     private mutating func warn(_ entry: INIFile.Entry, _ message: String) {
         warnings.append(
-            ConfigurationError.format(path: file.path, line: entry.line, section: entry.section, key: entry.key, message: message))
+            ConfigurationError.format(
+                path: entry.origin ?? file.path, line: entry.origin == nil ? entry.line : nil, section: entry.section, key: entry.key,
+                message: message))
+    }
+
+    /// Every option name some section knows: what the environment and secrets layers are asked for.
+    static var everyKey: Set<String> {
+        Key.defaults.union(Key.glanceStore).union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all)
+            .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all).union(MetricsOptions.Key.all)
+            .union(Key.importFiltering).union([
+                Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, DatabaseOptions.Key.maxPoolSize,
+                DatabaseOptions.Key.poolTimeout,
+            ])
     }
 
     private func value(_ section: String, _ key: String) -> OptionValue? {

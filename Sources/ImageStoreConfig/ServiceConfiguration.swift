@@ -134,6 +134,14 @@ public struct ServiceConfiguration: Sendable {
         try parse(text: readTextFile(path), path: path)
     }
 
+    /// Reads a configuration file with the environment and secrets layers over it (see
+    /// `ConfigurationLayers`): what they set replaces the file's value, then everything is validated once.
+    /// - Throws: `ConfigurationError`, naming the variable or secrets file for a bad value from a layer.
+    public static func load(path: String, layers: ConfigurationLayers) throws -> ServiceConfiguration {
+        var reader = ConfigurationReader(file: try layers.apply(to: INIFile(text: readTextFile(path), path: path)))
+        return try reader.read()
+    }
+
     /// Parses and validates configuration text; `path` names it in messages.
     /// - Throws: `ConfigurationError` for a syntax error or a bad value.
     public static func parse(text: String, path: String) throws -> ServiceConfiguration {

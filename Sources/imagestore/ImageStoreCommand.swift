@@ -31,12 +31,18 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("config-file"), help: "A glance-api.conf-style INI file (see etc/imagestore.conf.sample).")
     var configFile: String?
 
+    @Option(
+        name: .customLong("secrets-dir"),
+        help: "A directory of <section>.<key> files (a Kubernetes Secret volume) overriding the file and IMAGESTORE__SECTION__KEY variables; default $IMAGESTORE_SECRETS_DIR.")
+    var secretsDirectory: String?
+
     func load(logger: Logger) throws -> ServiceConfiguration {
         guard let configFile else {
             let base = FileManager.default.currentDirectoryPath + "/data"
             return ServiceConfiguration.embeddedDefault(baseDirectory: base)
         }
-        let configuration = try ServiceConfiguration.load(path: configFile)
+        // Environment variables and the secrets directory override the file (docs/kubernetes.md).
+        let configuration = try ServiceConfiguration.load(path: configFile, layers: .process(secretsDirectory: secretsDirectory))
         for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
     }
