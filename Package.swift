@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "ImageStoreHealth",
             dependencies: [
-                "ImageStoreCore", "ImageStoreConfig", "ImageStoreGuard",
+                "ImageStoreCore", "ImageStoreConfig",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

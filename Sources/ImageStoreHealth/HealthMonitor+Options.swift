@@ -1,7 +1,6 @@
 import Foundation
 import ImageStoreConfig
 import ImageStoreCore
-import ImageStoreGuard
 import Logging
 
 extension HealthMonitor {
@@ -10,20 +9,20 @@ extension HealthMonitor {
     ///   - mountGuard: the store's guard, for `nfs`, `mountpoint` and `store` (OK when nil: nothing is guarded).
     ///   - repository: the metadata database, for `database`.
     public convenience init(
-        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository, logger: Logger
+        options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository, logger: Logger
     ) {
         let (backends, settings) = Self.layout(options: options, mountGuard: mountGuard, repository: repository)
         self.init(backends: backends, settings: settings, logger: logger)
     }
 
     /// New `[healthcheck]` options (SIGHUP), with the same guard and database.
-    public func reconfigure(options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository) async {
+    public func reconfigure(options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository) async {
         let (backends, settings) = Self.layout(options: options, mountGuard: mountGuard, repository: repository)
         await reconfigure(backends: backends, settings: settings)
     }
 
     static func layout(
-        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository
+        options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository
     ) -> ([HealthBackend], Settings) {
         let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
         let backends = options.backends.map { name -> HealthBackend in
@@ -41,7 +40,7 @@ extension HealthMonitor {
                 return HealthBackend(EnableByFilesCheck(paths: options.enableByFilePaths, timeout: timeout))
             case "nfs": return HealthBackend(NFSCheck(mountGuard: mountGuard))
             case "mountpoint": return HealthBackend(MountpointCheck(mountGuard: mountGuard))
-            case "store": return HealthBackend(StoreCheck(state: { mountGuard?.state }))
+            case "store": return HealthBackend(StoreCheck(mountGuard: mountGuard))
             case "database": return HealthBackend(DatabaseCheck(repository: repository))
             default:
                 // The configuration reader rejects unknown names; a programmatic one must not pass silently.
@@ -51,7 +50,7 @@ extension HealthMonitor {
         // The guard's checks carry their own deadline (`mount_guard_timeout`): give them that long, or a slow
         // but answering NFS server would be cut off by a shorter check_timeout and the backend would flap.
         var roundTimeout = timeout
-        if let guardTimeout = mountGuard?.settings.timeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
+        if let guardTimeout = mountGuard?.checkDeadline, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
             roundTimeout = max(timeout, guardTimeout + .milliseconds(250))
         }
         return (
