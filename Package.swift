@@ -195,7 +195,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore", "ImageStoreTestSupport"], swiftSettings: swiftSettings),
+            name: "ImageStoreCoreTests",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreTestSupport", "ImageStoreMetadata", "ImageStoreStorage",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport"],
             swiftSettings: swiftSettings),
