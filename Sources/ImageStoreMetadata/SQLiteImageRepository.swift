@@ -450,7 +450,6 @@ extension SQLValue {
     }
 }
 
-
 // MARK: Replicas
 
 extension SQLiteImageRepository: ReplicaRegistry {
