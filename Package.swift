@@ -241,7 +241,7 @@ let package = Package(
             name: "ImageStoreAPITests",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
-                "ImageStoreStorage",
+                "ImageStoreStorage", "ImageStoreGuard", "ImageStoreHealth", "ImageStoreMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

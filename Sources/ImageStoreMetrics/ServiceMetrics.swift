@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import Synchronization
 
 /// Every metric ImageStore exports, in one Prometheus registry (swift-prometheus) per application, so
 /// several applications in one process (the tests) never share counters, and nothing is global.
@@ -66,17 +67,27 @@ public final class ServiceMetrics: Sendable {
         public var checks: [(name: String, passed: Bool, seconds: Double)]
         public var freeBytes: Int64?
         public var totalBytes: Int64?
+        /// Store calls past their deadline that have not returned (each holds one of the store's threads).
+        public var hungCalls: Int
+        /// Failed check runs since start: (check, reason class, count), counts only ever growing.
+        public var failures: [(check: String, reason: String, count: Int)]
         public init(
             store: String, enabled: Bool, checks: [(name: String, passed: Bool, seconds: Double)], freeBytes: Int64?,
-            totalBytes: Int64?
+            totalBytes: Int64?, hungCalls: Int = 0, failures: [(check: String, reason: String, count: Int)] = []
         ) {
             self.store = store
             self.enabled = enabled
             self.checks = checks
             self.freeBytes = freeBytes
             self.totalBytes = totalBytes
+            self.hungCalls = hungCalls
+            self.failures = failures
         }
     }
+
+    /// The failure counts already added to the counter, per (store, check, reason): a scrape adds only
+    /// what the guard counted since the previous one.
+    private let countedFailures = Mutex<[String: Int]>([:])
 
     public struct Sample: Sendable {
         public var stores: [StoreSample]
@@ -108,6 +119,23 @@ public final class ServiceMetrics: Sendable {
                     name: "imagestore_store_check_duration_seconds", labels: checkLabels,
                     help: "How long the guard check's last run took"
                 ).set(check.seconds)
+            }
+            registry.makeGauge(
+                name: "imagestore_store_hung_calls", labels: labels,
+                help: "Store calls past their deadline that have not returned yet (the store is disabled while above 0)"
+            ).set(Double(store.hungCalls))
+            for failure in store.failures {
+                let key = "\(store.store)\u{1F}\(failure.check)\u{1F}\(failure.reason)"
+                let delta = countedFailures.withLock { counted -> Int in
+                    let delta = failure.count - counted[key, default: 0]
+                    if delta > 0 { counted[key] = failure.count }
+                    return delta
+                }
+                let counter = registry.makeCounter(
+                    name: "imagestore_store_check_failures_total",
+                    labels: [("store", store.store), ("check", failure.check), ("reason", failure.reason)],
+                    help: "Failed guard check runs by check and reason (the failure's detail up to its first colon)")
+                if delta > 0 { counter.increment(by: Int64(delta)) }
             }
             if let free = store.freeBytes {
                 registry.makeGauge(name: "imagestore_store_free_bytes", labels: labels, help: "Free bytes on the store's filesystem")

@@ -26,7 +26,9 @@ struct MetricsController: Sendable {
                     checks: state.orderedResults.filter { $0.verdict != .skipped }.map {
                         (name: $0.check.rawValue, passed: $0.verdict == .pass, seconds: $0.elapsed.fractionalSeconds)
                     },
-                    freeBytes: state.freeBytes, totalBytes: state.totalBytes))
+                    freeBytes: state.freeBytes, totalBytes: state.totalBytes, hungCalls: state.hungCalls,
+                    failures: state.failureCounts.map { (check: $0.key.check, reason: $0.key.reason, count: $0.value) }
+                        .sorted { ($0.check, $0.reason) < ($1.check, $1.reason) }))
         }
         let report = healthMonitor.report(port: nil)
         return ServiceMetrics.Sample(
