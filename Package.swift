@@ -241,7 +241,7 @@ let package = Package(
             name: "ImageStoreAPITests",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
-                "ImageStoreStorage", "ImageStoreGuard", "ImageStoreHealth", "ImageStoreMetrics",
+                "ImageStoreStorage", "ImageStoreGuard", "ImageStoreHealth", "ImageStoreMetrics", "ImageStoreLogging",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,7 @@
 import Foundation
+import ImageStoreLogging
 import ImageStoreTestSupport
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -246,5 +248,37 @@ final class ServedImageStore: Sendable {
         #expect(await ServedImageStore.eventually { ServeLoggingTests.lines(logFile).contains { $0.contains("configuration not reloaded") } })
         #expect(server.process.isRunning)
         #expect(try await server.request("GET", "/healthcheck").status == 503)
+    }
+}
+
+/// The line formats on their own: whatever a message or metadata holds, a JSON line stays one valid object.
+@Suite struct LogLineFormatTests {
+    @Test func jsonLine_escapesQuotesNewlinesAndControlCharacters_andNestsMetadata() throws {
+        let message = "say \"hi\"\nback\\slash\ttab \u{01} ünïcode"
+        let line = LogLineFormat.line(
+            timestamp: "2026-12-03T00:00:00.000Z", level: .warning, logger: "imagestore", message: message,
+            metadata: [
+                "request_id": "req-1", "image_id": .stringConvertible(42), "path": "/a\"b",
+                "list": .array(["x", .dictionary(["k": "v"])]),
+            ], json: true)
+        #expect(line.hasSuffix("}\n"))
+        #expect(!line.dropLast().contains("\n"), "one line")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["message"] as? String == message)
+        #expect(object["level"] as? String == "WARNING")
+        #expect(object["request_id"] as? String == "req-1")
+        #expect(object["image_id"] as? String == "42")
+        let extra = try #require(object["extra"] as? [String: Any])
+        #expect(extra["path"] as? String == "/a\"b")
+        #expect((extra["list"] as? [Any])?.count == 2)
+    }
+
+    @Test func textLine_osloContext_thenTheRestAsKeyValue() {
+        let line = LogLineFormat.line(
+            timestamp: "T", level: .info, logger: "imagestore", message: "GET / 200",
+            metadata: ["request_id": "req-1", "user_id": "u", "ms": "1.00"], json: false)
+        #expect(line.hasSuffix(" INFO imagestore [req-1 u -] GET / 200 ms=1.00\n"), "\(line)")
+        let bare = LogLineFormat.line(timestamp: "T", level: .notice, logger: "x", message: "m", metadata: [:], json: false)
+        #expect(bare.hasSuffix(" NOTICE x [-] m\n"), "\(bare)")
     }
 }
