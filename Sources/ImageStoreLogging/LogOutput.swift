@@ -129,7 +129,12 @@ private final class Descriptors: @unchecked Sendable {
 
     func write(_ text: String, toFile: Bool, stderr: Bool, stdout: Bool) {
         var bytes = Array(text.utf8)
-        if toFile && file >= 0 { Self.writeAll(file, &bytes) }
+        if toFile && file >= 0 {
+            Self.writeAll(file, &bytes)
+        } else if toFile && !stderr {
+            // log_file could not be reopened (SIGHUP): standard error rather than nowhere.
+            Self.writeAll(STDERR_FILENO, &bytes)
+        }
         if stderr { Self.writeAll(STDERR_FILENO, &bytes) }
         if stdout { Self.writeAll(STDOUT_FILENO, &bytes) }
     }
