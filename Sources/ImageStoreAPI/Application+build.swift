@@ -237,6 +237,12 @@ public func buildApplication(
                 rebuildHealth: { options in await healthMonitor.reconfigure(options: options, mountGuard: mountGuard, repository: repository) }))
     }
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
+    if let metrics, let instrumentation = (dependencies.repository as? any MetadataInstrumented)?.instrumentation {
+        let engine = instrumentation.engine
+        instrumentation.observe { operation, duration, failed in
+            metrics.metadataAccess(engine: engine, operation: operation, duration: duration, failed: failed)
+        }
+    }
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
         healthMonitor: healthMonitor, policy: policy, healthcheckOptions: healthcheckOptions, authentication: authentication,
@@ -302,8 +308,12 @@ func metricsController(
     _ healthMonitor: HealthMonitor
 ) -> MetricsController {
     let mountGuard = dependencies.mountGuard
+    let instrumentation = (dependencies.repository as? any MetadataInstrumented)?.instrumentation
+    var poolSize: Int?
+    if case .postgresql = configuration.database { poolSize = configuration.databaseOptions.maxPoolSize }
     return MetricsController(
-        metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor)
+        metrics: metrics, storeID: configuration.defaultBackend, guardState: { mountGuard?.state }, healthMonitor: healthMonitor,
+        metadata: instrumentation, poolSize: poolSize)
 }
 
 /// How long a `web-download` server may stay silent before the import fails (tests shorten it).

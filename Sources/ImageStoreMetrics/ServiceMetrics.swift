@@ -57,6 +57,30 @@ public final class ServiceMetrics: Sendable {
             help: "Image data bytes received from clients (uploaded) or sent to them (downloaded)")
     }
 
+    // MARK: Metadata database
+
+    /// Metadata access buckets: an indexed SQLite read (sub-millisecond) to a pool_timeout (seconds).
+    static let metadataBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        .seconds(5), .seconds(10),
+    ]
+
+    /// One metadata access finished (`operation` is a fixed name such as `get` or `updateImage`).
+    public func metadataAccess(engine: String, operation: String, duration: Duration, failed: Bool) {
+        let labels = [("engine", engine), ("operation", operation)]
+        registry.makeDurationHistogram(
+            name: "imagestore_metadata_duration_seconds", labels: labels, buckets: Self.metadataBuckets,
+            help: "Metadata database access latency (waiting for a connection and the deadline included) by engine and operation"
+        ).record(duration)
+        if failed {
+            registry.makeCounter(
+                name: "imagestore_metadata_errors_total", labels: labels,
+                help: "Metadata database accesses that failed (including deadline passed) by engine and operation"
+            ).increment()
+        }
+    }
+
     // MARK: State sampled at scrape time
 
     /// One store's guard as last seen by its checks.
@@ -89,12 +113,29 @@ public final class ServiceMetrics: Sendable {
     /// what the guard counted since the previous one.
     private let countedFailures = Mutex<[String: Int]>([:])
 
+    /// The metadata database's accesses in progress, and its pool size (PostgreSQL's `max_pool_size`).
+    public struct MetadataSample: Sendable {
+        public var engine: String
+        public var inProgress: Int
+        public var poolSize: Int?
+        public init(engine: String, inProgress: Int, poolSize: Int?) {
+            self.engine = engine
+            self.inProgress = inProgress
+            self.poolSize = poolSize
+        }
+    }
+
     public struct Sample: Sendable {
+        public var metadata: MetadataSample?
         public var stores: [StoreSample]
         /// (backend name, available) from the health monitor's last round.
         public var healthBackends: [(name: String, available: Bool)]
         public var healthy: Bool
-        public init(stores: [StoreSample] = [], healthBackends: [(name: String, available: Bool)] = [], healthy: Bool = true) {
+        public init(
+            metadata: MetadataSample? = nil, stores: [StoreSample] = [], healthBackends: [(name: String, available: Bool)] = [],
+            healthy: Bool = true
+        ) {
+            self.metadata = metadata
             self.stores = stores
             self.healthBackends = healthBackends
             self.healthy = healthy
@@ -153,6 +194,17 @@ public final class ServiceMetrics: Sendable {
             ).set(backend.available ? 1.0 : 0.0)
         }
         registry.makeGauge(name: "imagestore_healthy", help: "1 when /healthcheck answers 200").set(sample.healthy ? 1.0 : 0.0)
+        if let metadata = sample.metadata {
+            let labels = [("engine", metadata.engine)]
+            registry.makeGauge(
+                name: "imagestore_metadata_accesses_in_progress", labels: labels,
+                help: "Metadata database accesses running now (waiting for or holding a connection)"
+            ).set(Double(metadata.inProgress))
+            if let poolSize = metadata.poolSize {
+                registry.makeGauge(name: "imagestore_metadata_pool_size", labels: labels, help: "Connections the metadata pool may open")
+                    .set(Double(poolSize))
+            }
+        }
         sampleProcess()
         return registry.emitToString()
     }

@@ -16,6 +16,9 @@ struct MetricsController: Sendable {
     let storeID: String
     let guardState: @Sendable () -> GuardState?
     let healthMonitor: HealthMonitor
+    /// The metadata repository's instrumentation (nil for the in-memory one) and its pool size.
+    var metadata: MetadataInstrumentation? = nil
+    var poolSize: Int? = nil
 
     func sample() -> ServiceMetrics.Sample {
         var stores: [ServiceMetrics.StoreSample] = []
@@ -32,7 +35,8 @@ struct MetricsController: Sendable {
         }
         let report = healthMonitor.report(port: nil)
         return ServiceMetrics.Sample(
-            stores: stores, healthBackends: report.entries.map { (name: $0.backend, available: $0.result.available) },
+            metadata: metadata.map { .init(engine: $0.engine, inProgress: $0.inProgress, poolSize: poolSize) }, stores: stores,
+            healthBackends: report.entries.map { (name: $0.backend, available: $0.result.available) },
             healthy: report.healthy)
     }
 
