@@ -452,6 +452,7 @@ extension SQLValue {
     }
 }
 
+
 // MARK: Replicas
 
 extension SQLiteImageRepository: ReplicaRegistry {

@@ -67,6 +67,7 @@ func withKeystoneValidator<T>(
     }
 }
 
+
 @Suite(.serialized, KeystoneServer.requiredTrait, SharedKeystone())
 struct KeystoneTests {
     // MARK: The TokenValidator contract, on each implementation
@@ -77,9 +78,7 @@ struct KeystoneTests {
     }
 
     /// The validator under test, and a token for alice, one for bob (the fake is told about them).
-    func withValidator(
-        _ implementation: Implementation, _ body: (any TokenValidator, KeystoneFixture, [String: String]) async throws -> Void
-    )
+    func withValidator(_ implementation: Implementation, _ body: (any TokenValidator, KeystoneFixture, [String: String]) async throws -> Void)
         async throws
     {
         let fixture = try KeystoneFixture.get()
