@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // Environment-variable layer of the configuration (already in the graph through async-http-client).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
     ],
     targets: [
         // Domain models, the seams (protocols) every other module plugs into, and the upload/delete workflow
@@ -41,7 +43,10 @@ let package = Package(
         // glance-api.conf-style INI parsing into typed, validated configuration.
         .target(
             name: "ImageStoreConfig",
-            dependencies: ["ImageStoreCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ImageStoreCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Image data stores: the filesystem store (streaming, hashing, crash-safe commit) and an in-memory one.
@@ -94,7 +99,7 @@ let package = Package(
         .target(
             name: "ImageStoreHealth",
             dependencies: [
-                "ImageStoreCore", "ImageStoreConfig", "ImageStoreGuard",
+                "ImageStoreCore", "ImageStoreConfig",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -127,6 +132,13 @@ let package = Package(
             dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings
         ),
+        // oslo.log's options through swift-log: one handler writing text or JSON lines to stdout, stderr or
+        // log_file from a thread of its own; reloaded on SIGHUP.
+        .target(
+            name: "ImageStoreLogging",
+            dependencies: ["ImageStoreCore", "ImageStoreConfig", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // HTTP API (Hummingbird): routes, Glance JSON, error mapping, and the one place the app is assembled.
         .target(
             name: "ImageStoreAPI",
@@ -151,6 +163,7 @@ let package = Package(
             name: "imagestore",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreConfig", "ImageStoreCore", "ImageStoreNFS", "ImageStoreGuard", "ImageStoreMetadata",
+                "ImageStoreLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -182,7 +195,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "ImageStoreCoreTests", dependencies: ["ImageStoreCore", "ImageStoreTestSupport"], swiftSettings: swiftSettings),
+            name: "ImageStoreCoreTests",
+            dependencies: [
+                "ImageStoreCore", "ImageStoreTestSupport", "ImageStoreMetadata", "ImageStoreStorage",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "ImageStoreConfigTests", dependencies: ["ImageStoreConfig", "ImageStoreCore", "ImageStoreTestSupport"],
             swiftSettings: swiftSettings),
@@ -223,7 +241,7 @@ let package = Package(
             name: "ImageStoreAPITests",
             dependencies: [
                 "ImageStoreAPI", "ImageStoreTestSupport", "ImageStoreConfig", "ImageStoreCore", "ImageStoreMetadata",
-                "ImageStoreStorage",
+                "ImageStoreStorage", "ImageStoreGuard", "ImageStoreHealth", "ImageStoreMetrics", "ImageStoreLogging",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -4,6 +4,7 @@ import ImageStoreCore
 import ImageStorePolicy
 import Logging
 import NIOCore
+import Synchronization
 
 /// Per-request state: the request id every response and log line carries, and who is calling.
 public struct AppRequestContext: RequestContext {
@@ -19,6 +20,9 @@ public struct AppRequestContext: RequestContext {
     public let remoteAddress: SocketAddress?
     /// The server port the request arrived on (oslo's `req.server_port`, for `disable_by_files_ports`).
     public let localPort: Int?
+    /// Who the caller turned out to be, for the request's one log line: the request middleware logs after
+    /// the inner middleware returned, and a context's changes do not travel back up the chain.
+    public let logFacts = RequestLogFacts()
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -38,6 +42,21 @@ public struct AppRequestContext: RequestContext {
 
     /// JSON routes read at most this much; larger bodies are 413 before being read whole.
     public var maxUploadSize: Int { 1 << 20 }
+}
+
+/// Log metadata learnt inside the middleware chain (the authenticated user and project) for the
+/// request's log line written outside it.
+public final class RequestLogFacts: Sendable {
+    private let metadata = Mutex<Logger.Metadata>([:])
+
+    public init() {}
+
+    public subscript(key: String) -> String? {
+        get { metadata.withLock { $0[key].map { "\($0)" } } }
+        set { metadata.withLock { $0[key] = newValue.map { .string($0) } } }
+    }
+
+    public var all: Logger.Metadata { metadata.withLock { $0 } }
 }
 
 // MARK: Policy enforcement — the one call a handler makes

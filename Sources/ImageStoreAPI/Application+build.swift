@@ -248,11 +248,14 @@ public struct ApplicationDependencies: Sendable {
 
 /// Assembles the ImageStore application: the only place where configuration, dependencies, routes,
 /// middleware and background services are put together. `imagestore serve` and the tests call it.
+/// - Parameter reloader: when given, SIGHUP's reload reaches the policy and the health check through it.
 public func buildApplication(
-    configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger
+    configuration: ServiceConfiguration, dependencies: ApplicationDependencies? = nil, logger: Logger,
+    reloader: ConfigurationReloader? = nil
 ) throws -> some ApplicationProtocol {
     var dependencies = try dependencies ?? .make(from: configuration, logger: logger)
-    let policy = try makePolicy(configuration.policy, logger: logger)
+    let policy = Reloadable(try makePolicy(configuration.policy, logger: logger))
+    let healthcheckOptions = Reloadable(configuration.healthcheck)
     let authentication = try makeAuthentication(configuration, &dependencies, logger: logger)
     let staging =
         dependencies.staging ?? ApplicationDependencies.stagingArea(beside: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
@@ -277,13 +280,28 @@ public func buildApplication(
     let storeGuards = dependencies.guardsByStore(configuration)
     let healthMonitor = HealthMonitor(
         options: configuration.healthcheck, mountGuard: dependencies.mountGuard,
-        repository: dependencies.repository,
-        storeGuards: configuration.enabledBackends.compactMap { backend in storeGuards[backend.id].map { (backend.id, $0) } },
-        logger: logger)
+        repository: dependencies.repository, storeGuards: healthStoreGuards(configuration, storeGuards), logger: logger)
+    if let reloader {
+        let (mountGuard, repository) = (dependencies.mountGuard, dependencies.repository)
+        let perStore = healthStoreGuards(configuration, storeGuards)
+        reloader.attach(
+            .init(
+                policy: policy, healthcheck: healthcheckOptions,
+                rebuildHealth: { options in
+                    await healthMonitor.reconfigure(options: options, mountGuard: mountGuard, repository: repository, storeGuards: perStore)
+                }))
+    }
     let metrics = configuration.metrics.enabled ? ServiceMetrics() : nil
+    if let metrics, let instrumentation = (dependencies.repository as? any MetadataInstrumented)?.instrumentation {
+        let engine = instrumentation.engine
+        instrumentation.observe { operation, duration, failed in
+            metrics.metadataAccess(engine: engine, operation: operation, duration: duration, failed: failed)
+        }
+    }
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
-        healthMonitor: healthMonitor, policy: policy, authentication: authentication, metrics: metrics, logger: logger
+        healthMonitor: healthMonitor, policy: policy, healthcheckOptions: healthcheckOptions, authentication: authentication,
+        metrics: metrics, logger: logger
     ).router
     var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
     if let registry, let lease {
@@ -349,13 +367,23 @@ func metricsController(
     _ healthMonitor: HealthMonitor
 ) -> MetricsController {
     let guards = dependencies.guardsByStore(configuration)
+    let instrumentation = (dependencies.repository as? any MetadataInstrumented)?.instrumentation
+    var poolSize: Int?
+    if case .postgresql = configuration.database { poolSize = configuration.databaseOptions.maxPoolSize }
     return MetricsController(
         metrics: metrics,
         guards: configuration.enabledBackends.map { backend in
             let mountGuard = guards[backend.id]
             return (storeID: backend.id, state: { mountGuard?.state })
         },
-        healthMonitor: healthMonitor)
+        healthMonitor: healthMonitor, metadata: instrumentation, poolSize: poolSize)
+}
+
+/// Every guarded store's guard for the health monitor, in configuration order.
+func healthStoreGuards(
+    _ configuration: ServiceConfiguration, _ guards: [String: MountGuard]
+) -> [(id: String, mountGuard: any GuardedStore)] {
+    configuration.enabledBackends.compactMap { backend in guards[backend.id].map { (backend.id, $0) } }
 }
 
 /// How long a `web-download` server may stay silent before the import fails (tests shorten it).
@@ -522,7 +550,8 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
         options: configuration.healthcheck, mountGuard: nil, repository: dependencies.repository, logger: logger)
     return buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
-        healthMonitor: healthMonitor, policy: .glanceDefaults, authentication: .noauth, metrics: nil, logger: logger
+        healthMonitor: healthMonitor, policy: Reloadable(.glanceDefaults), healthcheckOptions: Reloadable(configuration.healthcheck),
+        authentication: .noauth, metrics: nil, logger: logger
     ).entries.map { (method: $0.method.rawValue, path: $0.path) }
 }
 
@@ -530,8 +559,8 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 /// `registeredRoutes` both use it, so the route list has a single source.
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
-    importer: ImageImporter, healthMonitor: HealthMonitor, policy: PolicyEnforcer, authentication: Authentication, metrics: ServiceMetrics?,
-    logger: Logger
+    importer: ImageImporter, healthMonitor: HealthMonitor, policy: Reloadable<PolicyEnforcer>,
+    healthcheckOptions: Reloadable<HealthcheckOptions>, authentication: Authentication, metrics: ServiceMetrics?, logger: Logger
 ) -> RouteTable {
     let router = Router(context: AppRequestContext.self)
     if let metrics {
@@ -543,8 +572,9 @@ func buildRouter(
     }
     router.add(
         middleware: RequestMiddleware(
-            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue))))
-    router.add(middleware: AuthMiddleware(policy: policy, authentication: authentication))
+            logger: logger, errors: ErrorTable(storeUnavailable: .init(code: configuration.storeUnavailableStatus.rawValue)),
+            storeID: configuration.defaultBackend))
+    router.add(middleware: AuthMiddleware(policies: policy, authentication: authentication))
     let routes = RouteTable(router: router)
     let multiStore = configuration.isMultiStore
     let access = ImageAccess(repository: dependencies.repository)
@@ -586,7 +616,7 @@ func buildRouter(
         },
         multiStore: multiStore, defaultBackend: configuration.defaultBackend
     ).addRoutes(to: routes)
-    HealthcheckController(monitor: healthMonitor, options: configuration.healthcheck).addRoutes(to: routes)
+    HealthcheckController(monitor: healthMonitor, options: healthcheckOptions).addRoutes(to: routes)
     routes.finish()
     return routes
 }

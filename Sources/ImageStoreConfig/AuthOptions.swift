@@ -151,6 +151,9 @@ public struct PolicyOptions: Sendable, Equatable {
         self.enforceScope = enforceScope
     }
 
+    /// Every `[oslo_policy]` option name (for the SIGHUP reload, which reloads the policy).
+    public static var optionNames: Set<String> { Key.all }
+
     enum Key {
         static let policyFile = "policy_file"
         static let enforceScope = "enforce_scope"

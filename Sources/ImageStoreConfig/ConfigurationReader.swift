@@ -70,7 +70,7 @@ struct ConfigurationReader {
                 replicaLeaseTime, storeUnavailableStatus, enabledImportMethods, workerSelfReferenceURL, hashingAlgorithm,
                 showImageDirectURL, showMultipleLocations,
             ]
-        ).union(ImageLimits.Key.all)
+        ).union(ImageLimits.Key.all).union(LoggingOptions.Key.all)
         static let glanceStore: Set<String> = [defaultBackend, stores, defaultStore]
     }
 
@@ -174,6 +174,10 @@ struct ConfigurationReader {
             }
             config.storeUnavailableStatus = status
         }
+        if let v = value(section, LoggingOptions.Key.debug) { config.logging.debug = try v.bool() }
+        if let v = value(section, LoggingOptions.Key.logFile) { config.logging.logFile = v.optionalString }
+        if let v = value(section, LoggingOptions.Key.useJSON) { config.logging.useJSON = try v.bool() }
+        if let v = value(section, LoggingOptions.Key.useStderr) { config.logging.useStderr = try v.bool() }
         if let v = value(section, ImageLimits.Key.properties) { config.imageLimits.properties = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.tags) { config.imageLimits.tags = try v.int(in: Int.min...Int.max) }
         if let v = value(section, ImageLimits.Key.members) { config.imageLimits.members = try v.int(in: Int.min...Int.max) }
@@ -630,7 +634,19 @@ struct ConfigurationReader {
 
     private mutating func warn(_ entry: INIFile.Entry, _ message: String) {
         warnings.append(
-            ConfigurationError.format(path: file.path, line: entry.line, section: entry.section, key: entry.key, message: message))
+            ConfigurationError.format(
+                path: entry.origin ?? file.path, line: entry.origin == nil ? entry.line : nil, section: entry.section, key: entry.key,
+                message: message))
+    }
+
+    /// Every option name some section knows: what the environment and secrets layers are asked for.
+    static var everyKey: Set<String> {
+        Key.defaults.union(Key.glanceStore).union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all)
+            .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all).union(MetricsOptions.Key.all)
+            .union(Key.importFiltering).union([
+                Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, DatabaseOptions.Key.maxPoolSize,
+                DatabaseOptions.Key.poolTimeout,
+            ])
     }
 
     private func value(_ section: String, _ key: String) -> OptionValue? {

@@ -51,6 +51,9 @@ public struct HealthcheckOptions: Sendable, Equatable {
         self.failureThreshold = failureThreshold
     }
 
+    /// Every `[healthcheck]` option name (for the SIGHUP reload, which reloads the whole section).
+    public static var optionNames: Set<String> { Key.all }
+
     enum Key {
         static let backends = "backends"
         static let detailed = "detailed"

@@ -27,6 +27,10 @@ public struct INIFile: Sendable, Equatable {
         public var value: String
         /// 1-based line of the `key =` line (of the last one, for a repeated key).
         public var line: Int
+        /// Where the value came from when a layer over the file set it (`environment variable
+        /// IMAGESTORE__DATABASE__CONNECTION`, `secrets file /run/secrets/imagestore/database.connection`);
+        /// nil for the file's own lines. Messages then name it instead of file:line.
+        public var origin: String? = nil
     }
 
     /// One section, its entries in the order their keys first appeared.
@@ -137,6 +141,21 @@ public struct INIFile: Sendable, Equatable {
     /// - Throws: `ConfigurationError` if the file cannot be read, is not UTF-8, or has a syntax error.
     public static func load(path: String, allowColonSeparator: Bool = false) throws -> INIFile {
         try INIFile(text: readTextFile(path), path: path, allowColonSeparator: allowColonSeparator)
+    }
+
+    /// Sets `key` in `section` (created at the end if missing) to `value`, replacing the file's entry:
+    /// how the environment and secrets layers override the file.
+    public mutating func override(section name: String, key: String, value: String, origin: String) {
+        let entry = Entry(section: name, key: key, value: value, line: 0, origin: origin)
+        if let index = sections.firstIndex(where: { $0.name == name }) {
+            if let position = sections[index].entries.firstIndex(where: { $0.key == key }) {
+                sections[index].entries[position] = entry
+            } else {
+                sections[index].entries.append(entry)
+            }
+        } else {
+            sections.append(Section(name: name, line: 0, entries: [entry]))
+        }
     }
 
     /// The section named `name`, if the file has one.

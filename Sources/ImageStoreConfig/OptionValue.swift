@@ -20,7 +20,10 @@ struct OptionValue {
     var text: String { entry.value }
 
     func invalid(_ reason: String) -> ConfigurationError {
-        ConfigurationError(path: path, line: entry.line, section: entry.section, key: entry.key, reason: reason)
+        if let origin = entry.origin {
+            return ConfigurationError(path: origin, section: entry.section, key: entry.key, reason: reason)
+        }
+        return ConfigurationError(path: path, line: entry.line, section: entry.section, key: entry.key, reason: reason)
     }
 
     /// The text, which must not be empty.

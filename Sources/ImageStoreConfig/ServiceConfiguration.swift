@@ -51,6 +51,8 @@ public struct ServiceConfiguration: Sendable {
     public var pasteConfigFile: String?
     /// `[healthcheck]`, overridden by the paste file's `[app:healthcheck]`.
     public var healthcheck: HealthcheckOptions
+    /// `[DEFAULT] debug`, `log_file`, `use_json`, `use_stderr` (oslo.log's names).
+    public var logging = LoggingOptions()
     /// `[metrics]`: the Prometheus endpoint.
     public var metrics = MetricsOptions()
     /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.
@@ -144,6 +146,14 @@ public struct ServiceConfiguration: Sendable {
     /// - Throws: `ConfigurationError` for a missing or unreadable file, a syntax error or a bad value.
     public static func load(path: String) throws -> ServiceConfiguration {
         try parse(text: readTextFile(path), path: path)
+    }
+
+    /// Reads a configuration file with the environment and secrets layers over it (see
+    /// `ConfigurationLayers`): what they set replaces the file's value, then everything is validated once.
+    /// - Throws: `ConfigurationError`, naming the variable or secrets file for a bad value from a layer.
+    public static func load(path: String, layers: ConfigurationLayers) throws -> ServiceConfiguration {
+        var reader = ConfigurationReader(file: try layers.apply(to: INIFile(text: readTextFile(path), path: path)))
+        return try reader.read()
     }
 
     /// Parses and validates configuration text; `path` names it in messages.

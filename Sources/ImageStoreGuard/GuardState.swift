@@ -41,6 +41,17 @@ public struct GuardState: Sendable, Equatable {
     public var hungCalls = 0
     /// What timed out, while `hungCalls` > 0.
     public var hungDetail: String?
+    /// Failed check runs since start, by check and reason class (`GuardState.reasonClass`): the
+    /// `imagestore_store_check_failures_total` counter.
+    public var failureCounts: [GuardFailureKey: Int] = [:]
+
+    /// The failure's kind without its particulars (paths, durations): the detail up to its first `:`
+    /// ("marker missing", "timed out", "not a mount point", "wrong share"), so metric labels stay few.
+    public static func reasonClass(_ detail: String) -> String {
+        let head = detail.split(separator: ":", maxSplits: 1).first.map(String.init) ?? detail
+        let trimmed = head.trimmingCharacters(in: .whitespaces).lowercased()
+        return trimmed.isEmpty ? "unknown" : String(trimmed.prefix(48))
+    }
 
     public init(
         enabled: Bool, reason: String? = nil, results: [GuardCheck: GuardCheckResult] = [:], lastCheck: Date? = nil,
@@ -56,4 +67,14 @@ public struct GuardState: Sendable, Equatable {
 
     /// Results in the order checks run.
     public var orderedResults: [GuardCheckResult] { GuardCheck.allCases.compactMap { results[$0] } }
+}
+
+/// One label pair of `imagestore_store_check_failures_total`.
+public struct GuardFailureKey: Hashable, Sendable {
+    public var check: String
+    public var reason: String
+    public init(check: String, reason: String) {
+        self.check = check
+        self.reason = reason
+    }
 }

@@ -359,7 +359,12 @@ public final class MountGuard: WriteGuard, Service {
     private func record(_ results: [GuardCheckResult]) -> GuardState {
         let (before, after) = current.withLock { state -> (GuardState, GuardState) in
             let before = state
-            for result in results { state.results[result.check] = result }
+            for result in results {
+                state.results[result.check] = result
+                if result.failed {
+                    state.failureCounts[GuardFailureKey(check: result.check.rawValue, reason: GuardState.reasonClass(result.detail)), default: 0] += 1
+                }
+            }
             Self.derive(&state)
             state.lastCheck = Date()
             return (before, state)

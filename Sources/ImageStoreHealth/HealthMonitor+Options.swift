@@ -1,7 +1,6 @@
 import Foundation
 import ImageStoreConfig
 import ImageStoreCore
-import ImageStoreGuard
 import Logging
 
 extension HealthMonitor {
@@ -13,16 +12,35 @@ extension HealthMonitor {
     ///     `mountpoint` and `store` then become one backend per guarded store (`store:<id>`…), so any
     ///     store that is gone makes the service unhealthy and the answer names it.
     public convenience init(
-        options: HealthcheckOptions, mountGuard: MountGuard?, repository: any ImageRepository,
-        storeGuards: [(id: String, mountGuard: MountGuard)] = [], logger: Logger
+        options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository,
+        storeGuards: [(id: String, mountGuard: any GuardedStore)] = [], logger: Logger
     ) {
+        let (backends, settings) = Self.layout(
+            options: options, mountGuard: mountGuard, repository: repository, storeGuards: storeGuards)
+        self.init(backends: backends, settings: settings, logger: logger)
+    }
+
+    /// New `[healthcheck]` options (SIGHUP), with the same guards and database.
+    public func reconfigure(
+        options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository,
+        storeGuards: [(id: String, mountGuard: any GuardedStore)] = []
+    ) async {
+        let (backends, settings) = Self.layout(
+            options: options, mountGuard: mountGuard, repository: repository, storeGuards: storeGuards)
+        await reconfigure(backends: backends, settings: settings)
+    }
+
+    static func layout(
+        options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository,
+        storeGuards: [(id: String, mountGuard: any GuardedStore)]
+    ) -> ([HealthBackend], Settings) {
         let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
         let perStore: Set<String> = ["nfs", "mountpoint", "store"]
-        func guardChecks(_ name: String, _ mountGuard: MountGuard?) -> any HealthCheck {
+        func guardChecks(_ name: String, _ mountGuard: (any GuardedStore)?) -> any HealthCheck {
             switch name {
             case "nfs": NFSCheck(mountGuard: mountGuard)
             case "mountpoint": MountpointCheck(mountGuard: mountGuard)
-            default: StoreCheck(state: { mountGuard?.state })
+            default: StoreCheck(mountGuard: mountGuard)
             }
         }
         func backend(_ name: String) -> HealthBackend {
@@ -55,16 +73,16 @@ extension HealthMonitor {
         // The guard's checks carry their own deadline (`mount_guard_timeout`): give them that long, or a slow
         // but answering NFS server would be cut off by a shorter check_timeout and the backend would flap.
         var roundTimeout = timeout
-        let guardTimeout = (storeGuards.map(\.mountGuard) + [mountGuard].compactMap { $0 }).map(\.settings.timeout).max()
+        let guardTimeout = (storeGuards.map(\.mountGuard) + [mountGuard].compactMap { $0 }).map(\.checkDeadline).max()
         if let guardTimeout, options.backends.contains(where: { $0 == "nfs" || $0 == "mountpoint" }) {
             roundTimeout = max(timeout, guardTimeout + .milliseconds(250))
         }
-        self.init(
-            backends: backends,
-            settings: Settings(
+        return (
+            backends,
+            Settings(
                 interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: roundTimeout,
-                failureThreshold: options.failureThreshold),
-            logger: logger)
+                failureThreshold: options.failureThreshold)
+        )
     }
 }
 
@@ -75,7 +93,6 @@ struct UnknownBackend: HealthCheck {
         HealthResult(available: false, reason: "UNKNOWN BACKEND", details: "no health check named \(name)")
     }
 }
-
 /// One store's guard check among several stores: named `<check>:<store>` and its details say which store.
 struct StoreScopedCheck: HealthCheck {
     let store: String

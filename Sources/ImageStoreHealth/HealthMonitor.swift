@@ -86,34 +86,61 @@ public final class HealthMonitor: Service {
         var runningSince: ContinuousClock.Instant?
     }
 
+    /// What the monitor checks; replaced whole by `reconfigure` (SIGHUP).
+    private struct Layout: Sendable {
+        var backends: [HealthBackend]
+        var settings: Settings
+        var checks: [(key: SlotKey, check: any HealthCheck)]
+        var slotIndex: [SlotKey: Int]
+
+        init(backends: [HealthBackend], settings: Settings) {
+            self.backends = backends
+            self.settings = settings
+            var checks: [(key: SlotKey, check: any HealthCheck)] = []
+            for (index, backend) in backends.enumerated() {
+                switch backend.scope {
+                case .anyPort(let check): checks.append((SlotKey(backend: index, port: nil), check))
+                case .perPort(let byPort):
+                    for port in byPort.keys.sorted() { checks.append((SlotKey(backend: index, port: port), byPort[port]!)) }
+                }
+            }
+            self.checks = checks
+            slotIndex = Dictionary(uniqueKeysWithValues: checks.enumerated().map { ($1.key, $0) })
+        }
+    }
+
     private struct State {
+        var layout: Layout
+        /// Counts layouts: a check that started under an earlier one does not record into the new slots.
+        var generation = 0
         var slots: [Slot]
         var lastRoundFinished: ContinuousClock.Instant?
         var stopped = false
     }
 
-    public let backends: [HealthBackend]
-    public let settings: Settings
     private let logger: Logger
-    private let checks: [(key: SlotKey, check: any HealthCheck)]
-    private let slotIndex: [SlotKey: Int]
     private let state: Mutex<State>
 
     public init(backends: [HealthBackend], settings: Settings, logger: Logger) {
-        self.backends = backends
-        self.settings = settings
         self.logger = logger
-        var checks: [(key: SlotKey, check: any HealthCheck)] = []
-        for (index, backend) in backends.enumerated() {
-            switch backend.scope {
-            case .anyPort(let check): checks.append((SlotKey(backend: index, port: nil), check))
-            case .perPort(let byPort):
-                for port in byPort.keys.sorted() { checks.append((SlotKey(backend: index, port: port), byPort[port]!)) }
-            }
+        let layout = Layout(backends: backends, settings: settings)
+        state = Mutex(State(layout: layout, slots: Array(repeating: Slot(), count: layout.checks.count)))
+    }
+
+    /// The configured backends, in order.
+    public var backends: [HealthBackend] { state.withLock { $0.layout.backends } }
+    public var settings: Settings { state.withLock { $0.layout.settings } }
+
+    /// Replaces the backends and settings (SIGHUP): every check starts over as "not checked yet" until
+    /// the round this runs has finished, so a new backend never borrows an old verdict.
+    public func reconfigure(backends: [HealthBackend], settings: Settings) async {
+        let layout = Layout(backends: backends, settings: settings)
+        state.withLock { state in
+            state.layout = layout
+            state.generation += 1
+            state.slots = Array(repeating: Slot(), count: layout.checks.count)
         }
-        self.checks = checks
-        slotIndex = Dictionary(uniqueKeysWithValues: checks.enumerated().map { ($1.key, $0) })
-        state = Mutex(State(slots: Array(repeating: Slot(), count: checks.count)))
+        await runRound()
     }
 
     // MARK: Reading (no I/O)
@@ -121,6 +148,9 @@ public final class HealthMonitor: Service {
     /// The verdict for a request received on `port` (the server's port, for `disable_by_files_ports`).
     public func report(port: Int?, now: ContinuousClock.Instant = .now) -> HealthReport {
         state.withLock { state in
+            let backends = state.layout.backends
+            let settings = state.layout.settings
+            let slotIndex = state.layout.slotIndex
             let staleDetail: String?
             if state.stopped {
                 staleDetail = "the health monitor has stopped"
@@ -168,7 +198,7 @@ public final class HealthMonitor: Service {
 
     /// The configured server ports with their own `disable_by_files_ports` check.
     public var checkedPorts: Set<Int> {
-        Set(checks.compactMap(\.key.port))
+        state.withLock { Set($0.layout.checks.compactMap(\.key.port)) }
     }
 
     // MARK: Checking
@@ -176,19 +206,27 @@ public final class HealthMonitor: Service {
     /// Runs every check once, concurrently; returns within about `checkTimeout` whatever hangs.
     /// Called before the server starts serving, and by `run()` every `interval`.
     public func runRound() async {
+        let (generation, layout) = state.withLock { ($0.generation, $0.layout) }
+        let started = ContinuousClock.now
         await withTaskGroup(of: Void.self) { group in
-            for index in checks.indices {
-                group.addTask { await self.runCheck(at: index) }
+            for index in layout.checks.indices {
+                group.addTask { await self.runCheck(at: index, of: layout, generation: generation) }
             }
         }
         state.withLock { $0.lastRoundFinished = .now }
+        // Every round, at debug only: what `debug = true` is for when a probe flaps.
+        logger.debug(
+            "health check round finished",
+            metadata: ["checks": "\(layout.checks.count)", "ms": "\((ContinuousClock.now - started).wholeMilliseconds)"])
     }
 
-    private func runCheck(at index: Int) async {
-        let (key, check) = checks[index]
+    private func runCheck(at index: Int, of layout: Layout, generation: Int) async {
+        let (key, check) = layout.checks[index]
+        let settings = layout.settings
         let clock = ContinuousClock()
         let started = clock.now
         let stuckSince: ContinuousClock.Instant? = state.withLock { state in
+            guard state.generation == generation else { return nil }
             if let since = state.slots[index].runningSince { return since }
             state.slots[index].runningSince = started
             return nil
@@ -203,7 +241,9 @@ public final class HealthMonitor: Service {
             // A little grace so a check's own timeout message (naming what hung) wins over ours.
             let answer = await value(within: settings.checkTimeout + .milliseconds(50)) {
                 let result = await check.check()
-                self.state.withLock { $0.slots[index].runningSince = nil }
+                self.state.withLock { state in
+                    if state.generation == generation { state.slots[index].runningSince = nil }
+                }
                 return result
             }
             result =
@@ -212,13 +252,15 @@ public final class HealthMonitor: Service {
                     available: false, reason: HealthResult.Reason.timedOut,
                     details: "TIMED OUT: the \(check.name) check did not answer within \(settings.checkTimeout.wholeMilliseconds) ms")
         }
-        record(result, at: index, key: key, name: check.name)
+        record(result, at: index, key: key, name: check.name, generation: generation)
     }
 
     /// Threshold bookkeeping: red after `failureThreshold` consecutive failures, green on one success.
-    private func record(_ result: HealthResult, at index: Int, key: SlotKey, name: String) {
-        let threshold = settings.failureThreshold
-        let (before, after) = state.withLock { state -> (HealthResult?, HealthResult?) in
+    private func record(_ result: HealthResult, at index: Int, key: SlotKey, name: String, generation: Int) {
+        let recorded = state.withLock { state -> (before: HealthResult?, after: HealthResult?)? in
+            // Checked under an earlier configuration: its slot no longer exists.
+            guard state.generation == generation else { return nil }
+            let threshold = state.layout.settings.failureThreshold
             var slot = state.slots[index]
             let before = slot.reported
             if result.available {
@@ -232,7 +274,7 @@ public final class HealthMonitor: Service {
             state.slots[index] = slot
             return (before, slot.reported)
         }
-        guard let after, before?.available != after.available || before?.reason != after.reason else { return }
+        guard let (before, after) = recorded, let after, before?.available != after.available || before?.reason != after.reason else { return }
         var metadata: Logger.Metadata = ["backend": "\(name)", "reason": "\(after.reason)", "details": "\(after.details ?? "")"]
         if let port = key.port { metadata["port"] = "\(port)" }
         if after.available {
@@ -249,7 +291,7 @@ public final class HealthMonitor: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                do { try await Task.sleep(for: self.settings.interval) } catch { break }
+                do { try await Task.sleep(for: self.settings.interval) } catch { break }  // read afresh: SIGHUP may change it
                 await self.runRound()
             }
         }

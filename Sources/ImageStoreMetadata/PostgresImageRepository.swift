@@ -14,7 +14,9 @@ import Synchronization
 /// row `FOR UPDATE`, so concurrent status changes — from any process — serialize on the row.
 ///
 /// The schema is migrated (`PostgresSchema`) on first use, or explicitly by `migrate()` (`imagestore db sync`).
-public final class PostgresImageRepository: ImageRepository {
+public final class PostgresImageRepository: ImageRepository, MetadataInstrumented {
+    /// Latency and calls in progress (waiting for or holding one of the pool's connections), for `/metrics`.
+    public let instrumentation = MetadataInstrumentation(engine: "postgresql")
     /// Where and how to connect.
     public struct Settings: Sendable {
         public enum TLS: Sendable, Equatable {
@@ -365,6 +367,15 @@ public final class PostgresImageRepository: ImageRepository {
     /// every error leaves as an `ImageStoreError` (or the caller's own error from `update`'s change).
     private func perform<T: Sendable>(
         _ operation: String, migrating: Bool = true, timeout: Duration? = nil,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await instrumentation.measure(operation) {
+            try await performMeasured(operation, migrating: migrating, timeout: timeout, body)
+        }
+    }
+
+    private func performMeasured<T: Sendable>(
+        _ operation: String, migrating: Bool, timeout: Duration?,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let timeout = timeout ?? settings.timeout

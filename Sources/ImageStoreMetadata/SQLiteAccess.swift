@@ -15,6 +15,8 @@ final class SQLiteAccess: Sendable {
     let writer: any DatabaseWriter
     let timeout: Duration
     private let logger: Logger
+    /// Latency and accesses in progress, for `/metrics`.
+    let instrumentation = MetadataInstrumentation(engine: "sqlite")
 
     init(writer: any DatabaseWriter, timeout: Duration, logger: Logger) {
         self.writer = writer
@@ -29,6 +31,12 @@ final class SQLiteAccess: Sendable {
     /// take), turning database errors into `ImageStoreError`s (logged with their details).
     func perform<T: Sendable>(
         _ operation: String, deadline: Bool = true, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await instrumentation.measure(operation) { try await performMeasured(operation, deadline: deadline, body) }
+    }
+
+    private func performMeasured<T: Sendable>(
+        _ operation: String, deadline: Bool, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let outcome: Result<T, any Error>
         if deadline {

@@ -12,7 +12,9 @@ import Logging
 ///
 /// The database must live on a local filesystem: WAL needs shared memory between connections,
 /// which network filesystems (the image store's NFS share) do not provide.
-public final class SQLiteImageRepository: ImageRepository {
+public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented {
+    /// Latency and accesses in progress of the database the images, metadefs and tasks share, for `/metrics`.
+    public var instrumentation: MetadataInstrumentation { access.instrumentation }
     /// The database and its deadline, shared with the metadefs and tasks repositories.
     let access: SQLiteAccess
     var writer: any DatabaseWriter { access.writer }

@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import Synchronization
 
 /// Every metric ImageStore exports, in one Prometheus registry (swift-prometheus) per application, so
 /// several applications in one process (the tests) never share counters, and nothing is global.
@@ -56,6 +57,30 @@ public final class ServiceMetrics: Sendable {
             help: "Image data bytes received from clients (uploaded) or sent to them (downloaded)")
     }
 
+    // MARK: Metadata database
+
+    /// Metadata access buckets: an indexed SQLite read (sub-millisecond) to a pool_timeout (seconds).
+    static let metadataBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        .seconds(5), .seconds(10),
+    ]
+
+    /// One metadata access finished (`operation` is a fixed name such as `get` or `updateImage`).
+    public func metadataAccess(engine: String, operation: String, duration: Duration, failed: Bool) {
+        let labels = [("engine", engine), ("operation", operation)]
+        registry.makeDurationHistogram(
+            name: "imagestore_metadata_duration_seconds", labels: labels, buckets: Self.metadataBuckets,
+            help: "Metadata database access latency (waiting for a connection and the deadline included) by engine and operation"
+        ).record(duration)
+        if failed {
+            registry.makeCounter(
+                name: "imagestore_metadata_errors_total", labels: labels,
+                help: "Metadata database accesses that failed (including deadline passed) by engine and operation"
+            ).increment()
+        }
+    }
+
     // MARK: State sampled at scrape time
 
     /// One store's guard as last seen by its checks.
@@ -66,24 +91,51 @@ public final class ServiceMetrics: Sendable {
         public var checks: [(name: String, passed: Bool, seconds: Double)]
         public var freeBytes: Int64?
         public var totalBytes: Int64?
+        /// Store calls past their deadline that have not returned (each holds one of the store's threads).
+        public var hungCalls: Int
+        /// Failed check runs since start: (check, reason class, count), counts only ever growing.
+        public var failures: [(check: String, reason: String, count: Int)]
         public init(
             store: String, enabled: Bool, checks: [(name: String, passed: Bool, seconds: Double)], freeBytes: Int64?,
-            totalBytes: Int64?
+            totalBytes: Int64?, hungCalls: Int = 0, failures: [(check: String, reason: String, count: Int)] = []
         ) {
             self.store = store
             self.enabled = enabled
             self.checks = checks
             self.freeBytes = freeBytes
             self.totalBytes = totalBytes
+            self.hungCalls = hungCalls
+            self.failures = failures
+        }
+    }
+
+    /// The failure counts already added to the counter, per (store, check, reason): a scrape adds only
+    /// what the guard counted since the previous one.
+    private let countedFailures = Mutex<[String: Int]>([:])
+
+    /// The metadata database's accesses in progress, and its pool size (PostgreSQL's `max_pool_size`).
+    public struct MetadataSample: Sendable {
+        public var engine: String
+        public var inProgress: Int
+        public var poolSize: Int?
+        public init(engine: String, inProgress: Int, poolSize: Int?) {
+            self.engine = engine
+            self.inProgress = inProgress
+            self.poolSize = poolSize
         }
     }
 
     public struct Sample: Sendable {
+        public var metadata: MetadataSample?
         public var stores: [StoreSample]
         /// (backend name, available) from the health monitor's last round.
         public var healthBackends: [(name: String, available: Bool)]
         public var healthy: Bool
-        public init(stores: [StoreSample] = [], healthBackends: [(name: String, available: Bool)] = [], healthy: Bool = true) {
+        public init(
+            metadata: MetadataSample? = nil, stores: [StoreSample] = [], healthBackends: [(name: String, available: Bool)] = [],
+            healthy: Bool = true
+        ) {
+            self.metadata = metadata
             self.stores = stores
             self.healthBackends = healthBackends
             self.healthy = healthy
@@ -109,6 +161,23 @@ public final class ServiceMetrics: Sendable {
                     help: "How long the guard check's last run took"
                 ).set(check.seconds)
             }
+            registry.makeGauge(
+                name: "imagestore_store_hung_calls", labels: labels,
+                help: "Store calls past their deadline that have not returned yet (the store is disabled while above 0)"
+            ).set(Double(store.hungCalls))
+            for failure in store.failures {
+                let key = "\(store.store)\u{1F}\(failure.check)\u{1F}\(failure.reason)"
+                let delta = countedFailures.withLock { counted -> Int in
+                    let delta = failure.count - counted[key, default: 0]
+                    if delta > 0 { counted[key] = failure.count }
+                    return delta
+                }
+                let counter = registry.makeCounter(
+                    name: "imagestore_store_check_failures_total",
+                    labels: [("store", store.store), ("check", failure.check), ("reason", failure.reason)],
+                    help: "Failed guard check runs by check and reason (the failure's detail up to its first colon)")
+                if delta > 0 { counter.increment(by: Int64(delta)) }
+            }
             if let free = store.freeBytes {
                 registry.makeGauge(name: "imagestore_store_free_bytes", labels: labels, help: "Free bytes on the store's filesystem")
                     .set(Double(free))
@@ -125,6 +194,17 @@ public final class ServiceMetrics: Sendable {
             ).set(backend.available ? 1.0 : 0.0)
         }
         registry.makeGauge(name: "imagestore_healthy", help: "1 when /healthcheck answers 200").set(sample.healthy ? 1.0 : 0.0)
+        if let metadata = sample.metadata {
+            let labels = [("engine", metadata.engine)]
+            registry.makeGauge(
+                name: "imagestore_metadata_accesses_in_progress", labels: labels,
+                help: "Metadata database accesses running now (waiting for or holding a connection)"
+            ).set(Double(metadata.inProgress))
+            if let poolSize = metadata.poolSize {
+                registry.makeGauge(name: "imagestore_metadata_pool_size", labels: labels, help: "Connections the metadata pool may open")
+                    .set(Double(poolSize))
+            }
+        }
         sampleProcess()
         return registry.emitToString()
     }

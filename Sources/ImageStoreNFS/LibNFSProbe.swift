@@ -15,27 +15,11 @@ import Synchronization
 public final class LibNFSProbe: NFSProbe {
     public let target: NFSServerTarget
     private let logger: Logger
-    private let worker: SerialWorkerThread
-    /// Touched only on `worker`.
+    /// The deadline primitive every blocking call goes through: one thread, the race against the deadline,
+    /// and "still stuck: answer at once" (`BlockingCallExecutor.run(deadline:)`).
+    private let executor: BlockingCallExecutor
+    /// Touched only on the executor's thread.
     private let connection: any BlockingProbeOperation
-    private let calls = CallRegistry()
-
-    private final class CallRegistry: Sendable {
-        private let table = Mutex(CallTable())
-        func withLock<R: Sendable>(_ body: (inout CallTable) -> R) -> R { table.withLock { body(&$0) } }
-    }
-
-    /// Calls handed to the worker and not yet finished there.
-    private struct CallTable {
-        var nextID = 0
-        /// id → when the call was made, and whether its caller already gave up on it (deadline passed).
-        var inFlight: [Int: (started: ContinuousClock.Instant, overdue: Bool)] = [:]
-
-        /// The oldest call whose caller already timed out, if any: the worker is stuck on (or behind) it.
-        var oldestOverdue: ContinuousClock.Instant? {
-            inFlight.values.filter(\.overdue).map(\.started).min()
-        }
-    }
 
     public convenience init(target: NFSServerTarget, logger: Logger = Logger(label: "imagestore.nfs")) {
         self.init(target: target, operation: LibNFSConnection(target: target, logger: logger), logger: logger)
@@ -47,21 +31,21 @@ public final class LibNFSProbe: NFSProbe {
     ) {
         self.target = target
         self.logger = logger
-        self.worker = SerialWorkerThread(name: "nfs-probe \(target.host):\(target.sharePath)")
+        self.executor = BlockingCallExecutor(name: "nfs-probe \(target.host):\(target.sharePath)")
         self.connection = operation
     }
 
     deinit {
-        // The context is destroyed on its own thread, after any call still stuck there has returned.
+        // The context is destroyed on its own thread, after any call still stuck there has returned; the
+        // executor's thread ends once that is done.
         let connection = self.connection
-        worker.submit { connection.destroy(reason: "probe released") }
-        worker.close()
+        executor.submit { connection.destroy(reason: "probe released") }
     }
 
     /// Returns once the worker has finished everything queued before this call (including a stuck call).
     func waitForWorker() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            if !worker.submit({ continuation.resume() }) { continuation.resume() }
+            if !executor.submit({ continuation.resume() }) { continuation.resume() }
         }
     }
 
@@ -69,65 +53,28 @@ public final class LibNFSProbe: NFSProbe {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = max(deadline, .milliseconds(1))
-
-        enum Admission {
-            case accepted(Int)
-            case stuck(since: ContinuousClock.Instant)
+        let connection = self.connection
+        let outcome = await executor.run(deadline: deadline) { () -> NFSProbeResult? in
+            // Past the deadline already (the executor answers the caller): a call with no time left would only
+            // fail and cost a healthy context.
+            let remaining = (start + deadline) - clock.now
+            guard remaining > .zero else { return nil }
+            return connection.probe(markerFile: markerFile, timeout: remaining)
         }
-        let admission = calls.withLock { table -> Admission in
-            if let since = table.oldestOverdue { return .stuck(since: since) }
-            let id = table.nextID
-            table.nextID += 1
-            table.inFlight[id] = (start, false)
-            return .accepted(id)
-        }
-        let id: Int
-        switch admission {
-        case .stuck(let since):
-            let blocked = clock.now - since
+        switch outcome {
+        case .completed(let answer?):
+            return answer.timed(elapsed: clock.now - start)
+        case .timedOut(let blocked) where clock.now - start < deadline && blocked > .zero:
+            // Refused at once: an earlier call is still stuck on the thread.
             return NFSProbeResult(
                 reachable: false, failure: .timedOut(blocked), elapsed: clock.now - start,
                 summary: "NFS timed out: previous call still blocked after \(blocked.formattedMilliseconds)")
-        case .accepted(let accepted):
-            id = accepted
+        case .completed(nil), .timedOut:
+            logger.debug("NFS probe timed out", metadata: ["target": "\(target)", "deadline": "\(deadline)"])
+            return NFSProbeResult(
+                reachable: false, failure: .timedOut(deadline), elapsed: clock.now - start,
+                summary: "NFS timed out: no answer from \(target) within \(deadline.formattedMilliseconds)")
         }
-
-        let race = ResumeOnce<NFSProbeResult>()
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<NFSProbeResult, Never>) in
-            race.install(continuation)
-            let timer = Task { [calls] in
-                try? await clock.sleep(until: start + deadline)
-                guard !Task.isCancelled else { return }
-                // Mark before answering, so a probe made right after this answer sees the stuck call.
-                calls.withLock { table in table.inFlight[id]?.overdue = true }
-                self.logger.debug(
-                    "NFS probe timed out", metadata: ["target": "\(self.target)", "deadline": "\(deadline)"])
-                race.resume(
-                    NFSProbeResult(
-                        reachable: false, failure: .timedOut(deadline), elapsed: clock.now - start,
-                        summary: "NFS timed out: no answer from \(self.target) within \(deadline.formattedMilliseconds)"
-                    ))
-            }
-            let connection = self.connection
-            let submitted = worker.submit { [calls] in
-                defer { calls.withLock { table in _ = table.inFlight.removeValue(forKey: id) } }
-                // The caller already gave up (the worker was busy past its deadline): do no I/O nobody waits for.
-                guard !race.isResolved else { return }
-                let remaining = (start + deadline) - clock.now
-                // Past the deadline already (the timer answers): a call with no time left would only fail and cost
-                // a healthy context.
-                guard remaining > .zero else { return }
-                let answer = connection.probe(markerFile: markerFile, timeout: remaining)
-                timer.cancel()
-                race.resume(answer.timed(elapsed: clock.now - start))
-            }
-            if !submitted {
-                timer.cancel()
-                calls.withLock { table in _ = table.inFlight.removeValue(forKey: id) }
-                race.resume(.failed(.misconfigured("probe worker is shut down"), elapsed: clock.now - start))
-            }
-        }
-        return result
     }
 }
 

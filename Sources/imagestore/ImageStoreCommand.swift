@@ -5,6 +5,7 @@ import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
+import ImageStoreLogging
 import ImageStoreMetadata
 import ImageStoreNFS
 import Logging
@@ -30,12 +31,18 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("config-file"), help: "A glance-api.conf-style INI file (see etc/imagestore.conf.sample).")
     var configFile: String?
 
+    @Option(
+        name: .customLong("secrets-dir"),
+        help: "A directory of <section>.<key> files (a Kubernetes Secret volume) overriding the file and IMAGESTORE__SECTION__KEY variables; default $IMAGESTORE_SECRETS_DIR.")
+    var secretsDirectory: String?
+
     func load(logger: Logger) throws -> ServiceConfiguration {
         guard let configFile else {
             let base = FileManager.default.currentDirectoryPath + "/data"
             return ServiceConfiguration.embeddedDefault(baseDirectory: base)
         }
-        let configuration = try ServiceConfiguration.load(path: configFile)
+        // Environment variables and the secrets directory override the file (docs/kubernetes.md).
+        let configuration = try ServiceConfiguration.load(path: configFile, layers: .process(secretsDirectory: secretsDirectory))
         for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
     }
@@ -44,25 +51,38 @@ struct ConfigOptions: ParsableArguments {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the API server.",
-        discussion: "Stops gracefully on SIGTERM/SIGINT.")
+        discussion: "Stops gracefully on SIGTERM/SIGINT. SIGHUP reloads logging, [healthcheck] and the policy file (docs/configuration.md).")
 
     @OptionGroup var config: ConfigOptions
 
     @Option(help: "HOST:PORT to listen on; overrides bind_host and bind_port.")
     var bind: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical; overrides [DEFAULT] debug.")
+    var logLevel: String?
 
     func run() async throws {
-        var logger = Logger(label: "imagestore")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var quiet = Logger(label: "imagestore")
+        quiet.logLevel = .critical
         var configuration: ServiceConfiguration
+        let output: LogOutput
         do {
-            configuration = try config.load(logger: logger)
+            // Warnings are logged below, once the log goes where the configuration says.
+            configuration = try config.load(logger: quiet)
+            output = try LogOutput(options: configuration.logging)
         } catch {
             throw ValidationError("configuration: \(error)")
         }
+        // swift-log's one process-wide factory: every Logger made from here on (ours, Hummingbird's,
+        // the libraries') writes through `output`, which SIGHUP reconfigures.
+        LoggingSystem.bootstrap { label in OsloLogHandler(label: label, output: output) }
+        var logger = Logger(label: "imagestore")
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+            logger.logLevel = level
+        }
+        defer { output.flush() }
+        for warning in configuration.warnings { logger.warning("\(warning)") }
         if let bind {
             guard let colon = bind.lastIndex(of: ":"), let port = Int(bind[bind.index(after: colon)...]),
                 (0...65535).contains(port)
@@ -70,17 +90,51 @@ struct Serve: AsyncParsableCommand {
             configuration.bindHost = String(bind[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             configuration.bindPort = port
         }
-        let app = try buildApplication(configuration: configuration, logger: logger)
+        let reloader = ConfigurationReloader(configuration: configuration, logging: { output.apply($0) }, logger: logger)
+        let app = try buildApplication(configuration: configuration, logger: logger, reloader: reloader)
+        // SIGHUP (logrotate, or an operator after editing the file): reload what is safe. Trapped before
+        // the server listens, so a SIGHUP can never take the default action (terminate).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let bind = self.bind
+        let reload = HangupReload(signals: hangups, reloader: reloader, logger: logger) { [config, logger, configuration] in
+            var reloaded = try config.load(logger: logger)
+            // --bind is part of the command line, not of the file: it stays.
+            if bind != nil { (reloaded.bindHost, reloaded.bindPort) = (configuration.bindHost, configuration.bindPort) }
+            return reloaded
+        }
         // SIGTERM (Kubernetes) or SIGINT: stop accepting, let requests in flight finish for at most
         // `shutdown_drain_timeout`, then cancel the rest: cancelled uploads remove their temporary file
         // and put their image back to `queued` before the process exits.
-        var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: reload, successTerminationBehavior: .ignore)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = .milliseconds(Int64(configuration.drainTimeout * 1000))
         do {
             try await ServiceGroup(configuration: group).run()
         } catch is CancellationError {
             // The drain timeout passed and the remaining requests were cancelled (and cleaned up).
             logger.notice("stopped after the drain timeout; requests still running were cancelled")
+        }
+    }
+}
+
+/// Reloads the configuration on each SIGHUP (`ConfigurationReloader` says what is applied). A file that
+/// no longer loads is logged and changes nothing: the server goes on with what it has.
+struct HangupReload: Service {
+    let signals: UnixSignalsSequence
+    let reloader: ConfigurationReloader
+    let logger: Logger
+    let load: @Sendable () throws -> ServiceConfiguration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.notice("SIGHUP: reloading the configuration")
+                do {
+                    await reloader.reload(try load())
+                } catch {
+                    logger.error("SIGHUP: configuration not reloaded, nothing changed: \(error)")
+                }
+            }
         }
     }
 }

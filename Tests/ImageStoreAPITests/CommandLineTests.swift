@@ -9,10 +9,10 @@ import Testing
         var output: String
     }
 
-    static func run(_ arguments: [String], in temp: TemporaryDirectory) async throws -> Run {
+    static func run(_ arguments: [String], in temp: TemporaryDirectory, environment: [String: String] = [:]) async throws -> Run {
         let out = temp.appending("run-\(UUID().uuidString.prefix(8)).out")
         let process = try ManagedProcess(
-            try CheckCommandTests.executable(), arguments: arguments, stdoutPath: out, stderrPath: out)
+            try CheckCommandTests.executable(), arguments: arguments, environment: environment, stdoutPath: out, stderrPath: out)
         defer { process.killAndWait() }
         let status = try #require(await process.waitForExit(timeout: .seconds(30)), "imagestore \(arguments) did not exit")
         let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -130,5 +130,37 @@ extension CommandLineTests {
         #expect(run.exitCode == 0, "\(run.output)")
         #expect(Self.storeID(images + "/.imagestore-marker") != nil, "\(run.output)")
         #expect(!FileManager.default.fileExists(atPath: images + "/.glance"))
+    }
+}
+
+extension CommandLineTests {
+    /// The environment and secrets layers reach the command: a bad value from either stops start-up,
+    /// naming where it came from (and nothing is opened).
+    @Test func serve_environmentAndSecretsDir_overrideTheFile_errorsNameTheirOrigin() async throws {
+        let temp = try TemporaryDirectory(prefix: "imagestore-cli")
+        defer { temp.remove() }
+        let config = temp.appending("imagestore.conf")
+        try "[DEFAULT]\nbind_port = 9292\n[database]\nconnection = sqlite:///\(temp.appending("imagestore.db"))\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let fromEnvironment = try await Self.run(
+            ["serve", "--config-file", config], in: temp, environment: ["IMAGESTORE__DEFAULT__BIND_PORT": "abc"])
+        #expect(fromEnvironment.exitCode != 0)
+        #expect(
+            fromEnvironment.output.contains("environment variable IMAGESTORE__DEFAULT__BIND_PORT: [DEFAULT] bind_port: \"abc\""),
+            "\(fromEnvironment.output)")
+
+        let secrets = try temp.makeDirectory("secrets")
+        try "70000\n".write(toFile: secrets + "/DEFAULT.bind_port", atomically: true, encoding: .utf8)
+        for (arguments, environment) in [
+            (["--secrets-dir", secrets], [:]), ([], ["IMAGESTORE_SECRETS_DIR": secrets]),
+        ] {
+            let fromSecret = try await Self.run(
+                ["serve", "--config-file", config] + arguments, in: temp,
+                environment: environment.merging(["IMAGESTORE__DEFAULT__BIND_PORT": "9393"]) { a, _ in a })
+            #expect(fromSecret.exitCode != 0)
+            #expect(
+                fromSecret.output.contains("secrets file \(secrets)/DEFAULT.bind_port: [DEFAULT] bind_port: \"70000\""), "\(fromSecret.output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: temp.appending("imagestore.db")))
     }
 }

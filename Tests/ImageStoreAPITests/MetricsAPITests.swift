@@ -2,6 +2,12 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import ImageStoreConfig
+import ImageStoreCore
+import ImageStoreGuard
+import ImageStoreHealth
+import ImageStoreMetadata
+import ImageStoreMetrics
+import Logging
 import ImageStoreTestSupport
 import NIOCore
 import NIOPosix
@@ -71,6 +77,59 @@ import Testing
             #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
             #expect(Self.sample(text, #"imagestore_http_requests_total{route="/v2/images",method="POST",status="201"}"#) == 1, "\(text)")
         }
+    }
+
+    /// The guard's failures by check and reason, and its hung calls, from what the guard counted (a scrape
+    /// adds only what happened since the previous one).
+    @Test func metrics_storeCheckFailuresByReason_andHungCalls() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let mountGuard = MountGuard(
+            settings: MountGuardSettings(datadir: dir.path, markerPath: dir.appending(".glance")), probe: nil, logger: quiet)
+        _ = await mountGuard.runAllChecks()
+        _ = await mountGuard.runAllChecks()
+        let controller = MetricsController(
+            metrics: ServiceMetrics(), guards: [(storeID: "file", state: { mountGuard.state })],
+            healthMonitor: HealthMonitor(backends: [], settings: .init(interval: .seconds(5), checkTimeout: .seconds(1)), logger: quiet))
+        let failures = #"imagestore_store_check_failures_total{store="file",check="marker",reason="marker missing"}"#
+        let first = controller.metrics.render(sampling: controller.sample())
+        #expect(Self.sample(first, failures) == 2, "\(first)")
+        #expect(Self.sample(first, #"imagestore_store_hung_calls{store="file"}"#) == 0)
+        #expect(first.contains("# TYPE imagestore_store_check_failures_total counter"))
+
+        _ = await mountGuard.runAllChecks()
+        mountGuard.storeCallsStuck(2, detail: "timed out: a read did not answer")
+        let second = controller.metrics.render(sampling: controller.sample())
+        #expect(Self.sample(second, failures) == 3, "counted once per failed run, not once per scrape: \(second)")
+        #expect(Self.sample(second, #"imagestore_store_hung_calls{store="file"}"#) == 2)
+        #expect(Self.sample(second, #"imagestore_store_enabled{store="file"}"#) == 0)
+    }
+
+    /// The metadata database's latency by engine and operation, and its accesses in progress, through the
+    /// repository's instrumentation (SQLite in memory here).
+    @Test func metrics_metadataLatencyByOperation_andAccessesInProgress() async throws {
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let repository = try SQLiteImageRepository(path: ":memory:", logger: quiet)
+        let metrics = ServiceMetrics()
+        repository.instrumentation.observe { operation, duration, failed in
+            metrics.metadataAccess(engine: "sqlite", operation: operation, duration: duration, failed: failed)
+        }
+        _ = try await repository.get(ImageID())
+        _ = try await repository.get(ImageID())
+        let controller = MetricsController(
+            metrics: metrics, guards: [(storeID: "file", state: { nil })],
+            healthMonitor: HealthMonitor(backends: [], settings: .init(interval: .seconds(5), checkTimeout: .seconds(1)), logger: quiet),
+            metadata: repository.instrumentation, poolSize: nil)
+        let text = metrics.render(sampling: controller.sample())
+        let getCount = text.split(separator: "\n").first {
+            $0.hasPrefix("imagestore_metadata_duration_seconds_count{") && $0.contains(#"engine="sqlite""#) && $0.contains(#"operation="get""#)
+        }
+        #expect(getCount.map { $0.hasSuffix(" 2") } == true, "\(text)")
+        #expect(Self.sample(text, #"imagestore_metadata_accesses_in_progress{engine="sqlite"}"#) == 0, "\(text)")
+        #expect(!text.contains("imagestore_metadata_errors_total"))
     }
 
     /// A plain GET over a new connection (HTTP/1.0: the server closes after the answer), retried

@@ -402,7 +402,7 @@ import Testing
         let config = try parse(
             """
             [DEFAULT]
-            debug = true
+            verbose = true
             filesystem_store_datadir = /known/through/fallback
             [database]
             max_overflow = 5
@@ -413,12 +413,29 @@ import Testing
             """)
         #expect(
             config.warnings.sorted() == [
-                "\(Self.path):2: [DEFAULT] debug: unknown option, ignored",
+                "\(Self.path):2: [DEFAULT] verbose: unknown option, ignored",
                 "\(Self.path):5: [database] max_overflow: unknown option, ignored",
                 "\(Self.path):6: [cors]: unknown section, ignored",
                 "\(Self.path):9: [healthcheck] path: ignored: the health check always answers at /healthcheck (the option was removed in oslo.middleware 7.0)",
             ])
         #expect(config.store.datadir == "/known/through/fallback")
+    }
+
+    // MARK: Logging (oslo.log's names)
+
+    @Test func parse_loggingOptions_withOsloLogsNamesAndDefaults() throws {
+        #expect(try parse("[DEFAULT]\n").logging == LoggingOptions())
+        let config = try parse(
+            """
+            [DEFAULT]
+            debug = true
+            log_file = /var/log/imagestore/api.log
+            use_json = yes
+            use_stderr = 1
+            """)
+        #expect(config.logging == LoggingOptions(debug: true, logFile: "/var/log/imagestore/api.log", useJSON: true, useStderr: true))
+        #expect(config.warnings == [])
+        #expect(throws: ConfigurationError.self) { try parse("[DEFAULT]\ndebug = maybe\n") }
     }
 
     // MARK: Values

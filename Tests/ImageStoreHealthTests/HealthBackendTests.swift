@@ -1,4 +1,5 @@
 import Foundation
+import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreGuard
@@ -73,12 +74,11 @@ import Testing
     }
 
     @Test func store_followsTheGuardState() async {
-        let unguarded = await StoreCheck(state: { nil }).check()
+        let unguarded = await StoreCheck(mountGuard: nil).check()
         #expect(unguarded.available)
-        let enabled = await StoreCheck(state: { GuardState(enabled: true) }).check()
+        let enabled = MountGuard.storeHealth(of: GuardState(enabled: true))
         #expect(enabled.available && enabled.reason == "OK")
-        let disabled = await StoreCheck(state: { GuardState(enabled: false, reason: "marker missing: /x/.glance not found") })
-            .check()
+        let disabled = MountGuard.storeHealth(of: GuardState(enabled: false, reason: "marker missing: /x/.glance not found"))
         #expect(!disabled.available)
         #expect(disabled.reason == "STORE DISABLED")
         #expect(disabled.details == "marker missing: /x/.glance not found")

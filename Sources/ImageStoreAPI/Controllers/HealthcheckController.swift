@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ImageStoreConfig
+import ImageStoreCore
 import ImageStoreHealth
 import NIOCore
 
@@ -11,17 +12,15 @@ import NIOCore
 /// hung NFS or FUSE mount makes these answer 503 quickly instead of not answering at all.
 struct HealthcheckController {
     let monitor: HealthMonitor
-    let renderer: HealthcheckRenderer
-    /// `allowed_source_ranges`; empty: anyone may ask.
-    let allowedNetworks: [IPNetwork]
-    let ignoreProxiedRequests: Bool
+    /// `detailed`, `allowed_source_ranges` (empty: anyone may ask; validated by the configuration reader),
+    /// `ignore_proxied_requests`: read per request, as SIGHUP may replace them.
+    let options: Reloadable<HealthcheckOptions>
+    let facts: ServerFacts
 
-    init(monitor: HealthMonitor, options: HealthcheckOptions, facts: ServerFacts = ServerFacts()) {
+    init(monitor: HealthMonitor, options: Reloadable<HealthcheckOptions>, facts: ServerFacts = ServerFacts()) {
         self.monitor = monitor
-        renderer = HealthcheckRenderer(detailed: options.detailed, facts: facts)
-        // The configuration reader validated every range.
-        allowedNetworks = options.allowedSourceRanges
-        ignoreProxiedRequests = options.ignoreProxiedRequests
+        self.options = options
+        self.facts = facts
     }
 
     func addRoutes(to routes: RouteTable) {
@@ -40,15 +39,14 @@ struct HealthcheckController {
     private func healthcheck(_ request: Request, _ context: AppRequestContext, head: Bool) -> Response {
         // oslo "ignores" such requests (no response from the middleware); as an app there is
         // nothing behind it, so the refusal is an explicit 403.
-        guard isAllowed(context.remoteAddress) else { return Self.response(.forbidden, body: "Forbidden") }
-        if ignoreProxiedRequests && Self.isProxied(request.headers) { return Self.response(.forbidden, body: "Forbidden") }
-        return answer(request, context, head: head, renderer: renderer)
+        let options = options.value
+        guard isAllowed(context.remoteAddress, options.allowedSourceRanges) else { return Self.response(.forbidden, body: "Forbidden") }
+        if options.ignoreProxiedRequests && Self.isProxied(request.headers) { return Self.response(.forbidden, body: "Forbidden") }
+        return answer(request, context, head: head, renderer: HealthcheckRenderer(detailed: options.detailed, facts: facts))
     }
 
     private func readiness(_ request: Request, _ context: AppRequestContext, head: Bool) -> Response {
-        var plain = renderer
-        plain.detailed = false
-        return answer(request, context, head: head, renderer: plain)
+        answer(request, context, head: head, renderer: HealthcheckRenderer(detailed: false, facts: facts))
     }
 
     /// oslo's `process_request` from here on: 200/503 (HEAD 204/503, empty body), body by Accept.
@@ -64,7 +62,7 @@ struct HealthcheckController {
             report.healthy ? .ok : .serviceUnavailable, body: renderer.body(report, format: format), contentType: format.rawValue)
     }
 
-    private func isAllowed(_ address: SocketAddress?) -> Bool {
+    private func isAllowed(_ address: SocketAddress?, _ allowedNetworks: [IPNetwork]) -> Bool {
         guard !allowedNetworks.isEmpty else { return true }
         guard let ip = address?.ipAddress else { return false }
         return allowedNetworks.contains { $0.contains(address: ip) }

@@ -16,6 +16,9 @@ struct MetricsController: Sendable {
     /// Every store's id and its guard's latest state (nil: unguarded, not sampled), in configuration order.
     let guards: [(storeID: String, state: @Sendable () -> GuardState?)]
     let healthMonitor: HealthMonitor
+    /// The metadata repository's instrumentation (nil for the in-memory one) and its pool size.
+    var metadata: MetadataInstrumentation? = nil
+    var poolSize: Int? = nil
 
     func sample() -> ServiceMetrics.Sample {
         var stores: [ServiceMetrics.StoreSample] = []
@@ -27,11 +30,14 @@ struct MetricsController: Sendable {
                     checks: state.orderedResults.filter { $0.verdict != .skipped }.map {
                         (name: $0.check.rawValue, passed: $0.verdict == .pass, seconds: $0.elapsed.fractionalSeconds)
                     },
-                    freeBytes: state.freeBytes, totalBytes: state.totalBytes))
+                    freeBytes: state.freeBytes, totalBytes: state.totalBytes, hungCalls: state.hungCalls,
+                    failures: state.failureCounts.map { (check: $0.key.check, reason: $0.key.reason, count: $0.value) }
+                        .sorted { ($0.check, $0.reason) < ($1.check, $1.reason) }))
         }
         let report = healthMonitor.report(port: nil)
         return ServiceMetrics.Sample(
-            stores: stores, healthBackends: report.entries.map { (name: $0.backend, available: $0.result.available) },
+            metadata: metadata.map { .init(engine: $0.engine, inProgress: $0.inProgress, poolSize: poolSize) }, stores: stores,
+            healthBackends: report.entries.map { (name: $0.backend, available: $0.result.available) },
             healthy: report.healthy)
     }
 

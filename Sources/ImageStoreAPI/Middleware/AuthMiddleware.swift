@@ -72,17 +72,22 @@ public struct KeystoneAuthentication: Sendable {
 /// the noauth one without `X-Roles`.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
-    let policy: PolicyEnforcer
+    /// Replaced by SIGHUP (policy file reloaded); each request uses the one it read first.
+    let policies: Reloadable<PolicyEnforcer>
     let authentication: Authentication
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
         async throws -> Response
     {
         var context = context
+        let policy = policies.value
         context.policy = policy
         switch authentication {
         case .noauth:
             context.identity = Self.noauthIdentity(request.headers, policy: policy)
+            // Only what the caller said: the anonymous noauth admin has no user to name.
+            if let user = context.identity.userID { context.logger[metadataKey: "user_id"] = .string(user) }
+            if let project = context.identity.projectID { context.logger[metadataKey: "project_id"] = .string(project) }
         case .keystone(let keystone):
             guard KeystoneAuthentication.requiresToken(request.uri.path) else {
                 context.identity = RequestIdentity()  // anonymous: the open routes ask no policy
@@ -98,6 +103,8 @@ struct AuthMiddleware: RouterMiddleware {
             context.logger[metadataKey: "user_id"] = .string(context.identity.userID ?? "-")
             context.logger[metadataKey: "project_id"] = .string(context.identity.projectID ?? "-")
         }
+        context.logFacts["user_id"] = context.identity.userID
+        context.logFacts["project_id"] = context.identity.projectID
         return try await next(request, context)
     }
 

@@ -11,12 +11,16 @@ struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let logger: Logger
     var errors = ErrorTable()
+    /// The store image data goes to, named in the log lines of data requests.
+    var storeID: String? = nil
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
         async throws -> Response
     {
         var context = context
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        let about = Self.imageMetadata(request.uri.path, storeID: storeID)
+        for (key, value) in about { context.logger[metadataKey: key] = value }
         let start = ContinuousClock.now
         var response: Response
         do {
@@ -30,10 +34,21 @@ struct RequestMiddleware: RouterMiddleware {
         }
         response.headers[.openstackRequestID] = context.requestID
         let ms = (ContinuousClock.now - start).fractionalMilliseconds
-        logger.info(
-            "\(request.method) \(request.uri.path) \(response.status.code)",
-            metadata: ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))])
+        var metadata: Logger.Metadata = ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))]
+        metadata.merge(about) { old, _ in old }
+        metadata.merge(context.logFacts.all) { old, _ in old }
+        logger.info("\(request.method) \(request.uri.path) \(response.status.code)", metadata: metadata)
         return response
+    }
+
+    /// `image_id` for `/v2/images/{id}…`, and `store` when the request reads or writes the image's data
+    /// (`/file`, `/stage`, `/import`): what an operator greps the log for when one image misbehaves.
+    static func imageMetadata(_ path: String, storeID: String?) -> Logger.Metadata {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count >= 3, parts[0] == "v2", parts[1] == "images" else { return [:] }
+        var metadata: Logger.Metadata = ["image_id": .string(String(parts[2]))]
+        if let storeID, parts.count >= 4, ["file", "stage", "import"].contains(parts[3]) { metadata["store"] = .string(storeID) }
+        return metadata
     }
 }
 
