@@ -89,7 +89,9 @@ struct ConfigurationReader {
         if let (first, second) = config.storesSharingADirectory() {
             throw ConfigurationError(
                 path: file.path, line: file.section(second)?.line, section: second, key: FilesystemStoreOptions.Key.datadir,
-                reason: "store \(quoted(second)) has the same filesystem_store_datadir as store \(quoted(first)): each store needs its own directory (one store's start-up reconciliation would take the other's images for leftovers)")
+                reason:
+                    "store \(quoted(second)) has the same filesystem_store_datadir as store \(quoted(first)): each store needs its own directory (one store's start-up reconciliation would take the other's images for leftovers)"
+            )
         }
         if file.section(Section.stagingStore) != nil {
             var staging = try readStore(section: Section.stagingStore)

@@ -206,7 +206,8 @@ final class VHDXProbe: FormatProbe {
         let a = Array(b)
         guard a.count == 16 else { return "" }
         let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02X", $0) }.joined() }
-        return "\(String(format: "%08X", a.littleEndian(UInt32.self, at: 0)))-\(String(format: "%04X", a.littleEndian(UInt16.self, at: 4)))-\(String(format: "%04X", a.littleEndian(UInt16.self, at: 6)))-\(hex(Array(a[8..<10])))-\(hex(Array(a[10..<16])))"
+        return
+            "\(String(format: "%08X", a.littleEndian(UInt32.self, at: 0)))-\(String(format: "%04X", a.littleEndian(UInt16.self, at: 4)))-\(String(format: "%04X", a.littleEndian(UInt16.self, at: 6)))-\(hex(Array(a[8..<10])))-\(hex(Array(a[10..<16])))"
     }
 
     override func postProcess() throws {
@@ -287,8 +288,10 @@ final class VMDKProbe: FormatProbe {
         }
         guard descriptorSector == UInt64(Self.descriptorOffset) / 512 else { throw FormatParseError(reason: "wrong VMDK descriptor location") }
         if regions["descriptor"]?.offset == 0 {
-            let size = Int(min(descriptorSectors.multipliedReportingOverflow(by: 512).overflow ? UInt64.max : descriptorSectors * 512,
-                UInt64(Self.descriptorMax)))
+            let size = Int(
+                min(
+                    descriptorSectors.multipliedReportingOverflow(by: 512).overflow ? UInt64.max : descriptorSectors * 512,
+                    UInt64(Self.descriptorMax)))
             regions["descriptor"] = CaptureRegion(Self.descriptorOffset, size)
         }
     }

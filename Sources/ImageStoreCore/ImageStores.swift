@@ -12,9 +12,10 @@ public struct NamedStore: Sendable {
     /// `filesystem_store_reserved_space` of this store, shared by every write to it.
     public let space: SpaceGate
 
-    public init(id: String, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(), weight: Int = 0,
-        reservedSpace: ReservedSpace = .none)
-    {
+    public init(
+        id: String, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(), weight: Int = 0,
+        reservedSpace: ReservedSpace = .none
+    ) {
         self.id = id
         self.store = store
         self.writeGuard = writeGuard

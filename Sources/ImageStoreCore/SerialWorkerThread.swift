@@ -19,9 +19,9 @@ public final class SerialWorkerThread: @unchecked Sendable {
             // The thread holds the worker strongly until `close()` lets its loop end: the owner must call close.
             let thread = Thread { [self] in
                 #if os(Linux)
-                    // Names the OS thread (ps, top, gdb; the kernel keeps 15 bytes): Foundation's `name` may not reach it.
-                    try? String(decoding: threadName.utf8.prefix(15), as: UTF8.self)
-                        .write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+                // Names the OS thread (ps, top, gdb; the kernel keeps 15 bytes): Foundation's `name` may not reach it.
+                try? String(decoding: threadName.utf8.prefix(15), as: UTF8.self)
+                    .write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
                 #endif
                 run()
             }

@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Where the server's log lines go, as oslo.log sets it up from `[DEFAULT]`: `log_file` (appended),

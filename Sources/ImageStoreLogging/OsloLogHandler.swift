@@ -3,7 +3,7 @@ import ImageStoreConfig
 import Logging
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// swift-log's handler for the server: every `Logger` made after `LoggingSystem.bootstrap` writes

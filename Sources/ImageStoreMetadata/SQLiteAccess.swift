@@ -41,9 +41,11 @@ final class SQLiteAccess: Sendable {
         let outcome: Result<T, any Error>
         if deadline {
             guard
-                let answer = await value(within: timeout, cancelAtDeadline: true, {
-                    do { return Result<T, any Error>.success(try await body()) } catch { return .failure(error) }
-                })
+                let answer = await value(
+                    within: timeout, cancelAtDeadline: true,
+                    {
+                        do { return Result<T, any Error>.success(try await body()) } catch { return .failure(error) }
+                    })
             else {
                 if Task.isCancelled { throw CancellationError() }
                 logger.error("metadata database deadline passed", metadata: ["operation": "\(operation)", "timeout": "\(timeout)"])

@@ -452,7 +452,6 @@ extension SQLValue {
     }
 }
 
-
 // MARK: Replicas
 
 extension SQLiteImageRepository: ReplicaRegistry {

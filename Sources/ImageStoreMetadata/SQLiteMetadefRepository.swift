@@ -122,7 +122,9 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     @discardableResult
-    public func updateItem(_ kind: MetadefKind, named name: String, in namespace: String, to item: MetadefItem) async throws
+    public func updateItem(
+        _ kind: MetadefKind, named name: String, in namespace: String, to item: MetadefItem
+    ) async throws
         -> MetadefItem
     {
         var stored = item.normalizedForStorage

@@ -64,7 +64,9 @@ public struct NFSProbeResult: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A healthy answer, for fakes and tests.
-    public static func healthy(freeBytes: Int64 = 1 << 40, totalBytes: Int64 = 1 << 41, elapsed: Duration = .zero)
+    public static func healthy(
+        freeBytes: Int64 = 1 << 40, totalBytes: Int64 = 1 << 41, elapsed: Duration = .zero
+    )
         -> Self
     {
         .init(reachable: true, markerPresent: true, freeBytes: freeBytes, totalBytes: totalBytes, elapsed: elapsed)

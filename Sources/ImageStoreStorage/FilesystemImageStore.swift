@@ -218,8 +218,9 @@ public struct FilesystemImageStore: ImageDataStore {
                     removed += 1
                     logger.info("removed stale temporary file", metadata: ["path": "\(path)"])
                 } else if errno != ENOENT {
-                    logger.warning("cannot remove stale temporary file",
-                                   metadata: ["path": "\(path)", "errno": "\(errno)"])
+                    logger.warning(
+                        "cannot remove stale temporary file",
+                        metadata: ["path": "\(path)", "errno": "\(errno)"])
                 }
             }
             if removed > 0 { try fsyncDirectory(directory) }

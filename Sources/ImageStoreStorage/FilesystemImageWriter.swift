@@ -341,8 +341,9 @@ final class FilesystemImageWriter: ImageDataWriter {
             }
         }
         if unfinished {
-            logger.warning("upload writer dropped without commit or abort; removing its temporary file",
-                           metadata: ["image_id": "\(id)"])
+            logger.warning(
+                "upload writer dropped without commit or abort; removing its temporary file",
+                metadata: ["image_id": "\(id)"])
             pipeline.cancel(CancellationError())
             pipeline.discardInBackground()
         }

@@ -45,7 +45,9 @@ struct APITestHarness {
 // MARK: Request helpers
 
 extension TestClientProtocol {
-    func json(_ uri: String, method: HTTPRequest.Method, body: String? = nil, contentType: String = "application/json")
+    func json(
+        _ uri: String, method: HTTPRequest.Method, body: String? = nil, contentType: String = "application/json"
+    )
         async throws -> (TestResponse, JSONValue?)
     {
         var headers: HTTPFields = [:]
@@ -57,7 +59,9 @@ extension TestClientProtocol {
     }
 
     /// POST /v2/images; returns the new image's id.
-    func createImage(_ fields: String = #"{"name": "test", "disk_format": "raw", "container_format": "bare"}"#)
+    func createImage(
+        _ fields: String = #"{"name": "test", "disk_format": "raw", "container_format": "bare"}"#
+    )
         async throws -> String
     {
         let (response, body) = try await json("/v2/images", method: .post, body: fields)

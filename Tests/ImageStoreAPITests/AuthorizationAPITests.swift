@@ -165,9 +165,10 @@ extension TestClientProtocol {
     @Test func visibility_publicCommunityPrivate_forAnotherProject() async throws {
         try await APITestHarness().run { client in
             let privateID = try await client.imageOfProjectA("private", upload: true)
-            let publicID = try await client.call(
-                .admin, .post, "/v2/images", #"{"visibility": "public", "disk_format": "raw", "container_format": "bare"}"#
-            ).jsonBody?["id"]?.stringValue ?? ""
+            let publicID =
+                try await client.call(
+                    .admin, .post, "/v2/images", #"{"visibility": "public", "disk_format": "raw", "container_format": "bare"}"#
+                ).jsonBody?["id"]?.stringValue ?? ""
             _ = try await client.call(.admin, .put, "/v2/images/\(publicID)/file", "data", contentType: "application/octet-stream")
             let communityID = try await client.imageOfProjectA("community", upload: true)
             let sharedID = try await client.imageOfProjectA("shared", upload: true)

@@ -77,9 +77,10 @@ import Testing
     @Test func patchBodies_malformedOrWrongShape_are400() async throws {
         try await APITestHarness().run { client in
             let id = try await client.createImage()
-            for body in ["{", "{}", "[1]", #"[{"op": "replace"}]"#, #"[{"path": "/name", "value": "x"}]"#,
-                #"[{"op": "add", "path": "/x"}]"#, #"[{"op": "add", "path": "name", "value": "x"}]"#]
-            {
+            for body in [
+                "{", "{}", "[1]", #"[{"op": "replace"}]"#, #"[{"path": "/name", "value": "x"}]"#,
+                #"[{"op": "add", "path": "/x"}]"#, #"[{"op": "add", "path": "name", "value": "x"}]"#,
+            ] {
                 let (response, _) = try await client.json(
                     "/v2/images/\(id)", method: .patch, body: body, contentType: "application/openstack-images-v2.1-json-patch")
                 #expect(response.status == .badRequest, "\(body)")

@@ -34,17 +34,17 @@ import Testing
         let config = temp.appending("imagestore.conf")
         let images = try temp.makeDirectory("images")
         try """
-            [glance_store]
-            filesystem_store_datadir = \(images)
+        [glance_store]
+        filesystem_store_datadir = \(images)
 
-            [database]
-            connection = sqlite:///\(temp.appending("imagestore.db"))
+        [database]
+        connection = sqlite:///\(temp.appending("imagestore.db"))
 
-            [healthcheck]
-            backends = enable_by_files, disable_by_file
-            enable_by_file_paths = \(images)/.glance
-            disable_by_file_path = /tmp/disable
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        [healthcheck]
+        backends = enable_by_files, disable_by_file
+        enable_by_file_paths = \(images)/.glance
+        disable_by_file_path = /tmp/disable
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         for command in [["serve", "--bind", "127.0.0.1:0"], ["check"]] {
             let run = try await Self.run(command + ["--config-file", config], in: temp)
             #expect(run.exitCode != 0, "\(command): \(run.output)")

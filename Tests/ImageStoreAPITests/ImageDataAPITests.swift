@@ -262,34 +262,36 @@ import Testing
         // is the feature), so this test talks only through fresh connections, and an error from the
         // framework closing its idle client after the test body finished is not a failure.
         let finished = TestFlag()
-        try await ignoringTeardownErrors(after: finished) { try await harness.run { client in
-            let port = client.port!
-            let (created, createdBody) = try await HTTPOneShot.request(
-                port: port, method: "POST", path: "/v2/images", json: #"{"disk_format": "raw", "container_format": "bare"}"#)
-            #expect(created == .created)
-            let id = try #require(try? JSONValue.parse(Array(createdBody.utf8))["id"]?.stringValue)
-            let connection = try await offPool { try RawHTTPConnection(port: port) }
-            try await offPool {
-                try connection.send(
-                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n")
-                try connection.send(randomBytes(1000))
+        try await ignoringTeardownErrors(after: finished) {
+            try await harness.run { client in
+                let port = client.port!
+                let (created, createdBody) = try await HTTPOneShot.request(
+                    port: port, method: "POST", path: "/v2/images", json: #"{"disk_format": "raw", "container_format": "bare"}"#)
+                #expect(created == .created)
+                let id = try #require(try? JSONValue.parse(Array(createdBody.utf8))["id"]?.stringValue)
+                let connection = try await offPool { try RawHTTPConnection(port: port) }
+                try await offPool {
+                    try connection.send(
+                        "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n")
+                    try connection.send(randomBytes(1000))
+                }
+                // Then silence: the server closes the connection after client_socket_timeout.
+                let start = ContinuousClock.now
+                _ = try await offPool { connection.receive(until: "never", timeout: 10) }
+                connection.closeNormally()
+                #expect(ContinuousClock.now - start < .seconds(5))
+                // The test client's own keep-alive connection idled too: check through fresh connections.
+                func status() async throws -> String? {
+                    let (_, body) = try await HTTPOneShot.request(port: port, method: "GET", path: "/v2/images/\(id)")
+                    return try? JSONValue.parse(Array(body.utf8))["status"]?.stringValue
+                }
+                try await waitFor { try await status() == "queued" }
+                try await waitFor { try harness.storeFiles().isEmpty }
+                #expect(try await HTTPOneShot.put(port: port, path: "/v2/images/\(id)/file", body: [1, 2, 3]) == .noContent)
+                #expect(try await status() == "active")
+                finished.set()
             }
-            // Then silence: the server closes the connection after client_socket_timeout.
-            let start = ContinuousClock.now
-            _ = try await offPool { connection.receive(until: "never", timeout: 10) }
-            connection.closeNormally()
-            #expect(ContinuousClock.now - start < .seconds(5))
-            // The test client's own keep-alive connection idled too: check through fresh connections.
-            func status() async throws -> String? {
-                let (_, body) = try await HTTPOneShot.request(port: port, method: "GET", path: "/v2/images/\(id)")
-                return try? JSONValue.parse(Array(body.utf8))["status"]?.stringValue
-            }
-            try await waitFor { try await status() == "queued" }
-            try await waitFor { try harness.storeFiles().isEmpty }
-            #expect(try await HTTPOneShot.put(port: port, path: "/v2/images/\(id)/file", body: [1, 2, 3]) == .noContent)
-            #expect(try await status() == "active")
-            finished.set()
-        } }
+        }
     }
 
     @Test func expect100Continue_isAnswered() async throws {
@@ -316,17 +318,17 @@ import Testing
             let port = client.port!
             let data = randomBytes(100_000)
             let reply = try await offPool {
-            let connection = try RawHTTPConnection(port: port)
-            defer { connection.closeNormally() }
-            try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nx-openstack-image-size: \(data.count)\r\n\r\n")
-            for chunk in stride(from: 0, to: data.count, by: 30_000) {
-                let part = Array(data[chunk..<min(chunk + 30_000, data.count)])
-                try connection.send(String(part.count, radix: 16) + "\r\n")
-                try connection.send(part + Array("\r\n".utf8))
-            }
-            try connection.send("0\r\n\r\n")
-            return connection.receive(until: "\r\n\r\n")
+                let connection = try RawHTTPConnection(port: port)
+                defer { connection.closeNormally() }
+                try connection.send(
+                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nx-openstack-image-size: \(data.count)\r\n\r\n")
+                for chunk in stride(from: 0, to: data.count, by: 30_000) {
+                    let part = Array(data[chunk..<min(chunk + 30_000, data.count)])
+                    try connection.send(String(part.count, radix: 16) + "\r\n")
+                    try connection.send(part + Array("\r\n".utf8))
+                }
+                try connection.send("0\r\n\r\n")
+                return connection.receive(until: "\r\n\r\n")
             }
             #expect(reply.contains("204"))
             #expect(try await client.image(id)["checksum"]?.stringValue == md5Hex(data))
@@ -338,7 +340,7 @@ import Testing
 func ignoringTeardownErrors(after finished: TestFlag, _ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch where finished.isSet {
+    } catch  where finished.isSet {
     }
 }
 

@@ -126,7 +126,8 @@ import Testing
                 try await client.json("/v2/images/\(id)", method: .patch, body: ops, contentType: patchType)
             }
             var (response, body) = try await patch(
-                #"[{"op": "replace", "path": "/name", "value": "b"}, {"op": "add", "path": "/bar", "value": "2"}, {"op": "remove", "path": "/foo"}, {"op": "replace", "path": "/min_ram", "value": 512}, {"op": "add", "path": "/a~1b", "value": "slash"}]"#)
+                #"[{"op": "replace", "path": "/name", "value": "b"}, {"op": "add", "path": "/bar", "value": "2"}, {"op": "remove", "path": "/foo"}, {"op": "replace", "path": "/min_ram", "value": 512}, {"op": "add", "path": "/a~1b", "value": "slash"}]"#
+            )
             #expect(response.status == .ok)
             #expect(body?["name"] == "b")
             #expect(body?["bar"] == "2")
@@ -229,8 +230,9 @@ import Testing
             var ids: [String] = []
             for i in 0..<7 {
                 let visibility = i % 2 == 0 ? "public" : "private"
-                ids.append(try await client.createImage(
-                    #"{"name": "img\#(i)", "visibility": "\#(visibility)", "disk_format": "raw", "container_format": "bare", "tags": ["t\#(i % 3)"]}"#))
+                ids.append(
+                    try await client.createImage(
+                        #"{"name": "img\#(i)", "visibility": "\#(visibility)", "disk_format": "raw", "container_format": "bare", "tags": ["t\#(i % 3)"]}"#))
             }
             // Default: created_at desc.
             let (all, allBody) = try await client.json("/v2/images", method: .get)

@@ -9,13 +9,17 @@ import Testing
 /// Image sharing: the owner adds members to a shared image, a member accepts or rejects, and what
 /// each project then sees, lists and may do — as Glance's image_members.py and Tempest's member tests.
 @Suite struct MembersAPITests {
-    func addMember(_ client: any TestClientProtocol, _ id: String, _ project: String, as persona: Persona = .member)
+    func addMember(
+        _ client: any TestClientProtocol, _ id: String, _ project: String, as persona: Persona = .member
+    )
         async throws -> TestResponse
     {
         try await client.call(persona, .post, "/v2/images/\(id)/members", #"{"member": "\#(project)"}"#)
     }
 
-    func setStatus(_ client: any TestClientProtocol, _ id: String, _ project: String, _ status: String, as persona: Persona)
+    func setStatus(
+        _ client: any TestClientProtocol, _ id: String, _ project: String, _ status: String, as persona: Persona
+    )
         async throws -> TestResponse
     {
         try await client.call(persona, .put, "/v2/images/\(id)/members/\(project)", #"{"status": "\#(status)"}"#)

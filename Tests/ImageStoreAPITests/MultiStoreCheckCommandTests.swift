@@ -21,18 +21,18 @@ import Testing
         for store in ["fast", "nfs"] { try FileManager.default.createDirectory(atPath: dir + "/" + store, withIntermediateDirectories: true) }
         let config = dir + "/imagestore.conf"
         try """
-            [DEFAULT]
-            enabled_backends = fast:file, nfs:file
-            [glance_store]
-            default_backend = fast
-            [fast]
-            filesystem_store_datadir = \(dir)/fast
-            [nfs]
-            filesystem_store_datadir = \(dir)/nfs
-            filesystem_store_marker_file = .nfsmarker
-            [database]
-            connection = sqlite:///\(dir)/imagestore.db
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        [DEFAULT]
+        enabled_backends = fast:file, nfs:file
+        [glance_store]
+        default_backend = fast
+        [fast]
+        filesystem_store_datadir = \(dir)/fast
+        [nfs]
+        filesystem_store_datadir = \(dir)/nfs
+        filesystem_store_marker_file = .nfsmarker
+        [database]
+        connection = sqlite:///\(dir)/imagestore.db
+        """.write(toFile: config, atomically: true, encoding: .utf8)
 
         // init-store --store writes the marker the store's own section names, in its own directory.
         let initFast = try await Self.run(["init-store", "--config-file", config], in: dir)

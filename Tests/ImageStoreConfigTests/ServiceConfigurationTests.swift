@@ -553,7 +553,10 @@ import Testing
         ("[glance_store]\nweight = heavy", 2, "glance_store", "weight", "\"heavy\" is not an integer"),
         ("[glance_store]\nfilesystem_store_marker_file =", 2, "glance_store", "filesystem_store_marker_file", "must not be empty"),
         ("[glance_store]\nfilesystem_store_require_mountpoint = maybe", 2, "glance_store", "filesystem_store_require_mountpoint", "\"maybe\" is not a boolean"),
-        ("[glance_store]\nfilesystem_store_datadir = /var/lib/x\nfilesystem_store_mountpoint = /mnt", 3, "glance_store", "filesystem_store_mountpoint", "is neither the datadir \"/var/lib/x\" nor a directory above it"),
+        (
+            "[glance_store]\nfilesystem_store_datadir = /var/lib/x\nfilesystem_store_mountpoint = /mnt", 3, "glance_store", "filesystem_store_mountpoint",
+            "is neither the datadir \"/var/lib/x\" nor a directory above it"
+        ),
         ("[glance_store]\nfilesystem_store_datadir = /var/lib/xy\nfilesystem_store_mountpoint = /var/lib/x", 3, "glance_store", "filesystem_store_mountpoint", "nor a directory above it"),
         ("[glance_store]\nfilesystem_store_mount_types = ,", 2, "glance_store", "filesystem_store_mount_types", "at least one filesystem type"),
         ("[glance_store]\nfilesystem_nfs_share_path = exports", 2, "glance_store", "filesystem_nfs_share_path", "not an absolute export path"),
@@ -571,17 +574,41 @@ import Testing
         ("[glance_store]\nfilesystem_store_reserved_space = 100%", 2, "glance_store", "filesystem_store_reserved_space", "\"100%\" is not a percentage from 0% to below 100%"),
         ("[glance_store]\nfilesystem_store_reserved_space = x%", 2, "glance_store", "filesystem_store_reserved_space", "is not a percentage"),
         ("[paste_deploy]\nflavor = trusted-auth", 2, "paste_deploy", "flavor", "is not a supported flavor: use \"keystone\" or \"noauth\""),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nusername = g\npassword = p\nproject_name = s", 3, "keystone_authtoken", "auth_url", "must be set when [paste_deploy] flavor is keystone"),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = ftp://k\nusername = g\npassword = p\nproject_name = s", 4, "keystone_authtoken", "auth_url", "is not an http:// or https:// URL"),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nauth_type = v3token\nusername = g\npassword = p\nproject_name = s", 5, "keystone_authtoken", "auth_type", "the only auth_type is \"password\""),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p", 3, "keystone_authtoken", "project_name", "project_name or project_id must be set"),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ninterface = private", 8, "keystone_authtoken", "interface", "is not one of public, internal, admin"),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ntoken_cache_time = -2", 8, "keystone_authtoken", "token_cache_time", "is not an integer of at least -1"),
-        ("[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\nhttp_connect_timeout = 0", 8, "keystone_authtoken", "http_connect_timeout", "greater than 0"),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nusername = g\npassword = p\nproject_name = s", 3, "keystone_authtoken", "auth_url",
+            "must be set when [paste_deploy] flavor is keystone"
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = ftp://k\nusername = g\npassword = p\nproject_name = s", 4, "keystone_authtoken", "auth_url",
+            "is not an http:// or https:// URL"
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nauth_type = v3token\nusername = g\npassword = p\nproject_name = s", 5, "keystone_authtoken",
+            "auth_type", "the only auth_type is \"password\""
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p", 3, "keystone_authtoken", "project_name",
+            "project_name or project_id must be set"
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ninterface = private", 8, "keystone_authtoken",
+            "interface", "is not one of public, internal, admin"
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\ntoken_cache_time = -2", 8, "keystone_authtoken",
+            "token_cache_time", "is not an integer of at least -1"
+        ),
+        (
+            "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = http://k:5000\nusername = g\npassword = p\nproject_name = s\nhttp_connect_timeout = 0", 8, "keystone_authtoken",
+            "http_connect_timeout", "greater than 0"
+        ),
         ("[DEFAULT]\nimage_tag_quota = many", 2, "DEFAULT", "image_tag_quota", "is not an integer"),
         ("[oslo_policy]\nenforce_scope = maybe", 2, "oslo_policy", "enforce_scope", "is not a boolean"),
         ("[healthcheck]\nbackends = disable_by_file, enable_by_files", 2, "healthcheck", "backends", "`enable_by_files` plugin and `disable_by_file` plugin should not be enabled at the same time."),
-        ("[healthcheck]\nbackends = nfs, http", 2, "healthcheck", "backends", "unknown backend \"http\"; known backends: disable_by_file, disable_by_files_ports, enable_by_files, nfs, mountpoint, store, database"),
+        (
+            "[healthcheck]\nbackends = nfs, http", 2, "healthcheck", "backends",
+            "unknown backend \"http\"; known backends: disable_by_file, disable_by_files_ports, enable_by_files, nfs, mountpoint, store, database"
+        ),
         ("[healthcheck]\nallowed_source_ranges = 10.0.0.0/33", 2, "healthcheck", "allowed_source_ranges", "\"10.0.0.0/33\" is not an IPv4 or IPv6 network"),
         ("[healthcheck]\nallowed_source_ranges = example.org", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),
         ("[healthcheck]\nallowed_source_ranges = ::1/129", 2, "healthcheck", "allowed_source_ranges", "is not an IPv4 or IPv6 network"),

@@ -3,7 +3,9 @@ import ImageStoreHealth
 import Testing
 
 @Suite struct HealthMonitorTests {
-    private func monitor(_ checks: [any HealthCheck], threshold: Int = 1, timeout: Duration = .milliseconds(200))
+    private func monitor(
+        _ checks: [any HealthCheck], threshold: Int = 1, timeout: Duration = .milliseconds(200)
+    )
         -> HealthMonitor
     {
         HealthMonitor(

@@ -126,7 +126,9 @@ struct PingRepository: ImageRepository {
     func create(_ image: Image) async throws { throw ImageStoreError.badRequest("unused") }
     func get(_ id: ImageID) async throws -> Image? { nil }
     func list(_ query: ImageListQuery) async throws -> [Image] { [] }
-    func update(_ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void)
+    func update(
+        _ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void
+    )
         async throws -> Image
     { throw ImageStoreError.notFound("unused") }
     func delete(_ id: ImageID) async throws -> Bool { false }

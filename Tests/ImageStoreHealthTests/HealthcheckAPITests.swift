@@ -11,7 +11,9 @@ import Testing
     static let okJSON = "{\n    \"detailed\": false,\n    \"reasons\": [\n        \"OK\"\n    ]\n}"
 
     /// A harness whose `enable_by_files` marker is `marker` in its temp dir (created when `present`).
-    private func enableByFiles(present: Bool, _ more: @escaping (inout HealthcheckOptions) -> Void = { _ in }) throws
+    private func enableByFiles(
+        present: Bool, _ more: @escaping (inout HealthcheckOptions) -> Void = { _ in }
+    ) throws
         -> (HealthTestHarness, String)
     {
         var marker = ""

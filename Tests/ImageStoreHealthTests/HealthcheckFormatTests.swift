@@ -14,12 +14,13 @@ import Testing
         ("enable_by_files", HealthResult(available: false, reason: "FILE PATH MISSING", details: "File path /x<y> is missing")),
     ]
 
-    @Test(arguments: [
-        (nil, HealthcheckFormat.plain), ("*/*", .plain), ("text/plain", .plain), ("application/json", .json),
-        ("text/html", .html), ("image/png", .plain), ("text/*", .plain), ("text/html, application/json", .html),
-        ("application/json, text/html;q=0.9", .json), ("text/plain;q=0, */*;q=0.5", .html),
-        ("application/*;q=0.2, text/html;q=0.1", .json), ("garbage", .plain), ("text/plain;q=0", .plain),
-    ] as [(String?, HealthcheckFormat)])
+    @Test(
+        arguments: [
+            (nil, HealthcheckFormat.plain), ("*/*", .plain), ("text/plain", .plain), ("application/json", .json),
+            ("text/html", .html), ("image/png", .plain), ("text/*", .plain), ("text/html, application/json", .html),
+            ("application/json, text/html;q=0.9", .json), ("text/plain;q=0, */*;q=0.5", .html),
+            ("application/*;q=0.2, text/html;q=0.1", .json), ("garbage", .plain), ("text/plain;q=0", .plain),
+        ] as [(String?, HealthcheckFormat)])
     func negotiate_matchesWebobAcceptableOffers(accept: String?, expected: HealthcheckFormat) {
         #expect(HealthcheckFormat.negotiate(accept: accept) == expected)
     }

@@ -32,7 +32,9 @@ import Glibc
     }
 
     /// A deployment (as if read from a file) whose store is `fs`'s mount, SQLite beside it (local).
-    static func configuration(_ fs: GateFS, mode: Mode = .markerOnly, datadir: String? = nil, nfs: GaneshaServer? = nil)
+    static func configuration(
+        _ fs: GateFS, mode: Mode = .markerOnly, datadir: String? = nil, nfs: GaneshaServer? = nil
+    )
         -> ServiceConfiguration
     {
         var configuration = ServiceConfiguration.embeddedDefault(baseDirectory: fs.dir.path)

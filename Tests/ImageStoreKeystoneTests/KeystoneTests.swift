@@ -67,7 +67,6 @@ func withKeystoneValidator<T>(
     }
 }
 
-
 @Suite(.serialized, KeystoneServer.requiredTrait, SharedKeystone())
 struct KeystoneTests {
     // MARK: The TokenValidator contract, on each implementation
@@ -78,7 +77,9 @@ struct KeystoneTests {
     }
 
     /// The validator under test, and a token for alice, one for bob (the fake is told about them).
-    func withValidator(_ implementation: Implementation, _ body: (any TokenValidator, KeystoneFixture, [String: String]) async throws -> Void)
+    func withValidator(
+        _ implementation: Implementation, _ body: (any TokenValidator, KeystoneFixture, [String: String]) async throws -> Void
+    )
         async throws
     {
         let fixture = try KeystoneFixture.get()

@@ -106,7 +106,8 @@ import Testing
             try JSONDecoder().decode(KeystoneTokenDocument.self, from: Data(json.utf8)).validated()
         }
         let project = try validated(
-            #"{"token": {"expires_at": "2030-01-02T03:04:05.678901Z", "user": {"id": "u", "name": "alice", "domain": {"id": "default"}}, "project": {"id": "p", "name": "alpha", "domain": {"id": "default"}}, "roles": [{"id": "1", "name": "Member"}, {"id": "2", "name": "reader"}]}}"#)
+            #"{"token": {"expires_at": "2030-01-02T03:04:05.678901Z", "user": {"id": "u", "name": "alice", "domain": {"id": "default"}}, "project": {"id": "p", "name": "alpha", "domain": {"id": "default"}}, "roles": [{"id": "1", "name": "Member"}, {"id": "2", "name": "reader"}]}}"#
+        )
         #expect(project.identity.userID == "u" && project.identity.projectID == "p" && project.identity.projectName == "alpha")
         #expect(project.identity.roles == ["member", "reader"] && project.identity.isProjectScoped)
         #expect(abs(project.expiresAt.timeIntervalSince1970 - 1_893_553_445.678901) < 0.001)

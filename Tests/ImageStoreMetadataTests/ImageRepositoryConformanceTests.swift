@@ -319,7 +319,10 @@ import Testing
             #expect(try await ids { $0.sizeMin = 10 } == [a.id, c.id])
             #expect(try await ids { $0.sizeMin = 11 } == [c.id])
             #expect(try await ids { $0.sizeMax = 999 } == [a.id])
-            #expect(try await ids { $0.sizeMin = 0; $0.sizeMax = 1_000 } == [a.id, c.id])
+            #expect(
+                try await ids {
+                    $0.sizeMin = 0; $0.sizeMax = 1_000
+                } == [a.id, c.id])
             #expect(try await ids { $0.isProtected = true } == [a.id])
             #expect(try await ids { $0.isProtected = false } == [b.id, c.id])
             #expect(try await ids { $0.properties = ["bus": "scsi"] } == [a.id, c.id])
@@ -334,7 +337,10 @@ import Testing
             #expect(try await ids { $0.createdAtFilter = .init(op: .lte, date: second) } == [a.id, b.id])
             #expect(try await ids { $0.updatedAtFilter = .init(op: .gte, date: t.addingTimeInterval(50)) } == [c.id])
             // Filters combine with AND.
-            #expect(try await ids { $0.tags = ["x"]; $0.properties = ["bus": "scsi"] } == [a.id])
+            #expect(
+                try await ids {
+                    $0.tags = ["x"]; $0.properties = ["bus": "scsi"]
+                } == [a.id])
         }
     }
 

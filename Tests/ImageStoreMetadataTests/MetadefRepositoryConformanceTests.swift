@@ -18,7 +18,12 @@ struct MetadefFactory: Sendable, CustomTestStringConvertible {
         MetadefFactory(name: "SQLite file") {
             let directory = try TemporaryDirectory()
             let images = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
-            return (SQLiteMetadefRepository(sharing: images, logger: testLogger), { try? images.close(); directory.remove() })
+            return (
+                SQLiteMetadefRepository(sharing: images, logger: testLogger),
+                {
+                    try? images.close(); directory.remove()
+                }
+            )
         },
     ]
 

@@ -44,7 +44,9 @@ enum ReferenceList {
     static func sortKeys(_ query: ImageListQuery) -> [ImageListQuery.SortSpec] {
         var keys: [ImageListQuery.SortSpec] = []
         for spec in query.sortKeys where !keys.contains(where: { $0.key == spec.key }) { keys.append(spec) }
-        if let id = keys.firstIndex(where: { $0.key == .id }) { keys.removeSubrange((id + 1)...) } else {
+        if let id = keys.firstIndex(where: { $0.key == .id }) {
+            keys.removeSubrange((id + 1)...)
+        } else {
             keys.append(.init(key: .id, direction: keys.last?.direction ?? .asc))
         }
         return keys

@@ -168,8 +168,9 @@ import ImageStoreTestSupport
             let sql = ListSQL(
                 query, markerValues: marker.databaseValues.map(SQLValue.init), columns: SQLiteImageRepository.columns, dialect: .sqlite)
             return try Row.fetchAll(
-                db, sql: "EXPLAIN QUERY PLAN " + sql.text, arguments: StatementArguments(sql.arguments.map(\.databaseValue)))
-                .map { $0["detail"] as String }.joined(separator: "; ")
+                db, sql: "EXPLAIN QUERY PLAN " + sql.text, arguments: StatementArguments(sql.arguments.map(\.databaseValue))
+            )
+            .map { $0["detail"] as String }.joined(separator: "; ")
         }
     }
 }

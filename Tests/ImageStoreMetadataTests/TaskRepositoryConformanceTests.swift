@@ -18,7 +18,12 @@ struct TaskFactory: Sendable, CustomTestStringConvertible {
         TaskFactory(name: "SQLite file") {
             let directory = try TemporaryDirectory()
             let images = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
-            return (SQLiteTaskRepository(sharing: images, logger: testLogger), { try? images.close(); directory.remove() })
+            return (
+                SQLiteTaskRepository(sharing: images, logger: testLogger),
+                {
+                    try? images.close(); directory.remove()
+                }
+            )
         },
     ]
 

@@ -3,7 +3,7 @@ import ImageStoreTestSupport
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The harness other test targets rely on: if it misbehaves, their results mean nothing.

@@ -19,8 +19,10 @@ import Testing
         ("", "@"),
         ("@", "@"),
         ("!", "!"),
-        ("rule:context_is_admin or (role:member and project_id:%(project_id)s)",
-         "(rule:context_is_admin or (role:member and project_id:%(project_id)s))"),
+        (
+            "rule:context_is_admin or (role:member and project_id:%(project_id)s)",
+            "(rule:context_is_admin or (role:member and project_id:%(project_id)s))"
+        ),
         ("'public':%(visibility)s", "'public':%(visibility)s"),
         ("is_admin:True", "is_admin:True"),
         ("True:%(enabled)s", "'True':%(enabled)s"),

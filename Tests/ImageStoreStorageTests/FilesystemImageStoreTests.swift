@@ -211,9 +211,10 @@ import Testing
             #expect(staged.md5 == md5.finalize().map { String(format: "%02x", $0) }.joined())
             #expect(staged.hashValue == sha512.finalize().map { String(format: "%02x", $0) }.joined())
             #expect(readBytes.value == total)
-            print("upload 256 MiB (md5+sha512+fsync): \(megabytesPerSecond(total, uploadTime)) MB/s; "
-                + "download: \(megabytesPerSecond(total, downloadTime)) MB/s; "
-                + "peak RSS \(peakDuringUpload / 1024) MiB (\(rssBefore / 1024) MiB before; other tests run in parallel)")
+            print(
+                "upload 256 MiB (md5+sha512+fsync): \(megabytesPerSecond(total, uploadTime)) MB/s; "
+                    + "download: \(megabytesPerSecond(total, downloadTime)) MB/s; "
+                    + "peak RSS \(peakDuringUpload / 1024) MiB (\(rssBefore / 1024) MiB before; other tests run in parallel)")
         }
     }
 

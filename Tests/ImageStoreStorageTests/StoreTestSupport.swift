@@ -123,7 +123,6 @@ func readAll(_ store: any ImageDataStore, _ id: ImageID, range: Range<Int64>? = 
     return collector.bytes
 }
 
-
 /// Mounts a tmpfs on a fresh directory for the duration of `body`; it is unmounted (lazily if still busy)
 /// and removed afterwards, also when `body` throws.
 func withTmpfs<T>(sizeBytes: Int64, readOnly: Bool = false, _ body: (String) async throws -> T) async throws -> T {

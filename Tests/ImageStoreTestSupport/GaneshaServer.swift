@@ -203,7 +203,9 @@ public final class GaneshaServer: Sendable {
     }
 
     /// Kills the running server (if any) and starts a new one on the same port and export.
-    public func restart(timeout: Duration = .seconds(20), ready: (@Sendable (GaneshaServer) async -> Bool)? = nil)
+    public func restart(
+        timeout: Duration = .seconds(20), ready: (@Sendable (GaneshaServer) async -> Bool)? = nil
+    )
         async throws
     {
         await kill()

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A child process a test owns: spawned with posix_spawn (stdout/stderr to files, stdin from /dev/null), signalled by

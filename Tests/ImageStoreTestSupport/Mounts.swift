@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Mount helpers for tests running as root (bind mounts and tmpfs work here; kernel NFS mounts do not).

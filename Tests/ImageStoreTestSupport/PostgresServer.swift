@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A real PostgreSQL 15 (Debian's postgresql-15) for a test: a private cluster made by initdb in a temp

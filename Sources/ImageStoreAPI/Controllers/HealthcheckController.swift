@@ -50,7 +50,9 @@ struct HealthcheckController {
     }
 
     /// oslo's `process_request` from here on: 200/503 (HEAD 204/503, empty body), body by Accept.
-    private func answer(_ request: Request, _ context: AppRequestContext, head: Bool, renderer: HealthcheckRenderer)
+    private func answer(
+        _ request: Request, _ context: AppRequestContext, head: Bool, renderer: HealthcheckRenderer
+    )
         -> Response
     {
         let report = monitor.report(port: context.localPort)

@@ -49,7 +49,9 @@ struct InfoController {
         if multiStore {
             listed = stores
         } else {
-            listed = stores.filter { $0.id == defaultBackend && $0.guardState() != nil }.map { var store = $0; store.description = nil; return store }
+            listed = stores.filter { $0.id == defaultBackend && $0.guardState() != nil }.map {
+                var store = $0; store.description = nil; return store
+            }
         }
         guard !listed.isEmpty else { throw ImageStoreError.notFound("Multi backend is not supported at this site.") }
         var documents: [JSONValue] = []

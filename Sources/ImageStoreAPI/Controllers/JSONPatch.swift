@@ -98,7 +98,8 @@ enum JSONPatch {
             switch operation.op {
             case .remove:
                 try ImageAttributes.remove(operation.key, from: &image)
-            case .replace where !ImageAttributes.baseAttributes.contains(operation.key)
+            case .replace
+            where !ImageAttributes.baseAttributes.contains(operation.key)
                 && image.properties[operation.key] == nil:
                 try ImageAttributes.checkWritable(operation.key, creating: false)
                 throw ImageStoreError.conflict("Property \(operation.key) does not exist.")

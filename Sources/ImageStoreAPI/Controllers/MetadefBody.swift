@@ -22,8 +22,11 @@ enum MetadefBody {
     /// (private, not protected, owned by the caller's project).
     static func namespace(_ body: [String: JSONValue], defaultOwner: String?) throws -> MetadefNamespace {
         try allowOnly(
-            body, ["namespace", "display_name", "description", "visibility", "protected", "owner", "resource_type_associations",
-                "properties", "objects", "tags"], "namespace")
+            body,
+            [
+                "namespace", "display_name", "description", "visibility", "protected", "owner", "resource_type_associations",
+                "properties", "objects", "tags",
+            ], "namespace")
         let name = try requiredString(body, "namespace", maxLength: 80)
         let visibility = try string(body, "visibility") ?? "private"
         guard visibility == "public" || visibility == "private" else {
@@ -79,8 +82,11 @@ enum MetadefBody {
     /// Glance's `PropertyType`: `title` and `type` are mandatory; the rest is a JSON-schema fragment.
     static func propertyDocument(_ body: [String: JSONValue]) throws -> JSONValue {
         try allowOnly(
-            body, ["name", "type", "title", "description", "operators", "default", "readonly", "minimum", "maximum", "enum",
-                "pattern", "minLength", "maxLength", "confidential", "items", "required", "uniqueItems", "minItems", "maxItems", "additionalItems"],
+            body,
+            [
+                "name", "type", "title", "description", "operators", "default", "readonly", "minimum", "maximum", "enum",
+                "pattern", "minLength", "maxLength", "confidential", "items", "required", "uniqueItems", "minItems", "maxItems", "additionalItems",
+            ],
             "property")
         let type = try requiredString(body, "type")
         guard propertyTypes.contains(type) else {

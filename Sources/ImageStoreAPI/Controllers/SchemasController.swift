@@ -86,9 +86,17 @@ enum Schemas {
         ],
         "kernel_id": extra("ID of image stored in Glance that should be used as the kernel when booting an AMI-style image.", pattern: uuidPattern),
         "ramdisk_id": extra("ID of image stored in Glance that should be used as the ramdisk when booting an AMI-style image.", pattern: uuidPattern),
-        "instance_uuid": ["type": "string", "description": "Metadata which can be used to record which instance this image is associated with. (Informational only, does not create an instance snapshot.)", "is_base": false],
-        "architecture": ["type": "string", "description": "Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false],
-        "os_distro": ["type": "string", "description": "Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false],
+        "instance_uuid": [
+            "type": "string", "description": "Metadata which can be used to record which instance this image is associated with. (Informational only, does not create an instance snapshot.)",
+            "is_base": false,
+        ],
+        "architecture": [
+            "type": "string", "description": "Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false,
+        ],
+        "os_distro": [
+            "type": "string", "description": "Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html",
+            "is_base": false,
+        ],
         "os_version": ["type": "string", "description": "Operating system version as specified by the distributor.", "is_base": false],
         "description": ["type": "string", "description": "A human-readable string describing this image.", "is_base": false],
     ]

@@ -27,8 +27,10 @@ struct VersionsController {
     static func document(for request: Request, status: HTTPResponse.Status) throws -> Response {
         let base = baseURL(of: request)
         let list: [JSONValue] = versions.map { version in
-            ["id": .string(version.id), "status": .string(version.status),
-             "links": [["rel": "self", "href": .string("\(base)/v2/")]]]
+            [
+                "id": .string(version.id), "status": .string(version.status),
+                "links": [["rel": "self", "href": .string("\(base)/v2/")]],
+            ]
         }
         let body: JSONValue = ["versions": .array(list)]
         return Response.json(body, status: status)

@@ -76,7 +76,9 @@ struct AuthMiddleware: RouterMiddleware {
     let policies: Reloadable<PolicyEnforcer>
     let authentication: Authentication
 
-    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
+    func handle(
+        _ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response
+    )
         async throws -> Response
     {
         var context = context

@@ -14,7 +14,9 @@ struct MetricsMiddleware: RouterMiddleware {
     /// Routes whose bodies are image data (uploads in, downloads out).
     static let dataRoutes: Set<String> = ["/v2/images/{image_id}/file", "/v2/images/{image_id}/stage"]
 
-    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
+    func handle(
+        _ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response
+    )
         async throws -> Response
     {
         let start = ContinuousClock.now

@@ -14,7 +14,9 @@ struct RequestMiddleware: RouterMiddleware {
     /// The store image data goes to, named in the log lines of data requests.
     var storeID: String? = nil
 
-    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response)
+    func handle(
+        _ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response
+    )
         async throws -> Response
     {
         var context = context
