@@ -1,0 +1,120 @@
+import Foundation
+import ImageStoreTestSupport
+import Testing
+
+/// Import across replicas (Glance's distributed import): each replica stages into a directory of its
+/// own (`[os_glance_staging_store]`) and names itself with `worker_self_reference_url`; a glance-direct
+/// import or a delete reaching another replica is forwarded to the one holding the staged data.
+/// Real `imagestore serve` processes on one PostgreSQL, in `ReplicaTests` (the `replicas` phase).
+extension ReplicaTests {
+    /// A replica with its own staging directory and its URL as `worker_self_reference_url`.
+    static func startStaging(_ cluster: Cluster, _ name: String) async throws -> (Replica, staging: String) {
+        let staging = try cluster.work.makeDirectory("staging-\(name)")
+        let replica = try await cluster.start(
+            name, defaults: { port in "worker_self_reference_url = http://127.0.0.1:\(port)" },
+            sections: "[os_glance_staging_store]\nfilesystem_store_datadir = \(staging)")
+        return (replica, staging)
+    }
+
+    static func entries(_ directory: String, of id: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(id) }
+    }
+
+    static func stage(_ port: Int, _ id: String, _ data: [UInt8]) async throws -> Int {
+        try await http(port, "PUT", "/v2/images/\(id)/stage", body: data, contentType: "application/octet-stream").0
+    }
+
+    static func importDirect(_ port: Int, _ id: String) async throws -> (Int, String) {
+        let (status, body) = try await http(
+            port, "POST", "/v2/images/\(id)/import", body: Array(#"{"method": {"name": "glance-direct"}}"#.utf8),
+            contentType: "application/json")
+        return (status, String(decoding: body, as: UTF8.self))
+    }
+
+    @Test func importStagedOnAnotherReplicaIsForwarded() async throws {
+        try await Self.withCluster { cluster in
+            let (a, stagingA) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let (b, stagingB) = try await Self.startStaging(cluster, "b")
+            defer { b.process.killAndWait() }
+            let data = Self.random(300_000)
+            let id = try await Self.createImage(b.port)
+            #expect(try await Self.stage(a.port, id, data) == 204)
+            #expect(Self.entries(stagingA, of: id).count == 1)
+            #expect(try await Self.status(b.port, id) == "uploading")
+
+            let (status, body) = try await Self.importDirect(b.port, id)
+            #expect(status == 202, "\(body)")
+            let active = try await Self.eventually { try await Self.status(b.port, id) == "active" }
+            #expect(active, "\(a.logText.suffix(3000))")
+            let image = try await Self.image(b.port, id)
+            #expect(image["checksum"] as? String == Self.md5(data))
+            #expect(image["size"] as? Int == data.count)
+            #expect(cluster.files().contains(id))
+            let stored = FileManager.default.contents(atPath: cluster.datadir + "/" + id).map { Array($0) }
+            #expect(stored == data)
+            // A imported it (its staged file is gone); B staged nothing and imported nothing.
+            #expect(try await Self.eventually { Self.entries(stagingA, of: id).isEmpty })
+            #expect(Self.entries(stagingB, of: id).isEmpty)
+            #expect(b.logText.contains("proxying request to the stage host"))
+            let (read, bytes) = try await Self.http(a.port, "GET", "/v2/images/\(id)/file")
+            #expect(read == 200 && bytes == data)
+
+            // Staged on A, imported through A: no forwarding.
+            let local = try await Self.createImage(a.port)
+            #expect(try await Self.stage(a.port, local, data) == 204)
+            #expect(try await Self.importDirect(a.port, local).0 == 202)
+            #expect(try await Self.eventually { try await Self.status(a.port, local) == "active" })
+            #expect(!a.logText.contains("proxying request to the stage host"))
+        }
+    }
+
+    @Test func deleteOfImageStagedOnAnotherReplicaIsForwarded() async throws {
+        try await Self.withCluster { cluster in
+            let (a, stagingA) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let (b, _) = try await Self.startStaging(cluster, "b")
+            defer { b.process.killAndWait() }
+            let id = try await Self.createImage(a.port)
+            #expect(try await Self.stage(a.port, id, Self.random(10_000)) == 204)
+            #expect(Self.entries(stagingA, of: id).count == 1)
+            let (status, body) = try await Self.http(b.port, "DELETE", "/v2/images/\(id)")
+            #expect(status == 204, "\(String(decoding: body, as: UTF8.self))")
+            #expect(try await Self.http(b.port, "GET", "/v2/images/\(id)").0 == 404)
+            // Deleted by A, which removed its staged file.
+            #expect(Self.entries(stagingA, of: id).isEmpty)
+            #expect(b.logText.contains("proxying request to the stage host"))
+        }
+    }
+
+    @Test func importStagedOnADeadReplicaIs503() async throws {
+        try await Self.withCluster { cluster in
+            let (a, stagingA) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let (b, _) = try await Self.startStaging(cluster, "b")
+            defer { b.process.killAndWait() }
+            let data = Self.random(10_000)
+            let id = try await Self.createImage(b.port)
+            #expect(try await Self.stage(a.port, id, data) == 204)
+            await a.stop()
+
+            let clock = ContinuousClock()
+            let started = clock.now
+            let (status, body) = try await Self.importDirect(b.port, id)
+            #expect(status == 503)
+            #expect(body.contains("http://127.0.0.1:\(a.port)"), "\(body)")
+            #expect(clock.now - started < .seconds(30))
+            // Nothing changed: still staged on A, waiting for it.
+            let image = try await Self.image(b.port, id)
+            #expect(image["status"] as? String == "uploading")
+            #expect(image["os_glance_import_task"] == nil || image["os_glance_import_task"] as? String == "")
+            #expect(Self.entries(stagingA, of: id).count == 1)
+            let staged = Self.entries(stagingA, of: id).first.flatMap { FileManager.default.contents(atPath: stagingA + "/" + $0) }
+            #expect(staged.map { Array($0) } == data)
+
+            // As Glance: a delete whose stage host is unreachable is done here (the staged file stays on A).
+            #expect(try await Self.http(b.port, "DELETE", "/v2/images/\(id)").0 == 204)
+            #expect(try await Self.http(b.port, "GET", "/v2/images/\(id)").0 == 404)
+        }
+    }
+}
