@@ -124,7 +124,7 @@ public struct ApplicationDependencies: Sendable {
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false,
                     replicaID: replicaID, logger: logger),
-                writeGuard: stagingGuard)
+                writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         } else {
             // Inside the store's datadir (same filesystem, behind the store's guard), or a local directory.
             let sameShare = configuration.stagingStore == nil
@@ -136,7 +136,7 @@ public struct ApplicationDependencies: Sendable {
                     hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, replicaID: replicaID,
                     logger: logger),
-                writeGuard: stagingGuard)
+                writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         }
         var dependencies = ApplicationDependencies(
             repository: repository, store: store, writeGuard: stores.default.writeGuard, services: services,

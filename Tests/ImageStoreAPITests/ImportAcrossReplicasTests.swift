@@ -118,3 +118,56 @@ extension ReplicaTests {
         }
     }
 }
+
+extension ReplicaTests {
+    /// A replica starting after an image was staged on another one keeps it staged (its start-up
+    /// recovery resets only what was staged in its own staging directory), and imports it through its owner.
+    @Test func replicaStartingLaterKeepsImagesStagedElsewhere() async throws {
+        try await Self.withCluster { cluster in
+            let (a, stagingA) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let data = Self.random(50_000)
+            let id = try await Self.createImage(a.port)
+            #expect(try await Self.stage(a.port, id, data) == 204)
+            let (c, stagingC) = try await Self.startStaging(cluster, "c")
+            defer { c.process.killAndWait() }
+            let recovered = try await Self.eventually { c.logText.contains("start-up recovery done") }
+            #expect(recovered, "\(c.logText.suffix(3000))")
+            #expect(try await Self.status(c.port, id) == "uploading")
+            #expect(Self.entries(stagingA, of: id).count == 1)
+            #expect(try await Self.importDirect(c.port, id).0 == 202)
+            #expect(try await Self.eventually { try await Self.status(c.port, id) == "active" })
+            #expect(try await Self.image(c.port, id)["checksum"] as? String == Self.md5(data))
+            #expect(Self.entries(stagingC, of: id).isEmpty)
+        }
+    }
+}
+
+extension ReplicaTests {
+    /// A request already forwarded is never forwarded again: a replica that is not the stage host
+    /// refuses it (409) instead of sending it on, and the image stays staged.
+    @Test func forwardedImportIsNotForwardedAgain() async throws {
+        try await Self.withCluster { cluster in
+            let (a, stagingA) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let (b, _) = try await Self.startStaging(cluster, "b")
+            defer { b.process.killAndWait() }
+            let id = try await Self.createImage(a.port)
+            #expect(try await Self.stage(a.port, id, Self.random(1000)) == 204)
+            let body = #"{"method": {"name": "glance-direct"}}"#
+            let (status, answer, _) = try await offPool {
+                let connection = try RawHTTPConnection(port: b.port)
+                defer { connection.closeNormally() }
+                try connection.send(
+                    "POST /v2/images/\(id)/import HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                        + "Content-Type: application/json\r\nX-ImageStore-Forwarded-By: http://127.0.0.1:1\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                return try Self.parseResponse(connection.receiveUntilClosed(timeout: 60).bytes)
+            }
+            #expect(status == 409, "\(String(decoding: answer, as: UTF8.self))")
+            #expect(!b.logText.contains("proxying request to the stage host"))
+            #expect(try await Self.status(b.port, id) == "uploading")
+            #expect(Self.entries(stagingA, of: id).count == 1)
+        }
+    }
+}
