@@ -43,8 +43,15 @@ extension ReplicaTests {
             #expect(Self.entries(stagingA, of: id).count == 1)
             #expect(try await Self.status(b.port, id) == "uploading")
 
-            let (status, body) = try await Self.importDirect(b.port, id)
-            #expect(status == 202, "\(body)")
+            let (status, body, head) = try await Self.request(
+                b.port, "POST", "/v2/images/\(id)/import", body: Array(#"{"method": {"name": "glance-direct"}}"#.utf8),
+                contentType: "application/json")
+            #expect(status == 202, "\(String(decoding: body, as: UTF8.self))")
+            // One request id for the client's request, in both replicas' logs.
+            let requestID = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-openstack-request-id:") }
+                .map { $0.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces) }
+            let sameID = try await Self.eventually { requestID.map { a.logText.contains($0) } ?? false }
+            #expect(requestID != nil && sameID, "\(head)")
             let active = try await Self.eventually { try await Self.status(b.port, id) == "active" }
             #expect(active, "\(a.logText.suffix(3000))")
             let image = try await Self.image(b.port, id)
