@@ -178,3 +178,60 @@ extension ReplicaTests {
         }
     }
 }
+
+extension ReplicaTests {
+    /// One request with extra header lines (`Name: value\r\n` each); the status, the body and the head.
+    static func request(
+        _ port: Int, _ method: String, _ path: String, headers: String, body: String = ""
+    ) async throws -> (
+        Int, [UInt8], String
+    ) {
+        try await offPool {
+            let connection = try RawHTTPConnection(port: port)
+            defer { connection.closeNormally() }
+            try connection.send(
+                "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(headers)"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            return try parseResponse(connection.receiveUntilClosed(timeout: 60).bytes)
+        }
+    }
+
+    /// The forwarded import runs as the client (noauth identity headers replayed): the stage host's task
+    /// names the client's project and user, not the anonymous noauth admin.
+    @Test func forwardedImportRunsAsTheClient() async throws {
+        try await Self.withCluster { cluster in
+            let (a, _) = try await Self.startStaging(cluster, "a")
+            defer { a.process.killAndWait() }
+            let (b, _) = try await Self.startStaging(cluster, "b")
+            defer { b.process.killAndWait() }
+            let member = "X-Project-Id: project-one\r\nX-User-Id: user-one\r\nX-Roles: member,reader\r\n"
+            let (created, createdBody, _) = try await Self.request(
+                b.port, "POST", "/v2/images", headers: member + "Content-Type: application/json\r\n",
+                body: #"{"disk_format": "raw", "container_format": "bare"}"#)
+            try #require(created == 201, "\(String(decoding: createdBody, as: UTF8.self))")
+            let id = try #require((try JSONSerialization.jsonObject(with: Data(createdBody)) as? [String: Any])?["id"] as? String)
+            let data = Self.random(5000)
+            let (staged, _, _) = try await Self.request(
+                a.port, "PUT", "/v2/images/\(id)/stage", headers: member + "Content-Type: application/octet-stream\r\n",
+                body: String(decoding: data.map { $0 & 0x3f | 0x40 }, as: UTF8.self))
+            #expect(staged == 204)
+            // Another project's member cannot see it: refused by B, never forwarded.
+            let other = "X-Project-Id: project-two\r\nX-User-Id: user-two\r\nX-Roles: member,reader\r\n"
+            let direct = #"{"method": {"name": "glance-direct"}}"#
+            let (refused, _, _) = try await Self.request(
+                b.port, "POST", "/v2/images/\(id)/import", headers: other + "Content-Type: application/json\r\n", body: direct)
+            #expect(refused == 404)
+            #expect(!b.logText.contains("proxying request to the stage host"))
+            let (status, body, _) = try await Self.request(
+                b.port, "POST", "/v2/images/\(id)/import", headers: member + "Content-Type: application/json\r\n", body: direct)
+            #expect(status == 202, "\(String(decoding: body, as: UTF8.self))")
+            #expect(try await Self.eventually { try await Self.status(b.port, id) == "active" })
+            // Tasks are kept by the replica that ran them (not in the shared catalogue yet): A.
+            let (_, tasksBody) = try await Self.http(a.port, "GET", "/v2/images/\(id)/tasks")
+            let tasks = (try JSONSerialization.jsonObject(with: Data(tasksBody)) as? [String: Any])?["tasks"] as? [[String: Any]]
+            let task = try #require(tasks?.first, "\(String(decoding: tasksBody, as: UTF8.self))")
+            #expect(task["owner"] as? String == "project-one")
+            #expect(task["user_id"] as? String == "user-one")
+        }
+    }
+}
