@@ -124,7 +124,7 @@ public struct ApplicationDependencies: Sendable {
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false,
                     replicaID: replicaID, logger: logger),
-                writeGuard: stagingGuard)
+                writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         } else {
             // Inside the store's datadir (same filesystem, behind the store's guard), or a local directory.
             let sameShare = configuration.stagingStore == nil
@@ -136,7 +136,7 @@ public struct ApplicationDependencies: Sendable {
                     hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, replicaID: replicaID,
                     logger: logger),
-                writeGuard: stagingGuard)
+                writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         }
         var dependencies = ApplicationDependencies(
             repository: repository, store: store, writeGuard: stores.default.writeGuard, services: services,
@@ -276,6 +276,7 @@ public func buildApplication(
     }
     let importer = ImageImporter(
         service: service, tasks: dependencies.tasks, storeID: configuration.defaultBackend, fetcher: fetcher, logger: logger)
+    let forwarder = StageHostForwarder(selfURL: configuration.workerSelfReferenceURL)
 
     let storeGuards = dependencies.guardsByStore(configuration)
     let healthMonitor = HealthMonitor(
@@ -301,9 +302,9 @@ public func buildApplication(
     let router = buildRouter(
         configuration: configuration, dependencies: dependencies, service: service, importer: importer,
         healthMonitor: healthMonitor, policy: policy, healthcheckOptions: healthcheckOptions, authentication: authentication,
-        metrics: metrics, logger: logger
+        metrics: metrics, forwarder: forwarder, logger: logger
     ).router
-    var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher)]
+    var services = dependencies.services + [healthMonitor, ImportShutdown(importer: importer, fetcher: fetcher), forwarder]
     if let registry, let lease {
         services.append(ReplicaHeartbeat(registry: registry, service: service, lease: lease, logger: logger))
     }
@@ -560,8 +561,11 @@ public func registeredRoutes(configuration: ServiceConfiguration) -> [(method: S
 func buildRouter(
     configuration: ServiceConfiguration, dependencies: ApplicationDependencies, service: ImageService,
     importer: ImageImporter, healthMonitor: HealthMonitor, policy: Reloadable<PolicyEnforcer>,
-    healthcheckOptions: Reloadable<HealthcheckOptions>, authentication: Authentication, metrics: ServiceMetrics?, logger: Logger
+    healthcheckOptions: Reloadable<HealthcheckOptions>, authentication: Authentication, metrics: ServiceMetrics?,
+    forwarder: StageHostForwarder? = nil, logger: Logger
 ) -> RouteTable {
+    // Never started (so its client never made) when the caller gives none: `registeredRoutes`.
+    let forwarder = forwarder ?? StageHostForwarder(selfURL: configuration.workerSelfReferenceURL)
     let router = Router(context: AppRequestContext.self)
     if let metrics {
         // Outermost: it sees the status the request middleware's error mapping produced.
@@ -593,13 +597,13 @@ func buildRouter(
                 datadirs: Dictionary(
                     uniqueKeysWithValues: configuration.enabledBackends.map { ($0.id, configuration.options(forStore: $0.id).datadir) }),
                 showDirectURL: configuration.showImageDirectURL, showLocations: configuration.showMultipleLocations),
-        importMethods: configuration.enabledImportMethods
+        importMethods: configuration.enabledImportMethods, forwarder: forwarder
     ).addRoutes(to: routes)
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     ImportController(
         access: access, service: service, importer: importer, methods: configuration.enabledImportMethods,
         multiStore: multiStore, storeID: configuration.defaultBackend, filter: configuration.importFilter,
-        stageHost: configuration.workerSelfReferenceURL
+        stageHost: configuration.workerSelfReferenceURL, forwarder: forwarder
     ).addRoutes(to: routes)
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)
     MetadefsController(repository: dependencies.metadefs).addRoutes(to: routes)

@@ -748,7 +748,9 @@ extension ImageService {
                 }
                 if (try? await staging.store.delete(id)) == true { report.stagedDataRemoved += 1 }
             }
-            for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner == nil {
+            // Only what was staged here: with a staging area per replica, another replica's staged images
+            // have their data there, and stay staged.
+            for image in try await repository.images(withStatus: [.uploading]) where image.uploadOwner == nil && staging.holds(image) {
                 do {
                     _ = try await staging.store.size(image.id)
                     continue
@@ -842,9 +844,20 @@ extension ImageService {
 public struct StagingArea: Sendable {
     public let store: any ImageDataStore
     public let writeGuard: any WriteGuard
-    public init(store: any ImageDataStore, writeGuard: any WriteGuard) {
+    /// This replica's `worker_self_reference_url`, recorded as `os_glance_stage_host` on what it stages:
+    /// an image staged under another host has its data in that replica's staging area, not here.
+    public let stageHost: String?
+    public init(store: any ImageDataStore, writeGuard: any WriteGuard, stageHost: String? = nil) {
         self.store = store
         self.writeGuard = writeGuard
+        self.stageHost = stageHost
+    }
+
+    /// Whether `image`'s staged data would be in this staging area: staged with no host recorded (one
+    /// staging area for every replica) or under this replica's.
+    public func holds(_ image: Image) -> Bool {
+        guard let host = image.properties[ImportProperty.stageHost], !host.isEmpty else { return true }
+        return host == stageHost
     }
 }
 

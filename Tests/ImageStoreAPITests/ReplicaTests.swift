@@ -47,7 +47,10 @@ import Glibc
             self.databaseURL = databaseURL
         }
 
-        func start(_ name: String) async throws -> Replica {
+        /// - Parameters:
+        ///   - defaults: more `[DEFAULT]` lines, given the replica's port.
+        ///   - sections: more sections, after the others.
+        func start(_ name: String, defaults: (Int) -> String = { _ in "" }, sections: String = "") async throws -> Replica {
             let port = try freeTCPPort()
             let config = work.appending("\(name).conf")
             try """
@@ -55,10 +58,12 @@ import Glibc
             bind_host = 127.0.0.1
             bind_port = \(port)
             replica_lease_time = \(ReplicaTests.lease)
+            \(defaults(port))
             [glance_store]
             filesystem_store_datadir = \(datadir)
             [database]
             connection = \(databaseURL)
+            \(sections)
             """.write(toFile: config, atomically: true, encoding: .utf8)
             let log = work.appending("\(name).log")
             let process = try ManagedProcess(

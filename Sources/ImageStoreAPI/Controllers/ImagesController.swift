@@ -19,6 +19,8 @@ struct ImagesController {
     let locations: LocationView?
     /// `enabled_import_methods`, announced on image creation (openstacksdk refuses `--import` without it).
     let importMethods: [String]
+    /// Deletes of images staged on another replica go there (the staged file is removed by its owner).
+    let forwarder: StageHostForwarder
 
     func addRoutes(to routes: RouteTable) {
         routes.add(.post, "/v2/images", create)
@@ -116,6 +118,20 @@ struct ImagesController {
 
     @Sendable func delete(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let image = try await access.image(try context.imageID(), for: "delete_image", context)
+        // As Glance (`_delete_image_on_remote`): data staged on another replica is deleted there. Its
+        // answer is relayed unless it could not be reached or failed (5xx): then the image is deleted
+        // here, leaving the staged file to that replica.
+        if image.status == .uploading || image.status == .importing, !StageHostForwarder.wasForwarded(request),
+            let host = forwarder.stageHost(of: image)
+        {
+            do {
+                let answer = try await forwarder.forward(request, body: nil, to: host, context: context)
+                if answer.status.code < 500 { return answer }
+                context.logger.warning("the stage host failed the delete: deleting here", metadata: ["stage_host": .string(host)])
+            } catch let error as ImageStoreError where error.code == .dependencyUnavailable {
+                context.logger.warning("the stage host is unreachable: deleting here", metadata: ["stage_host": .string(host)])
+            }
+        }
         try await service.delete(image.id)
         return Response(status: .noContent)
     }

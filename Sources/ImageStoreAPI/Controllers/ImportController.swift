@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import ImageStoreCore
 import Logging
+import NIOCore
 
 /// Interoperable import (`glance/api/v2/images.py import_image`, `image_data.py stage`):
 /// `PUT /v2/images/{id}/stage`, `POST /v2/images/{id}/import`, and `DELETE /v2/stores/{store}/{id}`.
@@ -19,6 +20,8 @@ struct ImportController {
     let filter: ImportFilter
     /// `worker_self_reference_url`, recorded as `os_glance_stage_host`.
     let stageHost: String?
+    /// Glance-direct imports of images staged on another replica go there.
+    let forwarder: StageHostForwarder
 
     func addRoutes(to routes: RouteTable) {
         routes.add(.put, "/v2/images/{image_id}/stage", stage)
@@ -100,6 +103,15 @@ struct ImportController {
         }
         if case .webDownload(let uri) = method, !filter.allows(uri) {
             throw ImageStoreError.badRequest("URI for web-download does not pass filtering: \(uri)")
+        }
+        // As Glance: the image was staged on another replica, whose staging directory holds the data.
+        if method == .glanceDirect, let host = forwarder.stageHost(of: image) {
+            guard !StageHostForwarder.wasForwarded(request) else {
+                throw ImageStoreError.conflict(
+                    "Image \(id) is staged on \(host), but this request was already forwarded to this replica "
+                        + "(\(stageHost ?? "no worker_self_reference_url")): not forwarding it again")
+            }
+            return try await forwarder.forward(request, body: ByteBuffer(string: body.serialized()), to: host, context: context)
         }
         let input: JSONValue = [
             "image_id": .string(id.description), "import_req": body,

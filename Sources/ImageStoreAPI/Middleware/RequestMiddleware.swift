@@ -20,6 +20,13 @@ struct RequestMiddleware: RouterMiddleware {
         async throws -> Response
     {
         var context = context
+        // A request another replica forwarded (import across replicas) keeps that replica's request id:
+        // one id for the client's request in both replicas' logs.
+        if request.headers[StageHostForwarder.forwardedHeader] != nil, let id = request.headers[.openstackRequestID],
+            Self.isRequestID(id)
+        {
+            context.requestID = id
+        }
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
         let about = Self.imageMetadata(request.uri.path, storeID: storeID)
         for (key, value) in about { context.logger[metadataKey: key] = value }
@@ -41,6 +48,12 @@ struct RequestMiddleware: RouterMiddleware {
         metadata.merge(context.logFacts.all) { old, _ in old }
         logger.info("\(request.method) \(request.uri.path) \(response.status.code)", metadata: metadata)
         return response
+    }
+
+    /// Whether `id` is a request id as this server makes them (`req-` and a lower-case UUID).
+    static func isRequestID(_ id: String) -> Bool {
+        id.hasPrefix("req-") && id.count == 40 && UUID(uuidString: String(id.dropFirst(4))) != nil
+            && id == id.lowercased()
     }
 
     /// `image_id` for `/v2/images/{id}…`, and `store` when the request reads or writes the image's data
