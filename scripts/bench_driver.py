@@ -150,10 +150,13 @@ def measure_transfer(server, big, runs):
         for i in range(16):
             start = i * (size // 16)
             code, seconds, got = download(server, kept, (start, start + size // 16))
-            assert code == 206 and got == size // 16, (server.name, code, got)
+            if code != 206 or got != size // 16:
+                print(f"{server.name}: Range answered {code} with {got} bytes", file=sys.stderr)
+                break
             total += got
             elapsed += seconds
-        rates.append(total / 1e6 / elapsed)
+        else:
+            rates.append(total / 1e6 / elapsed)
     result["range_64m_mbps"] = median(rates)
     # 8 concurrent downloads of the 1 GiB image: aggregate MB/s.
     rates = []
