@@ -1,5 +1,6 @@
 import Foundation
 import ImageStoreConfig
+import ImageStoreCore
 import Logging
 
 #if canImport(Glibc)
@@ -122,21 +123,6 @@ public enum LogLineFormat {
         }
     }
 
-    /// A JSON string literal (RFC 8259 escapes; every other character as it is, UTF-8).
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (RFC 8259 escapes), as the API writes them.
+    static func quote(_ text: String) -> String { JSONString.quoted(text) }
 }

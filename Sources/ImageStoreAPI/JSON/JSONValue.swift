@@ -1,4 +1,5 @@
 import Logging
+import ImageStoreCore
 import Foundation
 
 /// A JSON document. Used for Glance's loosely typed bodies (custom properties, JSON patches,
@@ -37,7 +38,7 @@ public enum JSONValue: Sendable, Equatable {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .double(let d): out += d.isFinite ? "\(d)" : "null"
-        case .string(let s): JSONValue.writeString(s, to: &out)
+        case .string(let s): JSONString.write(s, to: &out)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
@@ -49,29 +50,12 @@ public enum JSONValue: Sendable, Equatable {
             out += "{"
             for (i, key) in members.keys.sorted().enumerated() {
                 if i > 0 { out += ", " }
-                JSONValue.writeString(key, to: &out)
+                JSONString.write(key, to: &out)
                 out += ": "
                 members[key]!.write(to: &out)
             }
             out += "}"
         }
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                out += "\\u" + String(format: "%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 
     // MARK: Accessors
