@@ -356,7 +356,7 @@ public func buildApplication(
         if finished == nil {
             logger.warning(
                 "the store did not answer within the start-up budget: serving with the store disabled; its checks and recovery go on in the background",
-                metadata: ["budget_ms": "\(startupBudget.components.seconds * 1000 + startupBudget.components.attoseconds / 1_000_000_000_000_000)"])
+                metadata: ["budget_ms": "\(startupBudget.wholeMilliseconds)"])
         }
     }
     return app

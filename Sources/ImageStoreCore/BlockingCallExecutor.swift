@@ -62,33 +62,52 @@ public final class BlockingCallExecutor: Sendable {
             let since = state.withLock { $0.oldestOverdue } ?? start
             return .timedOut(blockedFor: clock.now - since)
         }
-        let once = ResumeOnce<Outcome<Value>>()
-        return await withCheckedContinuation { continuation in
-            once.install(continuation)
-            let timer = Task { [self] in
-                try? await clock.sleep(until: start + deadline)
-                guard !Task.isCancelled else { return }
-                let stuck = state.withLock { state -> Int? in
-                    guard state.inFlight[id] != nil else { return nil }
-                    state.inFlight[id]?.overdue = true
-                    return state.overdueCount
+        // The race itself is `value(within:)`, the one deadline primitive; this adds the thread, the
+        // admission rule above and the stuck-call accounting.
+        let gaveUp = Atomic<Bool>(false)
+        let answer: Value?? = await value(
+            within: deadline, onLateValue: { late in if let late { abandoned?(late) } }
+        ) { [self] () -> Value? in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+                let submitted = worker.submit { [self] in
+                    defer { finished(id) }
+                    // The caller already gave up: do not start a call nobody waits for.
+                    guard !gaveUp.load(ordering: .acquiring) else { return continuation.resume(returning: nil) }
+                    continuation.resume(returning: body())
                 }
-                once.resume(.timedOut(blockedFor: clock.now - start))
-                if let stuck { onStuckChange?(stuck) }
-            }
-            let submitted = worker.submit { [self] in
-                defer { finished(id) }
-                guard !once.isResolved else { return }  // the caller already gave up
-                let value = body()
-                timer.cancel()
-                if !once.resume(.completed(value)) { abandoned?(value) }
-            }
-            if !submitted {
-                timer.cancel()
-                finished(id)
-                once.resume(.timedOut(blockedFor: .zero))
+                if !submitted {
+                    finished(id)
+                    continuation.resume(returning: nil)
+                }
             }
         }
+        switch answer {
+        case .some(.some(let value)): return .completed(value)
+        case .some(.none): return .timedOut(blockedFor: .zero)  // the executor is closed
+        case .none:
+            gaveUp.store(true, ordering: .releasing)
+            // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
+            // only if it is still running when the deadline comes.
+            let overdueAt = start + deadline
+            if clock.now < overdueAt {
+                Task { [self] in
+                    try? await clock.sleep(until: overdueAt)
+                    markOverdue(id)
+                }
+            } else {
+                markOverdue(id)
+            }
+            return .timedOut(blockedFor: clock.now - start)
+        }
+    }
+
+    private func markOverdue(_ id: Int) {
+        let stuck = state.withLock { state -> Int? in
+            guard state.inFlight[id] != nil else { return nil }
+            state.inFlight[id]?.overdue = true
+            return state.overdueCount
+        }
+        if let stuck { onStuckChange?(stuck) }
     }
 
     /// The same deadline for synchronous start-up code, which has no task to await in (opening the
@@ -172,15 +191,19 @@ public final class ResumeOnce<Value: Sendable>: Sendable {
     }
 }
 
-/// The same deadline rule for async work (a health check, a Keystone round trip): runs `operation` in
+/// The one deadline primitive: every deadline in the server (a health check, a Keystone round trip, and
+/// through `BlockingCallExecutor.run(deadline:)` every blocking filesystem or NFS call) races here. Runs `operation` in
 /// its own task and returns its value, or nil once `timeout` passes first. The task is never awaited
 /// past the deadline, so an operation stuck where cancellation cannot reach (a syscall on a hung mount)
 /// cannot hold its caller. Cancelling the caller cancels the operation.
 /// - Parameter cancelAtDeadline: also cancel the operation at the deadline — for work that stops
 ///   cleanly when cancelled (an HTTP request). Leave it off where a stuck call must stay visible as
 ///   stuck (the health monitor does not start a check again while its last call has not returned).
+/// - Parameter onLateValue: given the operation's value when it arrives after the caller was answered
+///   nil, to release what it acquired.
 public func value<T: Sendable>(
-    within timeout: Duration, cancelAtDeadline: Bool = false, _ operation: @escaping @Sendable () async -> T
+    within timeout: Duration, cancelAtDeadline: Bool = false, onLateValue: (@Sendable (T) -> Void)? = nil,
+    _ operation: @escaping @Sendable () async -> T
 ) async -> T? {
     let once = ResumeOnce<T?>()
     let tasks = RaceTasks()
@@ -196,7 +219,7 @@ public func value<T: Sendable>(
             let work = Task {
                 let value = await operation()
                 tasks.cancelTimer()
-                once.resume(value)
+                if !once.resume(value) { onLateValue?(value) }
             }
             tasks.set(timer: timer, work: work)
         }

@@ -108,7 +108,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         configuration.options.connectTimeout = settings.timeout
         // The server drops a statement that outlives our deadline, so nothing keeps running (or holds
         // row locks) after its caller was answered 503.
-        let milliseconds = max(1, Int(settings.timeout.components.seconds * 1000 + settings.timeout.components.attoseconds / 1_000_000_000_000_000))
+        let milliseconds = max(1, settings.timeout.wholeMilliseconds)
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds)"),
             ("application_name", "imagestore"),

@@ -105,8 +105,7 @@ final class LibNFSConnection: BlockingProbeOperation, @unchecked Sendable {
     private func timeoutMilliseconds(_ remaining: Duration) -> Int32 {
         var limit = remaining
         if let timeo = target.options.timeout, timeo < limit { limit = timeo }
-        let ms = limit.components.seconds * 1000 + limit.components.attoseconds / 1_000_000_000_000_000
-        return Int32(clamping: max(ms, 1))
+        return Int32(clamping: max(limit.wholeMilliseconds, 1))
     }
 
     func probe(markerFile: String, timeout remaining: Duration) -> NFSProbeResult {

@@ -70,6 +70,63 @@ import Testing
         #expect(!ran.value, "the refused call's body must never run")
     }
 
+    @Test func run_lateValue_isHandedToAbandoned_andTheStuckCountFallsBack() async throws {
+        let stuckCounts = Mutex<[Int]>([])
+        let executor = BlockingCallExecutor(name: "test-executor") { count in stuckCounts.withLock { $0.append(count) } }
+        let gate = DispatchSemaphore(value: 0)
+        let abandoned = Mutex<[Int]>([])
+        let outcome = await executor.run(deadline: .milliseconds(100), abandoned: { value in abandoned.withLock { $0.append(value) } }) {
+            () -> Int in
+            gate.wait()
+            return 5
+        }
+        guard case .timedOut = outcome else {
+            Issue.record("expected timedOut, got \(outcome)")
+            gate.signal()
+            return
+        }
+        #expect(executor.stuckCalls == 1)
+        gate.signal()
+        let end = ContinuousClock.now + .seconds(5)
+        while executor.stuckCalls > 0 || abandoned.withLock({ $0.isEmpty }), ContinuousClock.now < end {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(abandoned.withLock { $0 } == [5], "the late value is released, not lost")
+        #expect(executor.stuckCalls == 0)
+        #expect(stuckCounts.withLock { $0 } == [1, 0])
+    }
+
+    @Test func run_cancelledCaller_leavesAtOnce_andTheCallIsStuckOnlyPastItsDeadline() async throws {
+        let executor = BlockingCallExecutor(name: "test-executor")
+        let gate = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
+        let clock = ContinuousClock()
+        let caller = Task {
+            await executor.run(deadline: .milliseconds(800)) { () -> Int in
+                entered.signal()
+                gate.wait()
+                return 1
+            }
+        }
+        while entered.wait(timeout: .now()) != .success { try await Task.sleep(for: .milliseconds(5)) }
+        let cancelled = clock.now
+        caller.cancel()
+        let outcome = await caller.value
+        guard case .timedOut = outcome else {
+            Issue.record("expected timedOut for a cancelled caller, got \(outcome)")
+            gate.signal()
+            return
+        }
+        #expect(clock.now - cancelled < .milliseconds(600), "a cancelled caller does not wait for the deadline")
+        #expect(executor.stuckCalls == 0, "cancelled before its deadline is not stuck")
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(executor.stuckCalls == 1, "still blocked past its deadline: stuck")
+        gate.signal()
+        let end = clock.now + .seconds(5)
+        while executor.stuckCalls > 0, clock.now < end { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(executor.stuckCalls == 0)
+    }
+
     @Test func run_callsAllRunOnOneDedicatedThread() async {
         let executor = BlockingCallExecutor(name: "test-executor")
         // pthread_self of each call: one dedicated thread, not the caller's.
