@@ -175,6 +175,33 @@ public struct ServiceConfiguration: Sendable {
         )
     }
 
+    /// The embedded default with the environment and secrets layers over it, so `IMAGESTORE__…`
+    /// variables and a secrets directory work without a configuration file too. The result is still the
+    /// embedded default (`sourcePath` nil: unguarded unless a layer sets NFS or mount-point options).
+    /// - Throws: `ConfigurationError`, naming the variable or secrets file for a bad value.
+    public static func embeddedDefault(baseDirectory: String, layers: ConfigurationLayers) throws -> ServiceConfiguration {
+        let defaults = embeddedDefault(baseDirectory: baseDirectory)
+        guard case .sqlite(let databasePath) = defaults.database else { return defaults }
+        // The defaults as the file a deployer would write, so the layers and the reader apply exactly as
+        // they do over a real file (one parser, one validation).
+        let text = """
+            [DEFAULT]
+            bind_host = \(defaults.bindHost)
+            [glance_store]
+            filesystem_store_datadir = \(defaults.store.datadir)
+            [database]
+            connection = sqlite:///\(databasePath)
+
+            """
+        var reader = ConfigurationReader(file: try layers.apply(to: INIFile(text: text, path: embeddedDefaultName)))
+        var configuration = try reader.read()
+        configuration.sourcePath = nil
+        return configuration
+    }
+
+    /// How messages name the embedded default's settings.
+    public static let embeddedDefaultName = "(embedded default)"
+
     /// Whether the store is guarded (marker, mount point, NFS server checked before writes): any
     /// deployed configuration (a configuration file) or NFS/mount-point options. The embedded default's
     /// ./data directory is a plain local directory with no share to lose. The server and

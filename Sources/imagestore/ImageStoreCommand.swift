@@ -37,12 +37,16 @@ struct ConfigOptions: ParsableArguments {
     var secretsDirectory: String?
 
     func load(logger: Logger) throws -> ServiceConfiguration {
-        guard let configFile else {
-            let base = FileManager.default.currentDirectoryPath + "/data"
-            return ServiceConfiguration.embeddedDefault(baseDirectory: base)
+        // Environment variables and the secrets directory override the file, or the embedded default when
+        // there is none (docs/kubernetes.md).
+        let layers = ConfigurationLayers.process(secretsDirectory: secretsDirectory)
+        let configuration: ServiceConfiguration
+        if let configFile {
+            configuration = try ServiceConfiguration.load(path: configFile, layers: layers)
+        } else {
+            configuration = try ServiceConfiguration.embeddedDefault(
+                baseDirectory: FileManager.default.currentDirectoryPath + "/data", layers: layers)
         }
-        // Environment variables and the secrets directory override the file (docs/kubernetes.md).
-        let configuration = try ServiceConfiguration.load(path: configFile, layers: .process(secretsDirectory: secretsDirectory))
         for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
     }

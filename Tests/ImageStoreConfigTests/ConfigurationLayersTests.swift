@@ -106,4 +106,38 @@ import Testing
             #expect(throws: ConfigurationError.self) { try load(dir, secrets: dir + "/nope") }
         }
     }
+
+    @Test func embeddedDefault_withoutLayers_isTheEmbeddedDefault() throws {
+        let layered = try ServiceConfiguration.embeddedDefault(baseDirectory: "/srv/try", layers: ConfigurationLayers())
+        let plain = ServiceConfiguration.embeddedDefault(baseDirectory: "/srv/try")
+        #expect(layered.sourcePath == nil)
+        #expect(layered.isGuarded == false, "a plain local directory: no share to guard")
+        #expect(layered.bindHost == plain.bindHost && layered.bindPort == plain.bindPort)
+        #expect(layered.store.datadir == "/srv/try/images" && layered.store.datadir == plain.store.datadir)
+        #expect(layered.database == .sqlite(path: "/srv/try/imagestore.db") && layered.database == plain.database)
+        #expect(layered.pasteFlavor == plain.pasteFlavor && layered.imageSizeCap == plain.imageSizeCap)
+        #expect(layered.enabledBackends == plain.enabledBackends && layered.defaultBackend == plain.defaultBackend)
+    }
+
+    @Test func embeddedDefault_environmentAndSecretsApplyWithoutAFile() throws {
+        try withTemporaryDirectory { dir in
+            let secrets = try Self.kubernetesSecret(in: dir, ["database.connection": "postgresql://glance:s3cret@db/glance\n"])
+            let config = try ServiceConfiguration.embeddedDefault(
+                baseDirectory: dir,
+                layers: ConfigurationLayers(environment: ["IMAGESTORE__DEFAULT__BIND_PORT": "9393"], secretsDirectory: secrets))
+            #expect(config.bindPort == 9393)
+            #expect(config.database == .postgresql(PostgresURL(username: "glance", password: "s3cret", host: "db", database: "glance")))
+            #expect(config.store.datadir == dir + "/images")
+            #expect(config.sourcePath == nil && config.isGuarded == false)
+            let bad = #expect(throws: ConfigurationError.self) {
+                try ServiceConfiguration.embeddedDefault(
+                    baseDirectory: dir, layers: ConfigurationLayers(environment: ["IMAGESTORE__DEFAULT__BIND_PORT": "abc"]))
+            }
+            #expect(bad?.description.hasPrefix("environment variable IMAGESTORE__DEFAULT__BIND_PORT:") == true)
+            // A layer that sets NFS options guards the store, as the same option in a file would.
+            let nfs = try ServiceConfiguration.embeddedDefault(
+                baseDirectory: dir, layers: ConfigurationLayers(environment: ["IMAGESTORE__GLANCE_STORE__FILESYSTEM_STORE_REQUIRE_MOUNTPOINT": "true"]))
+            #expect(nfs.store.requireMountpoint && nfs.isGuarded)
+        }
+    }
 }
