@@ -175,7 +175,13 @@ let package = Package(
         // Test helpers shared by several test targets (temp dirs, real ganesha server, process control).
         .target(
             name: "ImageStoreTestSupport",
-            dependencies: ["ImageStoreCore", "ImageStorePolicy", "ImageStoreNFS"],
+            dependencies: [
+                "ImageStoreCore", "ImageStorePolicy", "ImageStoreNFS", "ImageStoreAPI", "ImageStoreConfig",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/ImageStoreTestSupport",
             swiftSettings: swiftSettings
         ),

@@ -6,41 +6,13 @@ import HummingbirdTesting
 import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
+import ImageStoreTestSupport
 import Logging
 import NIOCore
 import Testing
 
-/// Runs the real application (built by `buildApplication`, on real SQLite and a real store
-/// directory in a fresh temp dir) behind a real HTTP server, and hands the test a client.
-struct APITestHarness {
-    let base: URL
-    var configuration: ServiceConfiguration
-
-    init(_ configure: (inout ServiceConfiguration) -> Void = { _ in }) throws {
-        base = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("imagestore-api-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
-        configuration = ServiceConfiguration.embeddedDefault(baseDirectory: base.path)
-        configuration.bindPort = 0
-        configure(&configuration)
-    }
-
-    var datadir: String { configuration.store.datadir }
-
-    /// Files in the store directory (data and temporaries).
-    func storeFiles() throws -> [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: datadir).sorted()) ?? []
-    }
-
-    func run<T>(
-        dependencies: ApplicationDependencies? = nil, _ body: @Sendable (any TestClientProtocol) async throws -> T
-    ) async throws -> T {
-        defer { try? FileManager.default.removeItem(at: base) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
-        let app = try buildApplication(configuration: configuration, dependencies: dependencies, logger: logger)
-        return try await app.test(.live, body)
-    }
-}
+/// The API tests run the shared application harness.
+typealias APITestHarness = AppTestHarness
 
 // MARK: Request helpers
 

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import ImageStoreAPI
+import ImageStoreTestSupport
 import Testing
 
 /// Inputs the schemathesis run (Tests/clients/test_schemathesis.py) or probing around it found to

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import ImageStoreAPI
 import ImageStoreConfig
+import ImageStoreTestSupport
 import NIOCore
 import Testing
 

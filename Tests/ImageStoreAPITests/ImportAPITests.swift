@@ -7,6 +7,7 @@ import ImageStoreConfig
 import ImageStoreCore
 import ImageStoreMetadata
 import ImageStoreStorage
+import ImageStoreTestSupport
 import Logging
 import NIOCore
 import ServiceLifecycle

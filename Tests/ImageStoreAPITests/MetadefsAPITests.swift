@@ -229,7 +229,7 @@ import Testing
         #expect(third.loaded.count == 2)
 
         // A file that is not a namespace document: an error naming it, nothing loaded from it.
-        let bad = harness.base.appendingPathComponent("bad-metadefs")
+        let bad = harness.base.url.appendingPathComponent("bad-metadefs")
         try FileManager.default.createDirectory(at: bad, withIntermediateDirectories: true)
         try Data(#"{"namespace": "x", "properties": {"p": {"title": "no type"}}}"#.utf8).write(to: bad.appendingPathComponent("x.json"))
         let error = await expectError(.badRequest) { try await MetadefLoader.load(directory: bad.path, into: metadefs, overwrite: false) }

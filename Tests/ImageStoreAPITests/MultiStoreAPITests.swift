@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import ImageStoreTestSupport
 import Logging
 import ImageStoreAPI
 import ImageStoreConfig
@@ -425,7 +426,7 @@ import Testing
 
     @Test func restart_reconcilesEachStoreOnItsOwn_whileAnotherIsGone() async throws {
         let harness = try Self.harness()
-        defer { try? FileManager.default.removeItem(at: harness.base) }
+        defer { harness.base.remove() }
         let onlyNFS = randomBytes(20_000)
         let both = randomBytes(30_000)
         let (a, b) = try await harness.runKeepingFiles { client in

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import ImageStoreAPI
+import ImageStoreTestSupport
 import NIOCore
 import Testing
 

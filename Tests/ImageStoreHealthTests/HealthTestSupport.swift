@@ -13,59 +13,8 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-/// The real application (`buildApplication`, real SQLite, real store directory in a temp dir) behind
-/// a real HTTP server, as the API tests run it.
-struct HealthTestHarness {
-    let base: TemporaryDirectory
-    var configuration: ServiceConfiguration
-
-    init(_ configure: (inout ServiceConfiguration, TemporaryDirectory) throws -> Void = { _, _ in }) throws {
-        base = try TemporaryDirectory(prefix: "imagestore-health")
-        configuration = ServiceConfiguration.embeddedDefault(baseDirectory: base.path)
-        configuration.bindPort = 0
-        try configure(&configuration, base)
-    }
-
-    func run<T>(
-        dependencies: ApplicationDependencies? = nil, _ body: @Sendable (any TestClientProtocol) async throws -> T
-    ) async throws -> T {
-        defer { base.remove() }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let app = try buildApplication(configuration: configuration, dependencies: dependencies, logger: logger)
-        return try await app.test(.live, body)
-    }
-
-    /// Runs the app on `configuration.bindPort` itself (the live test framework forces port 0) and
-    /// hands the test a client connected to that port.
-    func runOnConfiguredPort(_ body: @Sendable (TestClient) async throws -> Void) async throws {
-        defer { base.remove() }
-        let app = try buildApplication(configuration: configuration, logger: quietLogger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: quietLogger))
-        let port = configuration.bindPort
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let clock = ContinuousClock()
-            let end = clock.now + .seconds(10)
-            while !tcpPortAccepts(port) {
-                guard clock.now < end else { throw TestSupportError("server not listening on \(port)") }
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(10)))
-            client.connect()
-            do {
-                try await body(client)
-            } catch {
-                try? await client.shutdown()
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            try await client.shutdown()
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-        }
-    }
-}
+/// The health tests run the shared application harness.
+typealias HealthTestHarness = AppTestHarness
 
 extension TestClientProtocol {
     func get(_ uri: String, accept: String? = nil, headers extra: HTTPFields = [:]) async throws -> TestResponse {

@@ -4,8 +4,12 @@ import Foundation
 public final class TemporaryDirectory: Sendable {
     public let path: String
     public var url: URL { URL(fileURLWithPath: path, isDirectory: true) }
+    private let removeOnDeinit: Bool
 
-    public init(prefix: String = "imagestore-test") throws {
+    /// - Parameter removeOnDeinit: also remove the directory when the last reference goes, for owners
+    ///   (a test harness) that may be dropped without ever reaching their clean-up.
+    public init(prefix: String = "imagestore-test", removeOnDeinit: Bool = false) throws {
+        self.removeOnDeinit = removeOnDeinit
         var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else {
@@ -24,6 +28,8 @@ public final class TemporaryDirectory: Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
+
+    deinit { if removeOnDeinit { remove() } }
 
     public func remove() {
         try? FileManager.default.removeItem(atPath: path)
