@@ -88,8 +88,20 @@ public protocol ImageDataReader: Sendable {
     var length: Int64 { get }
     /// Streams the bytes in chunks, then closes. Call once.
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws
+    /// Streams like `forEachChunk`, reading on only while fewer than `limit` of its chunks are alive
+    /// (delivered and not yet freed). For a consumer that frees every chunk by itself soon (an HTTP
+    /// response: its socket holds chunks until sent); one that keeps several (a store writer's pipeline)
+    /// must use `forEachChunk`, or it would wait for itself.
+    func forEachChunk(heldAtMost limit: Int, _ body: @Sendable (ByteBuffer) async throws -> Void) async throws
     /// Closes without reading (safe after `forEachChunk` too).
     func close() async
+}
+
+extension ImageDataReader {
+    /// Readers that hold nothing between chunks need no bound.
+    public func forEachChunk(heldAtMost limit: Int, _ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        try await forEachChunk(body)
+    }
 }
 
 /// A temporary file of an upload, as its name and status tell: the image, the replica that wrote it

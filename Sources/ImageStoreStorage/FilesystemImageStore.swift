@@ -288,6 +288,14 @@ final class FilesystemImageReader: ImageDataReader {
     }
 
     func forEachChunk(_ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        try await stream(credits: nil, body)
+    }
+
+    func forEachChunk(heldAtMost limit: Int, _ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        try await stream(credits: BufferCredits(limit), body)
+    }
+
+    private func stream(credits: BufferCredits?, _ body: @Sendable (ByteBuffer) async throws -> Void) async throws {
         if descriptor.isClosed { throw ImageStoreError.internal("read of \(path) after close") }
         do {
             let end = start + length
@@ -301,7 +309,8 @@ final class FilesystemImageReader: ImageDataReader {
                 if let first {
                     current = first
                 } else {
-                    current = try await readChunk(at: offset, count: Int(min(Int64(chunkSize), end - offset)))
+                    current = try await readChunk(
+                        at: offset, count: Int(min(Int64(chunkSize), end - offset)), credits: credits)
                 }
                 while true {
                     offset += Int64(current.readableBytes)
@@ -310,7 +319,8 @@ final class FilesystemImageReader: ImageDataReader {
                         break
                     }
                     let next = offset
-                    async let ahead = readChunk(at: next, count: Int(min(Int64(chunkSize), end - next)))
+                    async let ahead = readChunk(
+                        at: next, count: Int(min(Int64(chunkSize), end - next)), credits: credits)
                     try await body(current)
                     current = try await ahead
                 }
@@ -327,6 +337,15 @@ final class FilesystemImageReader: ImageDataReader {
         descriptor.markClosed()
         let descriptor = self.descriptor
         io.submit { descriptor.close() }
+    }
+
+    private func readChunk(
+        at offset: Int64, count: Int, credits: BufferCredits?
+    ) async throws -> ByteBuffer {
+        await credits?.acquire()
+        let buffer = try await readChunk(at: offset, count: count)
+        if let credits { LargeBufferPool.attach(credits, to: buffer) }
+        return buffer
     }
 
     private func readChunk(at offset: Int64, count: Int) async throws -> ByteBuffer {

@@ -37,6 +37,23 @@ enum LargeBufferPool {
         deallocate: { pointer in LargeBufferPool.deallocate(pointer) },
         copy: { destination, source, count in _ = memcpy(destination, source, count) })
 
+    /// Where a buffer's header keeps the `BufferCredits` it returns a slot to when freed (0: none).
+    private static let creditsOffset = 2 * MemoryLayout<UInt>.size
+
+    /// Makes freeing `buffer` (its storage, when NIO is done with it) release one slot of `credits`.
+    /// The allocator is a set of C functions without context, so the link lives in the header.
+    static func attach(_ credits: BufferCredits, to buffer: ByteBuffer) {
+        buffer.withVeryUnsafeBytes { storage in
+            guard let start = storage.baseAddress else { return }
+            let base = UnsafeMutableRawPointer(mutating: start) - headerSize
+            let tag = base.load(as: UInt.self)
+            precondition(tag == pooledTag || tag == mappedTag || tag == mallocTag, "LargeBufferPool: foreign buffer")
+            precondition(base.load(fromByteOffset: creditsOffset, as: UInt.self) == 0, "LargeBufferPool: credits attached twice")
+            let retained = Unmanaged.passRetained(credits).toOpaque()
+            base.storeBytes(of: UInt(bitPattern: retained), toByteOffset: creditsOffset, as: UInt.self)
+        }
+    }
+
     private static let free = Mutex<[UInt]>([])
 
     static var freeBlocks: Int { free.withLock { $0.count } }
@@ -44,7 +61,9 @@ enum LargeBufferPool {
     private static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         if size > blockSize / 2 && size <= blockSize {
             if let reused = free.withLock({ $0.popLast() }) {
-                return UnsafeMutableRawPointer(bitPattern: reused)! + headerSize
+                let base = UnsafeMutableRawPointer(bitPattern: reused)!
+                base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
+                return base + headerSize
             }
             return map(blockSize + headerSize, tag: pooledTag)
         }
@@ -52,6 +71,7 @@ enum LargeBufferPool {
         // Small buffers (a short last chunk, a test's buffer) stay with malloc.
         guard let base = malloc(size + headerSize) else { return nil }
         base.storeBytes(of: mallocTag, as: UInt.self)
+        base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
         return base + headerSize
     }
 
@@ -61,6 +81,7 @@ enum LargeBufferPool {
         else { return nil }
         base.storeBytes(of: tag, as: UInt.self)
         base.storeBytes(of: UInt(length), toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
+        base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
         return base + headerSize
     }
 
@@ -68,6 +89,11 @@ enum LargeBufferPool {
         let base = pointer - headerSize
         let tag = base.load(as: UInt.self)
         precondition(tag == pooledTag || tag == mappedTag || tag == mallocTag, "LargeBufferPool: foreign pointer")
+        let credits = base.load(fromByteOffset: creditsOffset, as: UInt.self)
+        if credits != 0 {
+            base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
+            Unmanaged<BufferCredits>.fromOpaque(UnsafeRawPointer(bitPattern: credits)!).takeRetainedValue().release()
+        }
         if tag == mallocTag {
             Glibc.free(base)
             return
@@ -82,5 +108,48 @@ enum LargeBufferPool {
             if kept { return }
         }
         munmap(base, length)
+    }
+}
+
+/// How many chunks a download may have alive at once (read, and not yet freed by the socket writer).
+///
+/// NIO's async writer only stops a producer once the channel reports itself unwritable, which happens
+/// on the event loop after it has run the queued writes: with several downloads per loop, a reader
+/// fast from the page cache queued 20+ MiB per download before that. Counting frees bounds it to
+/// what is actually in flight.
+final class BufferCredits: Sendable {
+    private let limit: Int
+    private let state: Mutex<(available: Int, waiters: [CheckedContinuation<Void, Never>])>
+
+    init(_ limit: Int) {
+        self.limit = max(1, limit)
+        state = Mutex((self.limit, []))
+    }
+
+    /// Waits for a free slot. A consumer that never frees (a stalled client) is ended by the server's
+    /// socket timeout, which frees its buffers.
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                guard state.available > 0 else {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.available -= 1
+                return true
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// One buffer was freed. Never above the limit: a copy-on-write copy made from the same allocator
+    /// is freed without having been acquired.
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
+            state.available = min(state.available + 1, limit)
+            return nil
+        }
+        waiter?.resume()
     }
 }

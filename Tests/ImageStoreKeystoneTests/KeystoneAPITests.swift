@@ -14,16 +14,13 @@ import Testing
 extension KeystoneTests {
     func withKeystoneAPI(timeout: Double = 15, _ body: @Sendable (any TestClientProtocol, KeystoneFixture) async throws -> Void) async throws {
         let fixture = try KeystoneFixture.get()
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        var configuration = ServiceConfiguration.embeddedDefault(baseDirectory: directory.path)
-        configuration.bindPort = 0
-        configuration.authFlavor = .keystone
-        configuration.pasteFlavor = "keystone"
-        configuration.keystone = fixture.options(timeout: timeout)
-        configuration.keystone?.wwwAuthenticateURI = fixture.keystone.url + "/v3"
-        let app = try buildApplication(configuration: configuration, logger: testLogger)
-        try await app.test(.live) { client in try await body(client, fixture) }
+        let harness = try AppTestHarness { configuration in
+            configuration.authFlavor = .keystone
+            configuration.pasteFlavor = "keystone"
+            configuration.keystone = fixture.options(timeout: timeout)
+            configuration.keystone?.wwwAuthenticateURI = fixture.keystone.url + "/v3"
+        }
+        try await harness.run { client in try await body(client, fixture) }
     }
 
     @Test func api_withoutToken_is401WithWWWAuthenticate_openRoutesNeedNone() async throws {

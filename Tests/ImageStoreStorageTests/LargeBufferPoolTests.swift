@@ -1,3 +1,6 @@
+import Foundation
+import ImageStoreCore
+import Synchronization
 @testable import ImageStoreStorage
 import NIOCore
 import Testing
@@ -33,4 +36,74 @@ import Testing
         #expect(LargeBufferPool.freeBlocks <= LargeBufferPool.maxFree)
         #expect(LargeBufferPool.freeBlocks > 0)
     }
+}
+
+/// A download reads on only while its socket has freed enough of what it was given.
+@Suite struct BufferCreditsTests {
+    @Test func freeingAnAttachedBuffer_returnsItsSlot() async throws {
+        let credits = BufferCredits(1)
+        await credits.acquire()
+        var buffer: ByteBuffer? = LargeBufferPool.allocator.buffer(capacity: LargeBufferPool.blockSize)
+        LargeBufferPool.attach(credits, to: buffer!)
+        let acquired = Flag()
+        let waiter = Task {
+            await credits.acquire()
+            acquired.set()
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!acquired.isSet, "the only slot is held by the live buffer")
+        buffer = nil  // what NIO does once the socket took the bytes
+        await waiter.value
+        #expect(acquired.isSet)
+        _ = buffer
+    }
+
+    @Test func filesystemReader_heldAtMost_stopsReadingUntilTheConsumerFrees() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = FilesystemImageStore(directory: directory, logger: testLogger)
+        let id = ImageID()
+        let chunks = 8
+        let data = randomBytes(chunks * LargeBufferPool.blockSize)
+        let writer = try await store.beginWrite(id, expectedSize: Int64(data.count))
+        try await writer.write(ByteBuffer(bytes: data))
+        _ = try await writer.finish()
+        try await writer.commit()
+
+        // The consumer keeps every chunk (a socket that sends nothing) until told to let go.
+        let kept = Mutex<[ByteBuffer]>([])
+        let reader = try await store.read(id, range: nil)
+        let streaming = Task {
+            try await reader.forEachChunk(heldAtMost: 2) { chunk in kept.withLock { $0.append(chunk) } }
+        }
+        var last = -1
+        let clock = ContinuousClock()
+        var stableSince = clock.now
+        while clock.now - stableSince < .milliseconds(500) {
+            let now = kept.withLock { $0.count }
+            if now != last { (last, stableSince) = (now, clock.now) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // The prefetched first chunk is not counted; two more may be alive; then reading stops.
+        #expect(last == 3, "delivered \(last) of \(chunks) chunks while none was freed")
+        // The socket drains: everything arrives, byte for byte.
+        var received: [UInt8] = []
+        while true {
+            let drained = kept.withLock { chunks in
+                defer { chunks.removeAll() }
+                return chunks
+            }
+            for var chunk in drained { received += chunk.readBytes(length: chunk.readableBytes)! }
+            if received.count >= data.count || clock.now - stableSince > .seconds(60) { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        try await streaming.value
+        #expect(received == data)
+    }
+}
+
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

@@ -9,6 +9,9 @@ import NIOCore
 struct ImageDataController {
     let access: ImageAccess
     let service: ImageService
+    /// Chunks (1 MiB) a download may have read and not yet sent: the one being written, the socket's
+    /// queue, the one read ahead.
+    static let chunksInFlight = 4
 
     func addRoutes(to routes: RouteTable) {
         routes.add(.put, "/v2/images/{image_id}/file", upload)
@@ -67,7 +70,8 @@ struct ImageDataController {
             let sink = BodySink(writer)
             defer { writer = sink.writer }
             do {
-                try await reader.forEachChunk { chunk in try await sink.write(chunk) }
+                // A few MiB per download, however fast the store reads and however busy the event loop.
+                try await reader.forEachChunk(heldAtMost: Self.chunksInFlight) { chunk in try await sink.write(chunk) }
             } catch {
                 await reader.close()
                 throw error
