@@ -270,8 +270,9 @@ final class VMDKProbe: FormatProbe {
         let data = header.data
         let signature = Array(data.prefix(4))
         if signature != Array("KDMV".utf8) {
-            // A text descriptor file (monolithicFlat and friends): no binary header.
-            let isText = data.allSatisfy { $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || (0x20..<0x7F).contains($0) }
+            // A text descriptor file (monolithicFlat and friends): no binary header. Text as oslo's
+            // ASCII `isprintable() or isspace()`: printables, \t \n \v \f \r and the separators 0x1C-0x1F.
+            let isText = data.allSatisfy { (0x09...0x0D).contains($0) || (0x1C...0x7E).contains($0) }
             if isText {
                 regions["header"] = nil
                 return

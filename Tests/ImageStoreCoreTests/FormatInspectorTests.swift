@@ -179,77 +179,11 @@ import Testing
 
     // MARK: GPT and MBR (no sgdisk/sfdisk on this machine: the disks are built here, to the UEFI spec)
 
-    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-        }
-        return ~crc
-    }
-
-    static func put<T: FixedWidthInteger>(_ value: T, _ bytes: inout [UInt8], at offset: Int) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange(offset..<offset + MemoryLayout<T>.size, with: $0) }
-    }
-
-    /// An MBR partition entry (`index` 0…3) in sector 0.
+    static func gptDisk() -> [UInt8] { PartitionedDisk.gpt() }
+    static func mbrDisk() -> [UInt8] { PartitionedDisk.mbr() }
+    static func put<T: FixedWidthInteger>(_ value: T, _ bytes: inout [UInt8], at offset: Int) { PartitionedDisk.put(value, &bytes, at: offset) }
     static func partition(_ bytes: inout [UInt8], _ index: Int, boot: UInt8 = 0, type: UInt8, chs: [UInt8], start: UInt32, sectors: UInt32) {
-        let entry = 446 + 16 * index
-        bytes[entry] = boot
-        bytes.replaceSubrange(entry + 1..<entry + 4, with: chs)
-        bytes[entry + 4] = type
-        bytes.replaceSubrange(entry + 5..<entry + 8, with: [0xFF, 0xFF, 0xFF])
-        put(start, &bytes, at: entry + 8)
-        put(sectors, &bytes, at: entry + 12)
-    }
-
-    /// A GPT disk of `sectors` 512-byte sectors as `sgdisk -n 1:2048:0` makes it: protective MBR, primary
-    /// header and entries, one Linux partition, backup entries and header at the end.
-    static func gptDisk(sectors: Int = 8_192) -> [UInt8] {
-        var disk = [UInt8](repeating: 0, count: sectors * 512)
-        partition(&disk, 0, type: 0xEE, chs: [0x00, 0x02, 0x00], start: 1, sectors: UInt32(sectors - 1))
-        disk[510] = 0x55
-        disk[511] = 0xAA
-        var entries = [UInt8](repeating: 0, count: 128 * 128)
-        // Linux filesystem data 0FC63DAF-8483-4772-8E79-3D69D8477DE4, mixed-endian as GPT stores GUIDs.
-        entries.replaceSubrange(0..<16, with: [0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4])
-        entries.replaceSubrange(16..<32, with: (0..<16).map { UInt8($0 * 7 + 1) })
-        put(UInt64(2048), &entries, at: 32)
-        put(UInt64(sectors - 34), &entries, at: 40)
-        let entriesCRC = crc32(entries[...])
-        func header(my: Int, alternate: Int, entriesAt: Int) -> [UInt8] {
-            var h = [UInt8](repeating: 0, count: 512)
-            h.replaceSubrange(0..<8, with: Array("EFI PART".utf8))
-            put(UInt32(0x0001_0000), &h, at: 8)
-            put(UInt32(92), &h, at: 12)
-            put(UInt64(my), &h, at: 24)
-            put(UInt64(alternate), &h, at: 32)
-            put(UInt64(34), &h, at: 40)
-            put(UInt64(sectors - 34), &h, at: 48)
-            h.replaceSubrange(56..<72, with: (0..<16).map { UInt8(0xA0 &+ $0) })
-            put(UInt64(entriesAt), &h, at: 72)
-            put(UInt32(128), &h, at: 80)
-            put(UInt32(128), &h, at: 84)
-            put(entriesCRC, &h, at: 88)
-            put(crc32(h[0..<92]), &h, at: 16)
-            return h
-        }
-        disk.replaceSubrange(512..<1024, with: header(my: 1, alternate: sectors - 1, entriesAt: 2))
-        disk.replaceSubrange(1024..<1024 + entries.count, with: entries)
-        let backupEntries = (sectors - 33) * 512
-        disk.replaceSubrange(backupEntries..<backupEntries + entries.count, with: entries)
-        disk.replaceSubrange((sectors - 1) * 512..<sectors * 512, with: header(my: sectors - 1, alternate: 1, entriesAt: sectors - 33))
-        return disk
-    }
-
-    /// A legacy MBR disk with one bootable Linux partition (what `sfdisk` writes for `2048,,83,*`).
-    static func mbrDisk(sectors: Int = 8_192) -> [UInt8] {
-        var disk = [UInt8](repeating: 0, count: sectors * 512)
-        disk.replaceSubrange(0..<3, with: [0xEB, 0x63, 0x90])  // a boot loader's jump
-        partition(&disk, 0, boot: 0x80, type: 0x83, chs: [0x20, 0x21, 0x00], start: 2048, sectors: UInt32(sectors - 2048))
-        disk[510] = 0x55
-        disk[511] = 0xAA
-        return disk
+        PartitionedDisk.partition(&bytes, index, boot: boot, type: type, chs: chs, start: start, sectors: sectors)
     }
 
     @Test func gptAndMbrDisks_areGpt_acceptedAsRaw_withTheByteCountAsVirtualSize() throws {
@@ -361,6 +295,174 @@ import Testing
         var three = hybrid
         three.replaceSubrange(0..<8, with: Array("conectix".utf8))
         #expect(Self.inspect(three).problem?.hasPrefix("Multiple formats detected") == true)
+    }
+
+    // MARK: LUKS
+
+    /// A LUKS1 image from `qemu-img create -f luks` (the secret is only needed to make it).
+    static func luks(size: String = "1M", in directory: TemporaryDirectory) throws -> [UInt8] {
+        try QemuImg.create(
+            "luks", size: size, options: "key-secret=sec0,iter-time=10", extra: ["--object", "secret,id=sec0,data=hunter2"],
+            name: "image", in: directory)
+    }
+
+    @Test func luksFromQemuImg_isLuks_withThePayloadAsVirtualSize() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let bytes = try Self.luks(in: directory)
+        let expected = try QemuImg.virtualSize(of: "image", in: directory)
+        #expect(expected == 1 << 20)
+        for chunk in [65_536, 4_096, 511] {
+            let result = Self.inspect(bytes, chunk: chunk)
+            #expect(result.format == "luks")
+            #expect(result.virtualSize == expected, "chunk \(chunk)")
+            #expect(result.safetyFailures.isEmpty)
+            #expect(result.problem == nil)
+        }
+        let result = Self.inspect(bytes)
+        #expect(try result.verdict(diskFormat: "luks", requireMatch: true) == expected)
+        // As raw (Glance's disk_formats has no luks by default): accepted, sized as raw bytes.
+        #expect(try result.verdict(diskFormat: "raw", requireMatch: true) == Int64(bytes.count))
+        for disk in ["qcow2", "ami", "iso"] {
+            let error = #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: disk, requireMatch: true) }
+            #expect(error?.message.contains("does not match stream data luks") == true)
+        }
+    }
+
+    @Test func luks_otherVersions_andCutHeaders_areRefused() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var version2 = try Self.luks(in: directory)
+        version2[7] = 2  // LUKS2 (which qemu cannot open) carries the same magic
+        let result = Self.inspect(version2)
+        #expect(result.format == "luks")
+        #expect(result.safetyFailures == ["version (LUKS version 2 is not supported)"])
+        for (disk, require) in [("raw", true), ("luks", true), ("raw", false)] {
+            let error = #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: disk, requireMatch: require) }
+            #expect(error?.code == .unsupportedMediaType)
+        }
+        // The magic without the whole 592-byte header: luks, but it cannot be checked.
+        let cut = Self.inspect(Array(version2.prefix(300)), chunk: 7)
+        #expect(cut.format == "luks")
+        #expect(cut.problem == "Incomplete luks file cannot be safety checked")
+        #expect(throws: ImageStoreError.self) { try cut.verdict(diskFormat: "raw", requireMatch: true) }
+        #expect(try cut.verdict(diskFormat: "raw", requireMatch: false) == nil)
+        // A payload offset past the end of the data gives no (negative) virtual size.
+        var farPayload = try Self.luks(in: directory)
+        farPayload.replaceSubrange(104..<108, with: [0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(try Self.inspect(farPayload).verdict(diskFormat: "luks", requireMatch: true) == nil)
+    }
+
+    // MARK: ami, ari, aki
+
+    @Test func amiAriAki_takeUnrecognisedData_butNotARecognisedFormat() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        // A kernel, a ramdisk or a filesystem image: nothing any inspector recognises.
+        var kernel = [UInt8](repeating: 0, count: 100_000)
+        kernel.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))  // a bzImage's setup header
+        let raw = Self.inspect(kernel)
+        #expect(raw.format == "raw")
+        let qcow2 = Self.inspect(try QemuImg.create("qcow2", in: directory))
+        let vhd = Self.inspect(try QemuImg.create("vpc", in: directory))
+        for disk in ["ami", "ari", "aki"] {
+            // Not inspectable: accepted, and no virtual size is recorded.
+            #expect(try raw.verdict(diskFormat: disk, requireMatch: true) == nil)
+            for other in [qcow2, vhd, Self.inspect(Self.gptDisk())] {
+                let error = #expect(throws: ImageStoreError.self) { try other.verdict(diskFormat: disk, requireMatch: true) }
+                #expect(error?.message.contains("does not match stream data \(other.format)") == true)
+                #expect(try other.verdict(diskFormat: disk, requireMatch: false) == nil)
+            }
+        }
+    }
+
+    // MARK: VMDK safety checks on hand-made headers
+
+    @Test func vmdkDescriptors_withUnknownLines_noExtents_orMisplaced_areRefused() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let sparse = try QemuImg.create("vmdk", in: directory)
+        func replacing(_ old: String, _ new: String) -> [UInt8] {
+            precondition(old.utf8.count == new.utf8.count)
+            var bytes = sparse
+            let text = String(decoding: bytes[0x200..<0x400], as: UTF8.self)
+            let changed = Array(text.replacingOccurrences(of: old, with: new).utf8)
+            precondition(changed != Array(text.utf8))
+            bytes.replaceSubrange(0x200..<0x200 + changed.count, with: changed)
+            return bytes
+        }
+        let cases: [([UInt8], String)] = [
+            (replacing("# Extent description", "! Extent description"), "invalid descriptor line"),
+            (replacing("RW 20480 SPARSE", "#W 20480 SPARSE"), "no extents"),
+            (replacing("monolithicSparse", "vmfsSparse\"     "), "unsupported subformat vmfssparse"),
+        ]
+        for (bytes, reason) in cases {
+            let result = Self.inspect(bytes, chunk: 300)
+            #expect(result.format == "vmdk")
+            #expect(result.safetyFailures == ["descriptor (\(reason))"])
+            #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: "vmdk", requireMatch: false) }
+        }
+        // A descriptor elsewhere than sector 1, or a version other than 1-3: refused, never read.
+        var misplaced = sparse
+        misplaced[28] = 5
+        var version4 = sparse
+        version4[4] = 4
+        for bytes in [misplaced, version4] {
+            let result = Self.inspect(bytes)
+            #expect(result.format == "vmdk")
+            #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: "vmdk", requireMatch: true) }
+        }
+    }
+
+    /// A streamOptimized VMDK whose grain directory is in a footer (what VMware writes while streaming;
+    /// qemu-img puts it in the header): the header says "at the end", then footer marker, footer, and
+    /// end-of-stream marker.
+    static func vmdkWithFooter(in directory: TemporaryDirectory) throws -> [UInt8] {
+        let stream = try QemuImg.create("vmdk", options: "subformat=streamOptimized", in: directory)
+        var bytes = stream
+        bytes.replaceSubrange(56..<64, with: [UInt8](repeating: 0xFF, count: 8))
+        var marker = [UInt8](repeating: 0, count: 512)
+        marker[12] = 3  // MARKER_FOOTER
+        let footer = Array(stream[0..<512])  // the real grain directory offset
+        return bytes + marker + footer + [UInt8](repeating: 0, count: 512)
+    }
+
+    @Test func vmdkFooters_mustAgreeWithTheHeader() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let good = try Self.vmdkWithFooter(in: directory)
+        for chunk in [65_536, 1_000] {
+            let result = Self.inspect(good, chunk: chunk)
+            #expect(result.format == "vmdk")
+            #expect(result.safetyFailures.isEmpty, "\(result.safetyFailures)")
+            #expect(try result.verdict(diskFormat: "vmdk", requireMatch: true) == 10 << 20)
+        }
+        let end = good.count
+        let footer = end - 1024
+        func tampered(_ change: (inout [UInt8]) -> Void) -> [UInt8] {
+            var bytes = good
+            change(&bytes)
+            return bytes
+        }
+        let cases: [([UInt8], String)] = [
+            (tampered { $0[footer] = 0x4C }, "header and footer signatures differ"),
+            (tampered { $0[footer + 4] = 2 }, "header and footer versions differ"),
+            (tampered { $0[footer + 36] = 9 }, "footer names another descriptor"),
+            (tampered { $0.replaceSubrange(footer + 56..<footer + 64, with: [UInt8](repeating: 0xFF, count: 8)) }, "footer announces another footer"),
+            (tampered { $0[end - 1536 + 12] = 2 }, "footer marker invalid"),
+            (tampered { $0[end - 1536 + 100] = 1 }, "footer marker invalid"),
+            (tampered { $0[end - 1] = 1 }, "end-of-stream marker invalid"),
+            (Array(good.dropLast(1536)), "header and footer signatures differ"),
+        ]
+        for (bytes, reason) in cases {
+            let result = Self.inspect(bytes, chunk: 4_096)
+            #expect(result.format == "vmdk")
+            #expect(result.safetyFailures == ["footer (\(reason))"], "\(reason)")
+            #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: "vmdk", requireMatch: true) }
+        }
+        // A file shorter than the footer it announces.
+        let short = Self.inspect(Array(good.prefix(1_200)), chunk: 100)
+        #expect(throws: ImageStoreError.self) { try short.verdict(diskFormat: "vmdk", requireMatch: true) }
     }
 
     @Test func memoryStaysFlat_onALargeStream() {
