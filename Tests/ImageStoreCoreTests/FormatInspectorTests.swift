@@ -474,4 +474,22 @@ import Testing
         #expect(result.format == "raw")
         #expect(result.actualSize == 64 << 20)
     }
+
+    @Test func memoryStaysFlat_behindEveryNewHeader() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let luksHeader = Array(try Self.luks(in: directory).prefix(4 << 20))
+        let filler = [UInt8](repeating: 0, count: 65_536)
+        for (head, format) in [(PartitionedDisk.gpt(), "gpt"), (luksHeader, "luks"), (PartitionedDisk.mbr(), "gpt")] {
+            let inspection = FormatInspection()
+            // In 64 KiB chunks, as an upload arrives (one chunk may fill a region up to its length: the
+            // VMDK descriptor takes at most 1 MiB of a first chunk before that inspector gives up).
+            for start in stride(from: 0, to: head.count, by: 65_536) {
+                head[start..<min(start + 65_536, head.count)].withUnsafeBytes { inspection.eat($0) }
+            }
+            for _ in 0..<512 { filler.withUnsafeBytes { inspection.eat($0) } }  // 32 MiB more
+            #expect(inspection.retainedBytes < 256 * 1024)
+            #expect(inspection.finish().format == format)
+        }
+    }
 }
