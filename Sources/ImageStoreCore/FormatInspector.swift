@@ -232,8 +232,9 @@ final class VHDXProbe: FormatProbe {
             guard table.count >= 32 else { return }
             guard table.starts(with: "metadata") else { throw FormatParseError(reason: "invalid VHDX metadata signature") }
             let count = Int(table.littleEndian(UInt16.self, at: 10))
-            guard count < 2048 else { throw FormatParseError(reason: "VHDX metadata item count \(count) (limit 2047)") }
+            // oslo's order: a table longer than the region is waited for (and never read), not an error.
             guard table.count >= 32 + count * 32 else { return }
+            guard count < 2048 else { throw FormatParseError(reason: "VHDX metadata item count \(count) (limit 2047)") }
             for i in 0..<count {
                 let entry = 32 + i * 32
                 if Self.guid(table[entry..<entry + 16]) == Self.virtualDiskSize {

@@ -297,6 +297,54 @@ import Testing
         #expect(Self.inspect(three).problem?.hasPrefix("Multiple formats detected") == true)
     }
 
+    // MARK: Formats without safety checks (vhd, vhdx, vdi, iso): bounded parsing of hostile headers
+
+    @Test func vhdxVhdVdi_hostileOrCutHeaders_areRefusedOrRaw_neverTrusted() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let vhdx = try QemuImg.create("vhdx", in: directory)
+        // A region table announcing 5000 entries (oslo's limit is 2047): vhdx, but its size is never read.
+        var manyRegions = vhdx
+        manyRegions.replaceSubrange(192 * 1024 + 8..<192 * 1024 + 12, with: [0x88, 0x13, 0, 0])
+        // A metadata table without its signature.
+        var badMetadata = vhdx
+        let signature = Array("metadata".utf8)
+        let at = try #require(
+            (256 * 1024..<badMetadata.count - 8).first { badMetadata[$0] == 0x6D && Array(badMetadata[$0..<$0 + 8]) == signature })
+        badMetadata[at] = 0x4D
+        // A metadata table announcing 5000 items.
+        var manyItems = vhdx
+        manyItems.replaceSubrange(at + 10..<at + 12, with: [0x88, 0x13])
+        // As oslo (whose vhdx has no safety check): tables it cannot read leave the size unknown, and
+        // an image whose metadata table was cut off by the error is incomplete, so refused.
+        for (bytes, refused) in [(manyRegions, false), (badMetadata, true), (manyItems, false)] {
+            let result = Self.inspect(bytes, chunk: 4_096)
+            #expect(result.format == "vhdx")
+            #expect(result.virtualSize == 0)
+            if refused {
+                let error = #expect(throws: ImageStoreError.self) { try result.verdict(diskFormat: "vhdx", requireMatch: true) }
+                #expect(error?.code == .unsupportedMediaType)
+            } else {
+                #expect(try result.verdict(diskFormat: "vhdx", requireMatch: true) == nil)
+            }
+            #expect(try result.verdict(diskFormat: "vhdx", requireMatch: false) == nil)
+        }
+        // A VHD footer copy cut short: vhd by its cookie, too short to check. A cut VDI header is raw.
+        let vhd = try QemuImg.create("vpc", in: directory)
+        let cutVHD = Self.inspect(Array(vhd.prefix(100)))
+        #expect(cutVHD.format == "vhd")
+        #expect(cutVHD.problem != nil)
+        let vdi = try QemuImg.create("vdi", in: directory)
+        #expect(Self.inspect(Array(vdi.prefix(400))).format == "raw")
+        // A VDI or ISO whose size fields are all ones: taken as they say (no check exists), never a crash.
+        var hugeVDI = vdi
+        hugeVDI.replaceSubrange(0x170..<0x178, with: [UInt8](repeating: 0xFF, count: 8))
+        #expect(Self.inspect(hugeVDI).format == "vdi")
+        var hugeISO = Self.iso(blocks: .max)
+        hugeISO.replaceSubrange(32 * 1024 + 128..<32 * 1024 + 130, with: [0xFF, 0xFF])
+        #expect(Self.inspect(hugeISO).virtualSize == Int64(UInt32.max) * 65_535)
+    }
+
     // MARK: LUKS
 
     /// A LUKS1 image from `qemu-img create -f luks` (the secret is only needed to make it).
