@@ -268,7 +268,8 @@ public func buildApplication(
         limits: .init(
             imageSizeCap: configuration.imageSizeCap, userStorageQuota: configuration.userStorageQuota,
             reservedSpace: configuration.store.reservedSpace),
-        requireFormatMatch: configuration.requireImageFormatMatch, processToken: dependencies.replicaID,
+        requireFormatMatch: configuration.requireImageFormatMatch,
+        gptNonfatalChecks: configuration.gptSafetyChecksNonfatal, processToken: dependencies.replicaID,
         staging: staging, lease: lease, stores: dependencies.imageStores(configuration), logger: logger)
     var fetcher: WebImageFetcher?
     if configuration.enabledImportMethods.contains(ImportMethod.webDownload(uri: "").name) {

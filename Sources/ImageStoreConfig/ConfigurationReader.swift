@@ -45,6 +45,7 @@ struct ConfigurationReader {
         /// ImageStore's own (Glance has no replica leases).
         static let replicaLeaseTime = "replica_lease_time"
         static let requireImageFormatMatch = "require_image_format_match"
+        static let gptSafetyChecksNonfatal = "gpt_safety_checks_nonfatal"
         static let storeUnavailableStatus = "store_unavailable_status"
         static let hashingAlgorithm = "hashing_algorithm"
         static let defaultBackend = "default_backend"
@@ -112,6 +113,10 @@ struct ConfigurationReader {
             config.databaseOptions.poolTimeout = try v.seconds(greaterThan: 0)
         }
         if let v = value(Section.imageFormat, Key.requireImageFormatMatch) { config.requireImageFormatMatch = try v.bool() }
+        if let v = value(Section.imageFormat, Key.gptSafetyChecksNonfatal) {
+            // Any name is accepted, as in Glance; only `mbr` names a check the GPT inspector has.
+            config.gptSafetyChecksNonfatal = Set(Self.bracketedList(v))
+        }
         try readPaste(into: &config)
         try readAuth(into: &config)
         config.policy = try readPolicy()
@@ -597,7 +602,7 @@ struct ConfigurationReader {
         // [DEFAULT] is every section's fallback, so any option that some section knows is valid there.
         let everyKey = Key.defaults.union(Key.glanceStore).union(storeKeys).union(HealthcheckOptions.Key.all)
             .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all)
-            .union([Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch])
+            .union([Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal])
         for section in file.sections {
             let known: Set<String>
             switch section.name {
@@ -605,7 +610,7 @@ struct ConfigurationReader {
             // Store options here are read (legacy mode) or already warned about (multi-store mode).
             case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
             case Section.database: known = [Key.connection, DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout]
-            case Section.imageFormat: known = [Key.requireImageFormatMatch]
+            case Section.imageFormat: known = [Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal]
             case Section.importFiltering: known = Key.importFiltering
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
@@ -646,7 +651,8 @@ struct ConfigurationReader {
         Key.defaults.union(Key.glanceStore).union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all)
             .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all).union(MetricsOptions.Key.all)
             .union(Key.importFiltering).union([
-                Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, DatabaseOptions.Key.maxPoolSize,
+                Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal,
+                DatabaseOptions.Key.maxPoolSize,
                 DatabaseOptions.Key.poolTimeout,
             ])
     }

@@ -66,6 +66,9 @@ public struct ServiceConfiguration: Sendable {
     /// `[image_format] require_image_format_match`: uploads whose data is not their `disk_format` are
     /// refused (415). Failed safety checks (a qcow2 backing file…) are refused either way.
     public var requireImageFormatMatch = true
+    /// `[image_format] gpt_safety_checks_nonfatal`: safety checks (`mbr`) whose failure does not refuse
+    /// data found to be a GPT/MBR disk. Empty (Glance's default): every check is fatal.
+    public var gptSafetyChecksNonfatal: Set<String> = []
     /// `[DEFAULT] store_unavailable_status`: how a write to a gone or hung store is answered — 410 (the
     /// default: the store is gone, do not retry) or 503 with `Retry-After` for clients that should
     /// retry (Nova and Cinder retry 503, not 410).

@@ -232,8 +232,9 @@ final class VHDXProbe: FormatProbe {
             guard table.count >= 32 else { return }
             guard table.starts(with: "metadata") else { throw FormatParseError(reason: "invalid VHDX metadata signature") }
             let count = Int(table.littleEndian(UInt16.self, at: 10))
-            guard count < 2048 else { throw FormatParseError(reason: "VHDX metadata item count \(count) (limit 2047)") }
+            // oslo's order: a table longer than the region is waited for (and never read), not an error.
             guard table.count >= 32 + count * 32 else { return }
+            guard count < 2048 else { throw FormatParseError(reason: "VHDX metadata item count \(count) (limit 2047)") }
             for i in 0..<count {
                 let entry = 32 + i * 32
                 if Self.guid(table[entry..<entry + 16]) == Self.virtualDiskSize {
@@ -270,8 +271,9 @@ final class VMDKProbe: FormatProbe {
         let data = header.data
         let signature = Array(data.prefix(4))
         if signature != Array("KDMV".utf8) {
-            // A text descriptor file (monolithicFlat and friends): no binary header.
-            let isText = data.allSatisfy { $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || (0x20..<0x7F).contains($0) }
+            // A text descriptor file (monolithicFlat and friends): no binary header. Text as oslo's
+            // ASCII `isprintable() or isspace()`: printables, \t \n \v \f \r and the separators 0x1C-0x1F.
+            let isText = data.allSatisfy { (0x09...0x0D).contains($0) || (0x1C...0x7E).contains($0) }
             if isText {
                 regions["header"] = nil
                 return
@@ -411,6 +413,72 @@ final class ISOProbe: FormatProbe {
     }
 }
 
+/// GPT and legacy MBR partitioned disks (oslo's GPTInspector; GPT begins with a protective MBR): the
+/// boot signature `0x55AA` at 510, unless the sector is the boot sector of a FAT filesystem. Glance
+/// takes such an image as `raw` (its byte count is its size), after the MBR's partition entries pass
+/// the `mbr` safety check.
+final class GPTProbe: FormatProbe {
+    override class var name: String { "gpt" }
+    static let partitionTable = 446
+    override init() {
+        super.init()
+        regions["mbr"] = CaptureRegion(0, 512)
+    }
+
+    override var formatMatches: Bool {
+        guard regions["mbr"]!.complete else { return false }
+        let mbr = region("mbr")
+        // A FAT volume boot record has the same signature; two FATs on a fixed-disk medium give it away.
+        let isFAT = mbr[0x10] == 2 && mbr[0x15] == 0xF8
+        return mbr.littleEndian(UInt16.self, at: 510) == 0xAA55 && !isFAT
+    }
+
+    override func safetyFailures() -> [String] {
+        if let problem = mbrProblem() { return ["mbr (\(problem))"] }
+        return []
+    }
+
+    /// oslo's `check_mbr_partitions`: boot flags, the protective 0xEE entry, and at least one partition.
+    private func mbrProblem() -> String? {
+        let mbr = region("mbr")
+        var used: [Int] = []
+        var protective = false
+        for i in 0..<4 {
+            let entry = Self.partitionTable + 16 * i
+            guard [0x00, 0x80].contains(mbr[entry]) else { return "MBR PTE \(i) has invalid boot flag" }
+            let type = mbr[entry + 4]
+            if type != 0 { used.append(i) }
+            if type == 0xEE {
+                protective = true
+                if Array(mbr[entry + 1..<entry + 4]) != [0x00, 0x02, 0x00] { return "GPT MBR has invalid start CHS" }
+                if mbr.littleEndian(UInt32.self, at: entry + 8) != 1 { return "GPT MBR has invalid start LBA" }
+            }
+        }
+        if protective && used != [0] { return "GPT MBR defines invalid extra partitions" }
+        if used.isEmpty { return "GPT MBR has no partitions defined" }
+        return nil
+    }
+}
+
+/// LUKS version 1 (oslo's LUKSInspector): the `LUKS\xba\xbe` header with its eight key slots (592 bytes).
+/// Refused: any other version (qemu reads LUKS1 only). Glance passes no passphrase, so the encrypted
+/// payload is not decrypted to inspect what it holds. The virtual size is what follows the header
+/// and key material: the byte count minus the payload offset.
+final class LUKSProbe: FormatProbe {
+    override class var name: String { "luks" }
+    override init() {
+        super.init()
+        regions["header"] = CaptureRegion(0, 592)
+    }
+    // As oslo: the magic alone matches, so a file cut inside the header is luks, and incomplete.
+    override var formatMatches: Bool { region("header").starts(with: [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]) }
+    override var virtualSize: Int64 { total - Int64(region("header").bigEndian(UInt32.self, at: 104)) * 512 }
+    override func safetyFailures() -> [String] {
+        let version = region("header").bigEndian(UInt16.self, at: 6)
+        return version == 1 ? [] : ["version (LUKS version \(version) is not supported)"]
+    }
+}
+
 // MARK: The inspection of one upload
 
 /// What the stream turned out to be.
@@ -429,11 +497,13 @@ public struct InspectedFormat: Sendable, Equatable {
 /// Runs every inspector over the stream (oslo's `InspectWrapper`). Feed it every chunk in order, then
 /// call `finish()`. Not thread-safe: one upload owns one inspection.
 public final class FormatInspection {
-    /// The formats inspectors exist for (oslo's ALL_FORMATS, without GPT and LUKS): a `disk_format` outside
-    /// this list (ami, ari, aki, …) cannot be checked, and raw data is accepted for it.
-    public static let inspectable: Set<String> = ["raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso"]
+    /// The formats inspectors exist for (oslo's ALL_FORMATS): a `disk_format` outside this list (ami, ari,
+    /// aki, ploop) cannot be checked, and data in which no format was recognised is accepted for it.
+    public static let inspectable: Set<String> = ["raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt", "luks"]
 
-    private let probes: [FormatProbe] = [QcowProbe(), QEDProbe(), VHDProbe(), VHDXProbe(), VMDKProbe(), VDIProbe(), ISOProbe()]
+    private let probes: [FormatProbe] = [
+        QcowProbe(), QEDProbe(), VHDProbe(), VHDXProbe(), VMDKProbe(), VDIProbe(), ISOProbe(), GPTProbe(), LUKSProbe(),
+    ]
     private var excluded = Set<ObjectIdentifier>()
     private var total: Int64 = 0
 
@@ -455,7 +525,10 @@ public final class FormatInspection {
     public func finish() -> InspectedFormat {
         for probe in probes { try? probe.finish() }
         // As oslo: an inspector that stopped on a parse error still counts if its signature matched.
-        let matches = probes.filter(\.formatMatches)
+        var matches = probes.filter(\.formatMatches)
+        // Glance (location.py): a bootable ISO legitimately has an MBR/GPT in its system area; that pair
+        // is the ISO. Any other combination is refused below.
+        if Set(matches.map { type(of: $0).name }) == ["iso", "gpt"] { matches.removeAll { $0 is GPTProbe } }
         guard let detected = matches.first else {
             return InspectedFormat(format: "raw", virtualSize: total, actualSize: total, safetyFailures: [], problem: nil)
         }
@@ -474,10 +547,15 @@ public final class FormatInspection {
 }
 
 extension InspectedFormat {
+    /// The names of the failed safety checks (`mbr`, `backing_file`…), without the reasons.
+    public var failedChecks: [String] { safetyFailures.map { String($0.prefix { $0 != " " }) } }
+
     /// Glance's decision for an upload claiming `diskFormat` in `containerFormat` (glance/location.py
     /// `set_data`): the virtual size to record (nil: none), or `.unsupportedMediaType` (415, nothing kept)
     /// for a mismatch — unless `requireMatch` is off — and always for failed safety checks.
-    public func verdict(diskFormat: String, requireMatch: Bool) throws -> Int64? {
+    /// `gptNonfatalChecks` (`[image_format] gpt_safety_checks_nonfatal`) names GPT safety checks whose
+    /// failure is let through when the data is a GPT/MBR disk.
+    public func verdict(diskFormat: String, requireMatch: Bool, gptNonfatalChecks: Set<String> = []) throws -> Int64? {
         if let problem {
             if requireMatch { throw ImageStoreError(.unsupportedMediaType, "Image format inspection failed: \(problem)") }
             return nil
@@ -495,7 +573,7 @@ extension InspectedFormat {
             }
             return nil
         }
-        if !safetyFailures.isEmpty {
+        if !safetyFailures.isEmpty && !(format == "gpt" && Set(failedChecks).isSubset(of: gptNonfatalChecks)) {
             throw ImageStoreError(
                 .unsupportedMediaType, "Image failed safety checks: \(safetyFailures.joined(separator: ", "))")
         }

@@ -39,6 +39,8 @@ public struct ImageService: Sendable {
     public let space: SpaceGate
     /// `[image_format] require_image_format_match`: data that is not its `disk_format` is refused (415).
     public let requireFormatMatch: Bool
+    /// `[image_format] gpt_safety_checks_nonfatal`: GPT/MBR safety checks (`mbr`) whose failure is let through.
+    public let gptNonfatalChecks: Set<String>
     /// This replica's id: recorded in `uploadOwner` of the images it writes and in its temporary file
     /// names, so recovery and takeover touch only what a given replica left.
     public let processToken: String
@@ -54,7 +56,8 @@ public struct ImageService: Sendable {
 
     public init(
         repository: any ImageRepository, store: any ImageDataStore, writeGuard: any WriteGuard = UnguardedStore(),
-        limits: Limits = .init(), requireFormatMatch: Bool = true, processToken: String = ImageService.makeProcessToken(),
+        limits: Limits = .init(), requireFormatMatch: Bool = true, gptNonfatalChecks: Set<String> = [],
+        processToken: String = ImageService.makeProcessToken(),
         staging: StagingArea? = nil, lease: ReplicaLease? = nil, stores: ImageStores? = nil,
         logger: Logger = Logger(label: "imagestore.images")
     ) {
@@ -66,6 +69,7 @@ public struct ImageService: Sendable {
         self.staging = staging
         self.limits = limits
         self.requireFormatMatch = requireFormatMatch
+        self.gptNonfatalChecks = gptNonfatalChecks
         self.processToken = processToken
         self.replicas = repository as? any ReplicaRegistry
         self.lease = lease
@@ -234,7 +238,8 @@ public struct ImageService: Sendable {
                 throw ImageStoreError.badRequest("The request body is empty: an upload needs the image data.")
             }
             // A mismatch or a failed safety check (qcow2 backing file…) is 415, and the data is dropped.
-            let virtualSize = try inspection?.finish().verdict(diskFormat: image.diskFormat ?? "", requireMatch: requireFormatMatch)
+            let virtualSize = try inspection?.finish().verdict(
+                diskFormat: image.diskFormat ?? "", requireMatch: requireFormatMatch, gptNonfatalChecks: gptNonfatalChecks)
             let staged = try await w.finish()
             // The share may have gone away while we streamed: check again before publishing.
             try await guardian.checkWritable()

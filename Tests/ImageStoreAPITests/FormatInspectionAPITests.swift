@@ -77,4 +77,82 @@ import Testing
             #expect(try await client.upload(hostile, backed).status == .unsupportedMediaType)
         }
     }
+
+    /// Uploads `data` to a new image claiming `disk`; on refusal checks Glance's 415 with `says`, the image
+    /// back to `queued` and nothing in the store.
+    func expect(
+        _ client: some TestClientProtocol, _ harness: APITestHarness, disk: String, _ data: [UInt8], refusedWith says: String? = nil,
+        virtualSize: JSONValue? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let id = try await create(client, disk: disk)
+        let response = try await client.upload(id, data)
+        let image = try await client.image(id)
+        if let says {
+            #expect(response.status == .unsupportedMediaType, "\(disk): \(response.status)", sourceLocation: sourceLocation)
+            #expect(response.errorMessage?.contains(says) == true, "\(response.errorMessage ?? "")", sourceLocation: sourceLocation)
+            #expect(image["status"]?.stringValue == "queued", sourceLocation: sourceLocation)
+            #expect(image["size"] == .null, sourceLocation: sourceLocation)
+            let left = try harness.storeFiles()
+            #expect(left.allSatisfy { !$0.contains(id) }, "\(left)", sourceLocation: sourceLocation)
+        } else {
+            #expect(response.status == .noContent, "\(disk): \(response.status) \(response.text)", sourceLocation: sourceLocation)
+            #expect(image["status"]?.stringValue == "active", sourceLocation: sourceLocation)
+            #expect(image["size"] == .int(Int64(data.count)), sourceLocation: sourceLocation)
+            if let virtualSize { #expect(image["virtual_size"] == virtualSize, sourceLocation: sourceLocation) }
+        }
+    }
+
+    @Test func partitionedDisks_areRaw_afterTheMbrCheck() async throws {
+        let gpt = PartitionedDisk.gpt()
+        var withExtra = gpt  // a second partition next to the protective one
+        PartitionedDisk.partition(&withExtra, 1, type: 0x0C, chs: [0, 0, 0], start: 4096, sectors: 100)
+        let hybrid = withExtra
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            try await expect(client, harness, disk: "raw", gpt, virtualSize: .int(Int64(gpt.count)))
+            try await expect(client, harness, disk: "raw", PartitionedDisk.mbr(), virtualSize: .int(8_192 * 512))
+            try await expect(client, harness, disk: "raw", hybrid, refusedWith: "Image failed safety checks: mbr")
+            try await expect(client, harness, disk: "qcow2", gpt, refusedWith: "does not match stream data gpt")
+            try await expect(client, harness, disk: "ami", gpt, refusedWith: "does not match stream data gpt")
+        }
+        // [image_format] gpt_safety_checks_nonfatal = mbr: the hybrid MBR is let through.
+        let relaxed = try APITestHarness { $0.gptSafetyChecksNonfatal = ["mbr"] }
+        try await relaxed.run { client in
+            try await expect(client, relaxed, disk: "raw", hybrid, virtualSize: .int(Int64(hybrid.count)))
+        }
+    }
+
+    @Test func luksImages_areAcceptedAsRaw_version1Only() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let luks = try QemuImg.create(
+            "luks", size: "1M", options: "key-secret=sec0,iter-time=10", extra: ["--object", "secret,id=sec0,data=hunter2"],
+            in: directory)
+        var version2 = luks
+        version2[7] = 2
+        let luks2 = version2
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            // Glance's disk_formats has no luks: an encrypted disk is uploaded as raw and sized as its bytes.
+            let (refused, _) = try await client.json(
+                "/v2/images", method: .post, body: #"{"name": "f", "disk_format": "luks", "container_format": "bare"}"#)
+            #expect(refused.status == .badRequest)
+            try await expect(client, harness, disk: "raw", luks, virtualSize: .int(Int64(luks.count)))
+            try await expect(client, harness, disk: "raw", luks2, refusedWith: "version")
+            try await expect(client, harness, disk: "qcow2", luks, refusedWith: "does not match stream data luks")
+        }
+    }
+
+    @Test func amiAriAki_takeAnyUnrecognisedData_withoutAVirtualSize() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let qcow2 = try QemuImg.create("qcow2", size: "1M", in: directory)
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            for disk in ["ami", "ari", "aki"] {
+                try await expect(client, harness, disk: disk, randomBytes(50_000), virtualSize: .null)
+                try await expect(client, harness, disk: disk, qcow2, refusedWith: "does not match stream data qcow2")
+            }
+        }
+    }
 }

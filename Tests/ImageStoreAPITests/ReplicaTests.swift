@@ -187,7 +187,7 @@ import Glibc
 
     static func random(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return notAnMBR((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
     /// Starts an upload declaring `declared` bytes, sends `sent` of them, and returns once the image is

@@ -744,4 +744,16 @@ import Testing
         #expect(config.store.nfsHost == nil)
         #expect(config.warnings.contains { $0.contains("filesystem_nfs_host must be set") && $0.contains("/x.conf:2") })
     }
+
+    @Test func imageFormatSection_requireMatch_andNonfatalGptChecks() throws {
+        let defaults = try parse("")
+        #expect(defaults.requireImageFormatMatch)
+        #expect(defaults.gptSafetyChecksNonfatal.isEmpty)
+        for list in ["mbr", "[mbr]", "mbr, gptmbr"] {
+            let config = try parse("[image_format]\nrequire_image_format_match = false\ngpt_safety_checks_nonfatal = \(list)\n")
+            #expect(!config.requireImageFormatMatch)
+            #expect(config.gptSafetyChecksNonfatal.contains("mbr"))
+            #expect(config.warnings.isEmpty, "\(config.warnings)")
+        }
+    }
 }

@@ -529,5 +529,7 @@ func randomBytes(_ count: Int) -> [UInt8] {
             index += 1
         }
     }
+    // Never the MBR boot signature at 510 (once in 65536), which format inspection would take for a disk.
+    if count >= 512, bytes[510] == 0x55, bytes[511] == 0xAA { bytes[511] = 0 }
     return bytes
 }
