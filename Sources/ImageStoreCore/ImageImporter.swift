@@ -122,8 +122,11 @@ public final class ImageImporter: Sendable {
             if !isCopy { image.status = .importing }
             image.uploadOwner = token
             image.properties[ImportProperty.task] = taskID
-            image.properties[ImportProperty.importingToStores] = targets.joined(separator: ",")
-            image.properties[ImportProperty.failedImport] = ""
+            // Glance's add_importing_stores / remove_failed_stores (sorted lists).
+            image.properties[ImportProperty.importingToStores] = ImageImporter.merge(
+                image.properties[ImportProperty.importingToStores], adding: targets)
+            image.properties[ImportProperty.failedImport] = ImageImporter.merge(
+                image.properties[ImportProperty.failedImport], removing: targets)
         }
         let task = ImageTask(
             id: taskID, type: "api_image_import", status: .pending, input: input, owner: owner, imageID: id, userID: userID,
@@ -173,9 +176,7 @@ public final class ImageImporter: Sendable {
 
     /// The end of a copy as Glance reports it: lock released, nothing left importing, `failed` named.
     public static func endCopy(_ image: inout Image, failed: [String]) {
-        var failures = ImageStores.parse(image.properties[ImportProperty.failedImport] ?? "")
-        for store in failed where !failures.contains(store) { failures.append(store) }
-        image.properties[ImportProperty.failedImport] = failures.joined(separator: ",")
+        image.properties[ImportProperty.failedImport] = merge(image.properties[ImportProperty.failedImport], adding: failed)
         image.properties[ImportProperty.importingToStores] = ""
         image.properties[ImportProperty.task] = nil
         image.uploadOwner = nil
@@ -183,57 +184,166 @@ public final class ImageImporter: Sendable {
 
     private func run(_ id: ImageID, taskID: String, method: ImportMethod, targets: [String], allMustSucceed: Bool) async {
         _ = try? await tasks.updateTask(taskID) { $0.status = .processing }
-        let first = targets[0]
-        let rest = Array(targets.dropFirst())
-        let finalize: @Sendable (inout Image) -> Void = { image in
-            // Active now, in the first store; the others are still to come (the lock stays until then).
-            image.properties[ImportProperty.importingToStores] = rest.joined(separator: ",")
-            if rest.isEmpty { image.properties[ImportProperty.task] = nil }
-            image.properties[ImportProperty.stageHost] = nil
+        if method == .copyImage {
+            if let failure = await copy(id, taskID: taskID, to: targets, allMustSucceed: allMustSucceed) {
+                _ = try? await tasks.updateTask(taskID) { task in
+                    task.status = .failure
+                    task.message = failure
+                }
+                logger.warning("import failed", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "error": "\(failure)"])
+                return
+            }
+            await succeed(id, taskID: taskID)
+            return
         }
-        do {
-            var copies = rest
-            switch method {
-            case .glanceDirect:
-                guard let staging = service.staging else { throw ImageStoreError.internal("no staging area") }
-                try await staging.writeGuard.checkReadable()
-                let reader = try await staging.store.read(id, range: nil)
-                do {
-                    _ = try await service.importData(id, storeID: first, finalize: finalize) { sink in try await reader.forEachChunk(sink) }
-                } catch {
-                    await reader.close()
-                    throw error
-                }
-                // Imported: the staged copy goes (a crash before this is swept at start-up).
-                _ = try? await staging.store.delete(id)
-            case .webDownload(let uri):
-                guard let fetcher else { throw ImageStoreError.internal("no web-download client") }
-                _ = try await service.importData(id, storeID: first, finalize: finalize) { sink in try await fetcher.fetch(uri, into: sink) }
-            case .copyImage:
-                copies = targets
-            }
-            if !copies.isEmpty {
-                // The image is active from here: copies that fail leave it so, and are named.
-                _ = try? await service.repository.update(id, expecting: [.active, .deactivated]) { image in
-                    if image.properties[ImportProperty.task] == taskID { image.uploadOwner = self.service.processToken }
-                }
-                if let failure = await copy(id, taskID: taskID, to: copies, allMustSucceed: allMustSucceed, revertsImport: method != .copyImage) {
-                    _ = try? await tasks.updateTask(taskID) { task in
-                        task.status = .failure
-                        task.message = failure
-                    }
-                    logger.warning("import failed", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "error": "\(failure)"])
-                    return
-                }
-            }
-            _ = try? await tasks.updateTask(taskID) { task in
-                task.status = .success
-                task.result = "{\"image_id\": \"\(id)\"}"
-            }
-            logger.info("import done", metadata: ["image_id": "\(id)", "task_id": "\(taskID)"])
-        } catch {
-            await fail(id, taskID: taskID, method: method, failedStores: targets, error: error)
+        await importToStores(id, taskID: taskID, method: method, targets: targets, allMustSucceed: allMustSucceed)
+    }
+
+    private func succeed(_ id: ImageID, taskID: String) async {
+        _ = try? await tasks.updateTask(taskID) { task in
+            task.status = .success
+            task.result = "{\"image_id\": \"\(id)\"}"
         }
+        logger.info("import done", metadata: ["image_id": "\(id)", "task_id": "\(taskID)"])
+    }
+
+    /// glance-direct and web-download, as Glance's serial flow (`api_image_import.get_flow`, one
+    /// `_ImportToStore` per store, `max_parallel_stores = 1`): the stores are written one after the
+    /// other, and `os_glance_importing_to_stores` loses each as it is done. Glance's `set_active`: with
+    /// `all_stores_must_succeed` the image stays `importing` until the last store is written, and any store
+    /// failing fails the import (what was written goes, the image is `queued`); without it the image is
+    /// `active` after the first store that succeeds, a store that fails (the first one too) is added to
+    /// `os_glance_failed_import` and the next is tried, and the import fails only when none succeeded.
+    ///
+    /// The first store that succeeds gets the data from the source (staging, the web server); later
+    /// ones copy it from a store already written (checked against the image's hashes), so a web
+    /// download is fetched once. Data that is refused for itself (not its format, too large, the web
+    /// server failing) would fail in every store: that fails the whole import at once.
+    private func importToStores(_ id: ImageID, taskID: String, method: ImportMethod, targets: [String], allMustSucceed: Bool) async {
+        let token = service.processToken
+        var written: [String] = []
+        var failed: [String] = []
+        for (index, store) in targets.enumerated() {
+            let rest = Array(targets[(index + 1)...])
+            // Glance's set_active. The last store's is applied by the completion below, in the same
+            // compare-and-set that releases the lock, once the staged copy is gone: a client that sees
+            // `active` finds the import finished.
+            let setActive = !allMustSucceed && !rest.isEmpty
+            // The store is done: out of the importing list (Glance's remove_importing_stores), `active` when
+            // set_active says so, still the importer's until the completion.
+            let done: @Sendable (inout Image) -> Void = { image in
+                image.properties[ImportProperty.importingToStores] = ImageImporter.merge(
+                    image.properties[ImportProperty.importingToStores], removing: [store])
+                if setActive && image.status == .importing { image.status = .active }
+                image.uploadOwner = token
+            }
+            do {
+                try Task.checkCancellation()
+                if written.isEmpty {
+                    try await importFromSource(id, method: method, store: store, setActive: setActive, finalize: done)
+                } else {
+                    try await service.copy(id, to: store, importTask: taskID, finalize: done)
+                }
+                written.append(store)
+                logger.info("image imported to a store", metadata: ["image_id": "\(id)", "store": "\(store)", "task_id": "\(taskID)"])
+            } catch {
+                let fatal = allMustSucceed || Self.failsEveryStore(error) || Task.isCancelled
+                logger.warning(
+                    "import to a store failed",
+                    metadata: ["image_id": "\(id)", "store": "\(store)", "error": "\(error)", "import_continues": "\(!fatal)"])
+                guard fatal else {
+                    failed.append(store)
+                    let repository = service.repository
+                    // Detached: a cancelled import (shutdown) still leaves its image's properties right.
+                    _ = await Task.detached {
+                        try? await repository.update(id, expecting: nil) { image in
+                            guard image.properties[ImportProperty.task] == taskID else { return }
+                            image.properties[ImportProperty.importingToStores] = ImageImporter.merge(
+                                image.properties[ImportProperty.importingToStores], removing: [store])
+                            image.properties[ImportProperty.failedImport] = ImageImporter.merge(
+                                image.properties[ImportProperty.failedImport], adding: [store])
+                        }
+                    }.value
+                    continue
+                }
+                // Glance reverts: what was written goes and the image is queued. web-download's revert
+                // names every store failed (`BaseDownload.revert`); glance-direct names the store that
+                // failed, and ImageStore those not tried too (Glance leaves them "importing" on an image it
+                // leaves `importing`: see docs/api.md).
+                if !written.isEmpty { await service.revertImport(id, taskID: taskID) }
+                let named: [String] =
+                    if case .webDownload = method { targets } else { failed + [store] + rest }
+                await fail(id, taskID: taskID, method: method, failedStores: named, error: error)
+                return
+            }
+        }
+        if written.isEmpty {
+            // Every store failed (all_stores_must_succeed false): Glance's _VerifyImageState reverts to queued.
+            await fail(
+                id, taskID: taskID, method: method, failedStores: failed,
+                error: ImageStoreError(.internal, "None of the uploads finished! Failed stores: \(failed.joined(separator: ","))"))
+            return
+        }
+        // Glance's _DeleteFromFS then _CompleteTask: the staged copy goes, the lock is released.
+        if method == .glanceDirect, let staging = service.staging { _ = try? await staging.store.delete(id) }
+        let repository = service.repository
+        _ = await Task.detached {
+            try? await repository.update(id, expecting: [.importing, .active]) { image in
+                guard image.properties[ImportProperty.task] == taskID else { return }
+                image.status = .active
+                image.properties[ImportProperty.task] = nil
+                image.properties[ImportProperty.stageHost] = nil
+                image.uploadOwner = nil
+            }
+        }.value
+        await succeed(id, taskID: taskID)
+    }
+
+    /// Writes the image's data to `store` from where the import gets it: the staging area or the web.
+    private func importFromSource(
+        _ id: ImageID, method: ImportMethod, store: String, setActive: Bool, finalize: @escaping @Sendable (inout Image) -> Void
+    ) async throws {
+        switch method {
+        case .glanceDirect:
+            guard let staging = service.staging else { throw ImageStoreError.internal("no staging area") }
+            try await staging.writeGuard.checkReadable()
+            let reader = try await staging.store.read(id, range: nil)
+            do {
+                _ = try await service.importData(id, storeID: store, setActive: setActive, finalize: finalize) { sink in
+                    try await reader.forEachChunk(sink)
+                }
+            } catch {
+                await reader.close()
+                throw error
+            }
+        case .webDownload(let uri):
+            guard let fetcher else { throw ImageStoreError.internal("no web-download client") }
+            _ = try await service.importData(id, storeID: store, setActive: setActive, finalize: finalize) { sink in
+                try await fetcher.fetch(uri, into: sink)
+            }
+        case .copyImage:
+            throw ImageStoreError.internal("copy-image has no source but the image")
+        }
+    }
+
+    /// Errors about the data itself or where it comes from (not its format, too large, over quota, the
+    /// web server or the staged copy failing, the image gone or taken): every store would refuse it alike.
+    /// A store's own trouble (its share gone, full, read-only, an I/O error) is that store's only.
+    static func failsEveryStore(_ error: any Error) -> Bool {
+        guard let error = error as? ImageStoreError else { return error is CancellationError }
+        switch error.code {
+        case .storeUnavailable, .storageFull, .writeDenied, .internal: return false
+        default: return true
+        }
+    }
+
+    /// Glance's `merge_store_list`: the comma-separated list with `adding` added and `removing` taken out,
+    /// sorted, without duplicates or empty names.
+    public static func merge(_ list: String?, adding: [String] = [], removing: [String] = []) -> String {
+        var stores = Set(ImageStores.parse(list ?? ""))
+        stores.formUnion(adding.filter { !$0.isEmpty })
+        stores.subtract(removing)
+        return stores.sorted().joined(separator: ",")
     }
 
     /// Copies an active image to `stores` one after the other, each under its own guard; the image's
@@ -241,10 +351,9 @@ public final class ImageImporter: Sendable {
     /// `os_glance_failed_import`. Returns why the import failed (a copy failed and all had to succeed),
     /// or nil. The lock is released at the end either way.
     ///
-    /// When all must succeed and one fails, Glance reverts: the copies this import made go again, and an
-    /// import that brought the data in (`revertsImport`: glance-direct, web-download) leaves the image
-    /// `queued` with no data anywhere; the failed store and those not tried are named failed.
-    private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool, revertsImport: Bool) async -> String? {
+    /// When all must succeed and one fails, Glance reverts: the copies this import made go again (the
+    /// image stays `active` where it was); the failed store and those not tried are named failed.
+    private func copy(_ id: ImageID, taskID: String, to stores: [String], allMustSucceed: Bool) async -> String? {
         var failure: String?
         var made: [String] = []
         var pending = stores
@@ -271,11 +380,7 @@ public final class ImageImporter: Sendable {
                     failed += pending
                     pending = []
                     failure = "Failed to copy the image to store \(store): \(message)"
-                    if revertsImport {
-                        await service.revertImport(id, taskID: taskID)
-                    } else {
-                        for copy in made.reversed() { try? await service.removeCopy(id, from: copy) }
-                    }
+                    for copy in made.reversed() { try? await service.removeCopy(id, from: copy) }
                 }
             }
             let left = pending
@@ -284,10 +389,10 @@ public final class ImageImporter: Sendable {
             _ = await Task.detached {
                 try? await repository.update(id, expecting: nil) { image in
                     guard image.properties[ImportProperty.task] == taskID else { return }
-                    var failures = ImageStores.parse(image.properties[ImportProperty.failedImport] ?? "")
-                    failures += failedNow.filter { !failures.contains($0) }
-                    image.properties[ImportProperty.failedImport] = failures.joined(separator: ",")
-                    image.properties[ImportProperty.importingToStores] = left.joined(separator: ",")
+                    image.properties[ImportProperty.failedImport] = ImageImporter.merge(
+                        image.properties[ImportProperty.failedImport], adding: failedNow)
+                    image.properties[ImportProperty.importingToStores] = ImageImporter.merge(
+                        image.properties[ImportProperty.importingToStores], removing: [store] + failedNow)
                     if left.isEmpty { ImageImporter.endCopy(&image, failed: []) }
                 }
             }.value
