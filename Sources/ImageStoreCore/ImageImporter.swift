@@ -32,6 +32,8 @@ public enum ImportProperty {
 /// cap, so a server that sends too much is stopped there). Throws an `ImageStoreError` saying why.
 public protocol ImageSourceFetcher: Sendable {
     func fetch(_ uri: String, into sink: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws
+    /// Whether `uri` passes `[import_filtering_opts]` (asked when the import is requested).
+    func permits(_ uri: String) async -> Bool
 }
 
 /// Runs imports in the background (a Swift task per import, owned by this object, not by the request
@@ -154,6 +156,9 @@ public final class ImageImporter: Sendable {
         logger.info("import started", metadata: ["image_id": "\(id)", "task_id": "\(taskID)", "method": "\(method.name)"])
         return task
     }
+
+    /// Whether a web-download of `uri` would be allowed (no web-download client: never).
+    public func permits(_ uri: String) async -> Bool { await fetcher?.permits(uri) ?? false }
 
     /// Imports in flight right now.
     public var runningCount: Int { running.withLock { $0.count } }
@@ -438,9 +443,12 @@ public final class ImageImporter: Sendable {
 }
 
 /// `[import_filtering_opts]`: which `web-download` URIs may be fetched, as Glance's `validate_import_uri`.
-/// An allow list, when not empty, wins over its deny list. Loopback, private and link-local addresses
-/// given literally are refused unless `allowed_hosts` names them (the server must not be a way into
-/// its own network).
+/// An allow list, when not empty, wins over its deny list. Hosts are compared as Glance's
+/// `normalize_hostname` leaves them: IP addresses in their canonical form, numeric spellings that are not
+/// one (`2130706433`, `127.1`, `0x7f.1`, leading zeros) refused, names as written — and a name must
+/// resolve (`permits`). Beyond Glance, loopback, private and link-local addresses are refused unless
+/// `allowed_hosts` names the host, written literally or as what a name resolves to (the server must not
+/// be a way into its own network).
 public struct ImportFilter: Sendable, Equatable {
     public var allowedSchemes: [String] = ["http", "https"]
     public var disallowedSchemes: [String] = []
@@ -451,21 +459,66 @@ public struct ImportFilter: Sendable, Equatable {
 
     public init() {}
 
+    /// The checks that need no lookup: scheme, host as written, port, no credentials, no internal address
+    /// written literally. `permits` adds the name's resolution.
     public func allows(_ uri: String) -> Bool {
-        guard let url = URLComponents(string: uri), let scheme = url.scheme?.lowercased(), !scheme.isEmpty else { return false }
+        guard let (url, host) = Self.parse(uri), let scheme = url.scheme?.lowercased(), !scheme.isEmpty else { return false }
         if !allowedSchemes.isEmpty ? !allowedSchemes.contains(scheme) : disallowedSchemes.contains(scheme) { return false }
-        guard let rawHost = url.host, !rawHost.isEmpty else { return false }
-        let host = rawHost.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        if !allowedHosts.isEmpty ? !allowedHosts.contains(host) : disallowedHosts.contains(host) { return false }
+        guard let host else { return false }
+        if !allowedHosts.isEmpty ? !allowedHosts.contains(host.text) : disallowedHosts.contains(host.text) { return false }
         if let port = url.port, !allowedPorts.isEmpty ? !allowedPorts.contains(port) : disallowedPorts.contains(port) {
             return false
         }
         if url.user != nil || url.password != nil { return false }
-        if Self.isInternal(host) && !allowedHosts.contains(host) { return false }
+        if Self.isInternal(host.text) && !allowedHosts.contains(host.text) { return false }
         return true
     }
 
-    /// Loopback, private, link-local or unspecified addresses, and `localhost`.
+    /// `allows`, then for a host name: it must resolve (Glance's `normalize_hostname` looks it up), and
+    /// none of its addresses may be internal unless `allowed_hosts` names it. Checked for the URI of the
+    /// request and again for every redirect. (The HTTP client resolves the name again to connect: a
+    /// name whose DNS answer changes in between is not caught.)
+    /// - Parameter resolve: the name's addresses (numeric), under a deadline; throws or returns none
+    ///   when it does not resolve.
+    public func permits(_ uri: String, resolve: @Sendable (String) async throws -> [String]) async -> Bool {
+        guard allows(uri), let (_, parsed) = Self.parse(uri), let host = parsed else { return false }
+        if host.isAddress || host.text == "localhost" { return true }
+        guard let addresses = try? await resolve(host.text), !addresses.isEmpty else { return false }
+        if allowedHosts.contains(host.text) { return true }
+        return !addresses.contains { address in
+            let bare = String(address.split(separator: "%", maxSplits: 1).first ?? "")
+            return Self.isInternal(Self.normalize(bare)?.text ?? bare)
+        }
+    }
+
+    private static func parse(_ uri: String) -> (URLComponents, (text: String, isAddress: Bool)?)? {
+        guard let url = URLComponents(string: uri) else { return nil }
+        guard let raw = url.host, !raw.isEmpty else { return (url, nil) }
+        return (url, normalize(raw.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))))
+    }
+
+    /// Glance's `normalize_hostname`: an IPv4 or IPv6 address in canonical form, a name unchanged, nil
+    /// for what is neither (all digits, digits and dots that are not four decimal octets).
+    public static func normalize(_ host: String) -> (text: String, isAddress: Bool)? {
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        if octets.count == 4,
+            octets.allSatisfy({ $0.count >= 1 && $0.count <= 3 && $0.allSatisfy(\.isASCIIDigit) && ($0 == "0" || $0.first != "0") }),
+            octets.allSatisfy({ Int($0)! <= 255 })
+        {
+            return (host, true)
+        }
+        if host.contains(":") {
+            var address = in6_addr()
+            guard inet_pton(AF_INET6, host, &address) == 1 else { return nil }
+            var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return nil }
+            return (String(cString: text), true)
+        }
+        if host.allSatisfy({ $0.isASCIIDigit || $0 == "." }) { return nil }
+        return (host, false)
+    }
+
+    /// Loopback, private, link-local, shared or unspecified addresses, and `localhost`.
     static func isInternal(_ host: String) -> Bool {
         if host == "localhost" || host.hasSuffix(".localhost") { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false).map { UInt8($0) }
@@ -480,4 +533,8 @@ public struct ImportFilter: Sendable, Equatable {
         }
         return false
     }
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }
