@@ -221,8 +221,8 @@ public final class ImageImporter: Sendable {
     /// `os_glance_failed_import` and the next is tried, and the import fails only when none succeeded.
     ///
     /// The first store that succeeds gets the data from the source (staging, the web server); later
-    /// ones copy it from a store already written (checked against the image's hashes), so a web
-    /// download is fetched once. Data that is refused for itself (not its format, too large, the web
+    /// ones copy it from a store already written (checked against the image's hashes): a web download is
+    /// fetched again only for a store tried after every earlier one failed. Data that is refused for itself (not its format, too large, the web
     /// server failing) would fail in every store: that fails the whole import at once.
     private func importToStores(_ id: ImageID, taskID: String, method: ImportMethod, targets: [String], allMustSucceed: Bool) async {
         let token = service.processToken
