@@ -292,15 +292,32 @@ public final class ImageImporter: Sendable {
         // Glance's _DeleteFromFS then _CompleteTask: the staged copy goes, the lock is released.
         if method == .glanceDirect, let staging = service.staging { _ = try? await staging.store.delete(id) }
         let repository = service.repository
-        _ = await Task.detached {
-            try? await repository.update(id, expecting: [.importing, .active]) { image in
-                guard image.properties[ImportProperty.task] == taskID else { return }
-                image.status = .active
-                image.properties[ImportProperty.task] = nil
-                image.properties[ImportProperty.stageHost] = nil
-                image.uploadOwner = nil
+        let completed = await Task.detached {
+            do {
+                try await repository.update(id, expecting: [.importing, .active]) { image in
+                    guard image.properties[ImportProperty.task] == taskID else {
+                        throw ImageStoreError.conflict("Image \(id) is no longer held by import task \(taskID)")
+                    }
+                    image.status = .active
+                    image.properties[ImportProperty.task] = nil
+                    image.properties[ImportProperty.stageHost] = nil
+                    image.uploadOwner = nil
+                }
+                return true
+            } catch {
+                // No answer (the database went away): the compare-and-set may have committed all the same.
+                let settled = try? await repository.get(id)
+                return settled?.status == .active && settled?.properties[ImportProperty.task] == nil
             }
         }.value
+        guard completed else {
+            // Never left `importing` for good: what was written goes, as for any failure.
+            await service.revertImport(id, taskID: taskID)
+            await fail(
+                id, taskID: taskID, method: method, failedStores: targets,
+                error: ImageStoreError(.internal, "The import could not be completed: the image could not be made active"))
+            return
+        }
         await succeed(id, taskID: taskID)
     }
 
