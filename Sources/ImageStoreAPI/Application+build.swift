@@ -603,7 +603,8 @@ func buildRouter(
     ImageDataController(access: access, service: service).addRoutes(to: routes)
     ImportController(
         access: access, service: service, importer: importer, methods: configuration.enabledImportMethods,
-        multiStore: multiStore, storeID: configuration.defaultBackend, filter: configuration.importFilter,
+        multiStore: multiStore, storeID: configuration.defaultBackend,
+        permitsURI: { [importer] uri in await importer.permits(uri) },
         stageHost: configuration.workerSelfReferenceURL, forwarder: forwarder
     ).addRoutes(to: routes)
     MembersController(repository: dependencies.repository, access: access, limits: configuration.imageLimits).addRoutes(to: routes)

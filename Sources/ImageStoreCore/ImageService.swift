@@ -111,28 +111,30 @@ public struct ImageService: Sendable {
         }
     }
 
-    /// The import's last step: streams `source` (staged data, a web download) into the store for an
-    /// image its importer holds (`importing`, `uploadOwner` this process), and makes it `active` with
-    /// `finalize` applied in the same compare-and-set. On failure the image is back to `queued`.
+    /// An import's write to one store: streams `source` (staged data, a web download) into the store for
+    /// an image its importer holds (`importing`, `uploadOwner` this process), records the store and the
+    /// hashes, and — with `setActive` (Glance's `set_active`) — makes it `active`, with `finalize` applied
+    /// in the same compare-and-set. On failure nothing is left in the store and the image stays
+    /// `importing`, held by its importer, which decides whether another store is tried.
     public func importData(
-        _ id: ImageID, storeID: String? = nil, finalize: @escaping @Sendable (inout Image) -> Void,
+        _ id: ImageID, storeID: String? = nil, setActive: Bool = true, finalize: @escaping @Sendable (inout Image) -> Void,
         source: (@escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
     ) async throws -> Image {
-        try await receive(id, mode: .importing(finalize), declaredSize: nil, storeID: storeID, source: source)
+        try await receive(id, mode: .importing(finalize, setActive: setActive), declaredSize: nil, storeID: storeID, source: source)
     }
 
     /// What `receive` is doing: where the bytes go and which statuses it moves the image through.
     enum ReceiveMode: Sendable {
         case upload
         case stage(host: String?)
-        case importing(@Sendable (inout Image) -> Void)
+        case importing(@Sendable (inout Image) -> Void, setActive: Bool)
 
         /// The status an image must have to start, the one it has while bytes flow, and at the end.
         var statuses: (from: ImageStatus, during: ImageStatus, done: ImageStatus) {
             switch self {
             case .upload: (.queued, .saving, .active)
             case .stage: (.queued, .uploading, .uploading)
-            case .importing: (.importing, .importing, .active)
+            case .importing(_, let setActive): (.importing, .importing, setActive ? .active : .importing)
             }
         }
     }
@@ -259,7 +261,9 @@ public struct ImageService: Sendable {
                         // Staged data is hashed again when it is imported; only its host is recorded.
                         if let host { image.properties["os_glance_stage_host"] = host }
                         return
-                    case .importing(let finalize):
+                    case .importing(let finalize, _):
+                        // Still the importer's until it says otherwise (more stores to write).
+                        if done == .importing { image.uploadOwner = token }
                         finalize(&image)
                     case .upload:
                         break
@@ -292,7 +296,11 @@ public struct ImageService: Sendable {
                 throw error
             }
         } catch {
-            await cleanUpFailedUpload(id, store: target, during: during, writer: writer, committed: committed, error: error)
+            // An import's image stays `importing` with its importer, which may try another store or reverts it.
+            var resetsImage = true
+            if case .importing = mode { resetsImage = false }
+            await cleanUpFailedUpload(
+                id, store: target, during: during, writer: writer, committed: committed, resetsImage: resetsImage, error: error)
             throw error
         }
     }
@@ -301,7 +309,7 @@ public struct ImageService: Sendable {
     /// request (client gone) still cleans up completely.
     private func cleanUpFailedUpload(
         _ id: ImageID, store: any ImageDataStore, during: ImageStatus, writer: (any ImageDataWriter)?, committed: Bool,
-        error: any Error
+        resetsImage: Bool = true, error: any Error
     ) async {
         let repository = self.repository
         let logger = self.logger
@@ -313,12 +321,14 @@ public struct ImageService: Sendable {
             var reset = false
             var settled = true
             do {
-                try await repository.update(id, expecting: [during]) { image in
-                    guard image.uploadOwner == token else { throw ImageStoreError.conflict("not this upload's") }
-                    image.status = .queued
-                    image.uploadOwner = nil
+                if resetsImage {
+                    try await repository.update(id, expecting: [during]) { image in
+                        guard image.uploadOwner == token else { throw ImageStoreError.conflict("not this upload's") }
+                        image.status = .queued
+                        image.uploadOwner = nil
+                    }
+                    reset = true
                 }
-                reset = true
             } catch let error as ImageStoreError where error.code == .conflict || error.code == .notFound {
                 // Deleted, taken over, or active after all.
             } catch {
@@ -398,6 +408,12 @@ public struct ImageService: Sendable {
     /// the image has no data (→ 204). When every copy is unreadable, the last store's error (503).
     public func download(_ image: Image, range: Range<Int64>?) async throws -> (any ImageDataReader)? {
         guard image.hasData else { return nil }
+        return try await openData(image, range: range)
+    }
+
+    /// `download` whatever the image's status: an import to several stores reads the stores it has
+    /// written while the image is still `importing`.
+    func openData(_ image: Image, range: Range<Int64>?) async throws -> (any ImageDataReader)? {
         var lastError: (any Error)?
         for named in stores.readOrder(of: image) {
             do {
@@ -466,11 +482,22 @@ extension ImageService {
     /// guard check again, rename), checked against the image's checksum and multihash, then recorded in
     /// the image's stores by compare-and-set. Any failure leaves nothing in the target store.
     /// Returns the image as recorded; an image already in the store is returned unchanged.
+    ///
+    /// Within an import to several stores (`importTask`: the task holding the image's import lock) the
+    /// image may still be `importing` with its data in the stores written so far; `finalize` (the
+    /// import's progress, `active` once Glance's `set_active` says so) is applied in the same
+    /// compare-and-set, which also requires the lock to be still that task's.
     @discardableResult
-    public func copy(_ id: ImageID, to storeID: String) async throws -> Image {
+    public func copy(
+        _ id: ImageID, to storeID: String, importTask: String? = nil, finalize: (@Sendable (inout Image) -> Void)? = nil
+    ) async throws -> Image {
         let target = try stores.store(named: storeID)
         guard let image = try await repository.get(id) else { throw ImageStoreError.notFound("No image found with ID \(id)") }
-        guard image.status == .active else {
+        if let importTask {
+            guard image.properties[ImportProperty.task] == importTask, image.status == .importing || image.status == .active else {
+                throw ImageStoreError.conflict("Image \(id) is no longer held by import task \(importTask)")
+            }
+        } else if image.status != .active {
             throw ImageStoreError.conflict("Only images with status active can be targeted for copying")
         }
         if stores.locations(of: image).contains(target.id) { return image }
@@ -479,7 +506,7 @@ extension ImageService {
         try await target.writeGuard.checkWritable()
         let ticket = try await target.space.admit(declared: image.size)
         defer { ticket.release() }
-        guard let reader = try await download(image, range: nil) else {
+        guard let reader = try await openData(image, range: nil) else {
             throw ImageStoreError.conflict("Image \(id) has no readable data to copy")
         }
         var writer: (any ImageDataWriter)?
@@ -500,10 +527,17 @@ extension ImageService {
             try await target.writeGuard.checkWritable()
             try await w.commit()
             committed = true
-            return try await repository.update(id, expecting: [.active, .deactivated]) { image in
+            return try await repository.update(id, expecting: [.active, .deactivated, .importing]) { image in
+                if let importTask, image.properties[ImportProperty.task] != importTask {
+                    throw ImageStoreError.conflict("Image \(id) is no longer held by import task \(importTask)")
+                }
+                if importTask == nil, image.status == .importing {
+                    throw ImageStoreError.conflict("Only images with status active can be targeted for copying")
+                }
                 var ids = stores.locations(of: image)
                 ids.append(target.id)
                 stores.record(ids, on: &image)
+                finalize?(&image)
             }
         } catch {
             await reader.close()
@@ -527,9 +561,10 @@ extension ImageService {
         guard let before = try? await repository.get(id), before.properties[ImportProperty.task] == taskID else { return }
         let holders = stores.readOrder(of: before)
         do {
-            try await repository.update(id, expecting: [.active]) { image in
+            try await repository.update(id, expecting: [.active, .importing]) { image in
                 guard image.properties[ImportProperty.task] == taskID else { throw ImageStoreError.conflict("not this import's") }
                 image.status = .queued
+                image.uploadOwner = nil
                 image.size = nil
                 image.virtualSize = nil
                 image.checksum = nil
@@ -625,6 +660,14 @@ extension ImageService {
             image.properties[ImportProperty.task] = nil
             image.properties[ImportProperty.importingToStores] = ""
             image.properties[ImportProperty.failedImport] = stores
+            // An import to several stores may have written some already: the image no longer points to
+            // them (queued has no data), so the reconciliation below removes them as orphans.
+            image.properties[ImageStores.locationsProperty] = nil
+            image.size = nil
+            image.virtualSize = nil
+            image.checksum = nil
+            image.osHashAlgo = nil
+            image.osHashValue = nil
         }
         image.status = .queued
         image.uploadOwner = nil

@@ -87,6 +87,43 @@ import Testing
         }
     }
 
+    /// Glance's default `show_multiple_locations = false`: adding, replacing or removing a location is 403
+    /// with its message, whatever the image's status, and nothing changes (ImageStore never writes them).
+    @Test func patchLocations_default_403AsGlance_nothingChanges() async throws {
+        let harness = try APITestHarness()
+        try await harness.run { client in
+            let queued = try await client.createImage()
+            let active = try await client.createImage()
+            let data = randomBytes(3000)
+            #expect(try await client.upload(active, data).status == .noContent)
+            let location = #"{"url": "file:///etc/passwd", "metadata": {}}"#
+            for id in [queued, active] {
+                for (op, verb) in [
+                    (#"{"op": "add", "path": "/locations/-", "value": \#(location)}"#, "add"),
+                    (#"{"op": "add", "path": "/locations/0", "value": \#(location)}"#, "add"),
+                    (#"{"op": "replace", "path": "/locations", "value": [\#(location)]}"#, "update"),
+                    (#"{"op": "remove", "path": "/locations/0"}"#, "remove"),
+                ] {
+                    let response = try await client.execute(
+                        uri: "/v2/images/\(id)", method: .patch,
+                        headers: [.contentType: "application/openstack-images-v2.1-json-patch"], body: ByteBuffer(string: "[\(op)]"))
+                    #expect(response.status == .forbidden, "\(op)")
+                    #expect(response.text.contains("It's not allowed to \(verb) locations if locations are invisible."), "\(response.text)")
+                }
+                // Glance's depth limit: a replace names the whole list only.
+                let deep = try await client.execute(
+                    uri: "/v2/images/\(id)", method: .patch, headers: [.contentType: "application/openstack-images-v2.1-json-patch"],
+                    body: ByteBuffer(string: #"[{"op": "replace", "path": "/locations/0", "value": \#(location)}]"#))
+                #expect(deep.status == .badRequest)
+            }
+            #expect(try await client.image(queued)["status"] == "queued")
+            let image = try await client.image(active)
+            #expect(image["status"] == "active")
+            #expect(image["locations"] == nil)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: harness.datadir + "/" + active)) == Data(data))
+        }
+    }
+
     @Test func create_withExplicitID_thenDuplicateIs409() async throws {
         try await APITestHarness().run { client in
             let id = "8a5b5dbd-5c55-4b05-8e5a-0f86bb8b0dd0"

@@ -389,11 +389,17 @@ final class SwitchableGuard: WriteGuard {
 }
 
 /// A Hummingbird server on a free loopback port: `/image` serves `data`, `/big` more than the cap,
-/// `/dies` announces more than it sends and closes, anything else 404.
+/// `/dies` announces more than it sends and closes, `/redirect?to=U` is a 302 to U, `/loop` a 302 to
+/// itself, anything else 404.
 enum LoopbackHTTPServer {
     static func with(_ data: [UInt8], _ body: @Sendable (Int) async throws -> Void) async throws {
         let router = Router()
         router.get("/image") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: data))) }
+        // 302 to the `to` query parameter (relative or absolute), for the redirect checks.
+        router.get("/redirect") { request, _ in
+            Response(status: .found, headers: [.location: request.uri.queryParameters.get("to") ?? "/image"])
+        }
+        router.get("/loop") { _, _ in Response(status: .found, headers: [.location: "/loop"]) }
         router.get("/big") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: 7, count: 500_000))) }
         router.get("/slow") { _, _ in
             Response(

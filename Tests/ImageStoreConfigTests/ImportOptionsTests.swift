@@ -83,3 +83,30 @@ import Testing
         #expect(!filter.allows("http://evil.example.com/x"))
     }
 }
+
+/// Glance's `normalize_hostname` and the lookup `permits` adds, with a fake resolver.
+@Suite struct ImportFilterResolutionTests {
+    @Test func normalize_asGlance() {
+        #expect(ImportFilter.normalize("127.0.0.1")?.text == "127.0.0.1")
+        #expect(ImportFilter.normalize("0:0:0:0:0:0:0:1")?.text == "::1")
+        #expect(ImportFilter.normalize("mirror.example.org")?.isAddress == false)
+        for spelling in ["2130706433", "127.1", "127.000.000.001", "256.0.0.1", "1.2.3.4.5"] {
+            #expect(ImportFilter.normalize(spelling) == nil, "\(spelling)")
+        }
+    }
+
+    @Test func permits_aNameMustResolve_toNoInternalAddressUnlessAllowed() async {
+        var filter = ImportFilter()
+        #expect(await filter.permits("http://mirror.example.org/x") { _ in ["93.184.216.34"] })
+        #expect(!(await filter.permits("http://mirror.example.org/x") { _ in [] }))
+        #expect(!(await filter.permits("http://mirror.example.org/x") { _ in throw ImageStoreError.badRequest("no") }))
+        for address in ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1", "fe80::1%eth0"] {
+            #expect(!(await filter.permits("http://mirror.example.org/x") { _ in ["93.184.216.34", address] }), "\(address)")
+        }
+        // Literal addresses need no lookup; the lists compare the name as written.
+        #expect(await filter.permits("http://93.184.216.34/x") { _ in throw ImageStoreError.badRequest("not asked") })
+        filter.allowedHosts = ["mirror.example.org"]
+        #expect(await filter.permits("http://mirror.example.org/x") { _ in ["10.0.0.7"] })
+        #expect(!(await filter.permits("http://other.example.org/x") { _ in ["93.184.216.34"] }))
+    }
+}

@@ -17,7 +17,8 @@ struct ImportController {
     let multiStore: Bool
     /// The one store images live in.
     let storeID: String
-    let filter: ImportFilter
+    /// `[import_filtering_opts]` for a web-download URI, its host name resolved (`WebImageFetcher.permits`).
+    let permitsURI: @Sendable (String) async -> Bool
     /// `worker_self_reference_url`, recorded as `os_glance_stage_host`.
     let stageHost: String?
     /// Glance-direct imports of images staged on another replica go there.
@@ -101,7 +102,7 @@ struct ImportController {
         if !allMustSucceed && !multiStore {
             throw ImageStoreError.badRequest("All_stores_must_succeed can only be set with enabled_backends")
         }
-        if case .webDownload(let uri) = method, !filter.allows(uri) {
+        if case .webDownload(let uri) = method, !(await permitsURI(uri)) {
             throw ImageStoreError.badRequest("URI for web-download does not pass filtering: \(uri)")
         }
         // As Glance: the image was staged on another replica, whose staging directory holds the data.

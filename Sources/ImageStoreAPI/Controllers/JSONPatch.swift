@@ -58,7 +58,9 @@ enum JSONPatch {
                 op = found[0]
                 path = p
             }
-            let key = try pointerKey(path)
+            // Glance's depth limits: `/locations/<pos>` (or `-`) for add and remove, `/locations` for all.
+            let locationItem = path.hasPrefix("/locations/") && !path.dropFirst("/locations/".count).contains("/")
+            let key = op != .replace && locationItem ? "locations" : try pointerKey(path)
             let value = object["value"]
             if op != .remove && value == nil {
                 throw ImageStoreError.badRequest("Operation objects must contain 'value' for '\(op.rawValue)'.")
@@ -95,6 +97,12 @@ enum JSONPatch {
 
     static func apply(_ operations: [Operation], to image: inout Image) throws {
         for operation in operations {
+            if operation.key == "locations" {
+                // Glance with show_multiple_locations = false (its default) answers each with 403 before
+                // looking at the image; ImageStore shows locations at most, so always.
+                let verb = ["add": "add", "remove": "remove", "replace": "update"][operation.op.rawValue] ?? "update"
+                throw ImageStoreError.forbidden("It's not allowed to \(verb) locations if locations are invisible.")
+            }
             switch operation.op {
             case .remove:
                 try ImageAttributes.remove(operation.key, from: &image)
