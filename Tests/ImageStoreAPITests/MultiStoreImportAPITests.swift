@@ -4,6 +4,7 @@ import HummingbirdTesting
 import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
+import ImageStoreTestSupport
 import NIOCore
 import Testing
 
