@@ -75,24 +75,10 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         self.settings = settings
         self.logger = logger
         let tls: PostgresClient.Configuration.TLS
-        switch settings.tls {
-        case .disable:
-            tls = .disable
-        case .prefer, .require:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            tls = settings.tls == .prefer ? .prefer(configuration) : .require(configuration)
-        case .verify(let hostname):
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
-            if let path = settings.rootCertificatePath {
-                do {
-                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-                } catch {
-                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
-                }
-            }
-            tls = .require(configuration)
+        switch (settings.tls, try Self.tlsConfiguration(settings)) {
+        case (.prefer, let configuration?): tls = .prefer(configuration)
+        case (_, let configuration?): tls = .require(configuration)
+        case (_, nil): tls = .disable
         }
         var configuration: PostgresClient.Configuration
         if let directory = settings.unixSocketDirectory {
@@ -121,6 +107,29 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     }
 
     deinit { runTask.cancel() }
+
+    /// The TLS of `settings` (nil: none), for the pool and `checkConnection`.
+    static func tlsConfiguration(_ settings: Settings) throws -> TLSConfiguration? {
+        switch settings.tls {
+        case .disable:
+            return nil
+        case .prefer, .require:
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            return configuration
+        case .verify(let hostname):
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
+            if let path = settings.rootCertificatePath {
+                do {
+                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+                } catch {
+                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
+                }
+            }
+            return configuration
+        }
+    }
 
     /// Stops the pool (its connections close). Later calls fail with `.dependencyUnavailable`.
     public func close() {
