@@ -561,8 +561,10 @@ struct LoadMetadefs: AsyncParsableCommand {
         logger.logLevel = .warning
         let configuration = try config.load(logger: logger)
         let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
+        try await Database.checkConnection(repository)
         let metadefs = ApplicationDependencies.metadefs(beside: repository)
         let report = try await MetadefLoader.load(directory: directory, into: metadefs, overwrite: overwrite)
+        if let postgres = repository as? PostgresImageRepository { await postgres.shutdown() }
         for name in report.loaded { print("loaded \(name)") }
         for name in report.skipped { print("skipped \(name) (exists; --overwrite replaces it)") }
         print("\(report.loaded.count) loaded, \(report.skipped.count) skipped")

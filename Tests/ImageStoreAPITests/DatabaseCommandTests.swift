@@ -127,4 +127,28 @@ import Testing
             #expect(try await server.psql("SELECT COUNT(*) FROM images", database: database) == "4")
         }
     }
+
+    /// `db load-metadefs` on PostgreSQL keeps the namespaces in the database (every replica serves them).
+    @Test func loadMetadefs_intoPostgres_persists_andSkipsWhatExists() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let definitions = try directory.makeDirectory("metadefs")
+        try
+            #"{"namespace": "OS::Test::Loaded", "display_name": "Loaded", "visibility": "public", "protected": true, "properties": {"hw_x": {"title": "X", "type": "string"}}, "resource_type_associations": [{"name": "OS::Glance::Image"}]}"#
+            .write(toFile: definitions + "/loaded.json", atomically: true, encoding: .utf8)
+        try await SharedPostgresServer.withDatabase { server, url in
+            let config = directory.appending("imagestore.conf")
+            try "[glance_store]\nfilesystem_store_datadir = \(directory.appending("images"))\n[database]\nconnection = \(url)\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            var run = try await Self.imagestore(["db", "load-metadefs", definitions, "--config-file", config], in: directory)
+            #expect(run.exitCode == 0 && run.output.contains("1 loaded, 0 skipped"), "\(run.output)")
+            run = try await Self.imagestore(["db", "load-metadefs", definitions, "--config-file", config], in: directory)
+            #expect(run.output.contains("0 loaded, 1 skipped"), "\(run.output)")
+            let database = String(url.split(separator: "/").last!)
+            #expect(
+                try await server.psql("SELECT namespace || ' ' || protected FROM metadef_namespaces", database: database)
+                    == "OS::Test::Loaded true")
+            #expect(try await server.psql("SELECT name FROM metadef_items WHERE kind = 'property'", database: database) == "hw_x")
+        }
+    }
 }
