@@ -97,6 +97,21 @@ struct Serve: AsyncParsableCommand {
             switch await PostgresImageRepository.checkConnection(settings, logger: logger) {
             case .connected(let tls):
                 logger.info("metadata database answered", metadata: ["tls": "\(tls)", "sslmode": "\(settings.tls.sslmode)"])
+                // Missing migrations now, under a start-up deadline, rather than in the first request under
+                // pool_timeout (a new table or index on a large catalogue may take longer than a request
+                // may wait). Replicas starting together apply each once (advisory lock). If this fails,
+                // the first request tries again, as before.
+                var migrating = settings
+                migrating.maxConnections = 1
+                migrating.timeout = max(settings.timeout, .seconds(120))
+                do {
+                    let schema = try PostgresImageRepository(settings: migrating, logger: logger)
+                    defer { schema.close() }
+                    let applied = try await schema.migrate()
+                    if !applied.isEmpty { logger.notice("metadata schema migrated", metadata: ["applied": "\(applied.joined(separator: ", "))"]) }
+                } catch {
+                    logger.warning("the metadata schema could not be migrated at start-up: \(error); the first request tries again")
+                }
             case .tlsFailed(let reason):
                 logger.critical("[database] connection: \(reason)")
                 throw ValidationError("[database] connection: \(reason)")
