@@ -56,13 +56,7 @@ public struct ApplicationDependencies: Sendable {
         self.replicaID = replicaID
         self.repository = repository
         self.metadefs = metadefs ?? Self.metadefs(beside: repository)
-        if let tasks {
-            self.tasks = tasks
-        } else if let sqlite = repository as? SQLiteImageRepository {
-            self.tasks = SQLiteTaskRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
-        } else {
-            self.tasks = InMemoryTaskRepository()
-        }
+        self.tasks = tasks ?? CatalogueRepositories.tasks(beside: repository, logger: Logger(label: "imagestore.metadata"))
         self.store = store
         self.writeGuard = writeGuard
         self.tokenValidator = tokenValidator
@@ -178,14 +172,10 @@ public struct ApplicationDependencies: Sendable {
         return StagingArea(store: InMemoryImageStore(), writeGuard: writeGuard)
     }
 
-    /// The catalogue kept with `repository`: in its SQLite database, or in memory beside an in-memory one.
-    /// With PostgreSQL the metadefs catalogue is not persisted yet (in memory, per process): the
-    /// PostgreSQL schema has no metadefs tables so far (docs/scaling.md).
+    /// The catalogue kept with `repository`: in its SQLite or PostgreSQL database, or in memory beside an
+    /// in-memory one.
     public static func metadefs(beside repository: any ImageRepository) -> any MetadefRepository {
-        if let sqlite = repository as? SQLiteImageRepository {
-            return SQLiteMetadefRepository(sharing: sqlite, logger: Logger(label: "imagestore.metadata"))
-        }
-        return InMemoryMetadefRepository()
+        CatalogueRepositories.metadefs(beside: repository, logger: Logger(label: "imagestore.metadata"))
     }
 
     /// The metadata database of the configuration (`[database] connection` and pool options).

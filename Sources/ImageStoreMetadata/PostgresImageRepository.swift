@@ -75,24 +75,10 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         self.settings = settings
         self.logger = logger
         let tls: PostgresClient.Configuration.TLS
-        switch settings.tls {
-        case .disable:
-            tls = .disable
-        case .prefer, .require:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            tls = settings.tls == .prefer ? .prefer(configuration) : .require(configuration)
-        case .verify(let hostname):
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
-            if let path = settings.rootCertificatePath {
-                do {
-                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-                } catch {
-                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
-                }
-            }
-            tls = .require(configuration)
+        switch (settings.tls, try Self.tlsConfiguration(settings)) {
+        case (.prefer, let configuration?): tls = .prefer(configuration)
+        case (_, let configuration?): tls = .require(configuration)
+        case (_, nil): tls = .disable
         }
         var configuration: PostgresClient.Configuration
         if let directory = settings.unixSocketDirectory {
@@ -121,6 +107,29 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     }
 
     deinit { runTask.cancel() }
+
+    /// The TLS of `settings` (nil: none), for the pool and `checkConnection`.
+    static func tlsConfiguration(_ settings: Settings) throws -> TLSConfiguration? {
+        switch settings.tls {
+        case .disable:
+            return nil
+        case .prefer, .require:
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            return configuration
+        case .verify(let hostname):
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
+            if let path = settings.rootCertificatePath {
+                do {
+                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+                } catch {
+                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
+                }
+            }
+            return configuration
+        }
+    }
 
     /// Stops the pool (its connections close). Later calls fail with `.dependencyUnavailable`.
     public func close() {
@@ -328,9 +337,17 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
 
     // MARK: Bulk (imagestore db copy)
 
-    /// Stores `images` (with tags and properties) and `members` as they are — dates and statuses
-    /// unchanged — in one transaction: all of them or, on any error, none.
+    /// Stores `images` (with tags and properties), `members`, metadefs namespaces and tasks as they are —
+    /// dates and statuses unchanged — in one transaction: all of them or, on any error, none.
     public func importCatalogue(images: [Image], members: [ImageMember], timeout: Duration) async throws {
+        try await importCatalogue(images: images, members: members, namespaces: [], tasks: [], timeout: timeout)
+    }
+
+    func importCatalogue(
+        images: [Image], members: [ImageMember], namespaces: [CopiedNamespace], tasks: [ImageTask], timeout: Duration
+    ) async throws {
+        let metadefs = PostgresMetadefRepository(sharing: self)
+        let taskRows = PostgresTaskRepository(sharing: self)
         try await perform("import", timeout: timeout) { connection in
             try await self.transaction(connection) { connection in
                 // In batches, not a round trip per row: 100k images took minutes row by row. Image rows as
@@ -375,6 +392,11 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
                         logger: self.logger
                     ).collect()
                 }
+                // Row by row: a catalogue holds tens of namespaces and, as Glance expires them, few tasks.
+                for copied in namespaces {
+                    try await metadefs.insert(copied.namespace, items: copied.items, associations: copied.associations, connection)
+                }
+                for task in tasks { try await taskRows.insert(task, connection) }
             }
         }
     }
@@ -391,11 +413,14 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         }
     }
 
-    /// Rows per table (`images`, `image_tags`, `image_properties`, `image_members`), to check a copy.
+    /// Rows per table (images with tags, properties and members; metadefs; tasks), to check a copy.
     public func tableCounts() async throws -> [String: Int64] {
         try await perform("tableCounts") { connection in
             var counts: [String: Int64] = [:]
-            for table in ["images", "image_tags", "image_properties", "image_members"] {
+            for table in [
+                "images", "image_tags", "image_properties", "image_members", "metadef_namespaces", "metadef_items",
+                "metadef_associations", "tasks",
+            ] {
                 counts[table] = try await self.rows(connection, "SELECT COUNT(*) FROM \(table)", []).first?.decode(Int64.self) ?? 0
             }
             return counts
@@ -409,7 +434,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
 
     /// Runs `body` on a pooled connection under the deadline, after making sure the schema is current;
     /// every error leaves as an `ImageStoreError` (or the caller's own error from `update`'s change).
-    private func perform<T: Sendable>(
+    func perform<T: Sendable>(
         _ operation: String, migrating: Bool = true, timeout: Duration? = nil,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
@@ -458,7 +483,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws (its error is rethrown).
-    private func transaction<T: Sendable>(
+    func transaction<T: Sendable>(
         _ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         _ = try await connection.query("BEGIN", logger: logger).collect()
@@ -511,7 +536,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     /// The `images` columns, in the order `decodeImage` reads them (the same list as SQLite's).
     static let columns = SQLiteImageRepository.columns
 
-    private func rows(
+    func rows(
         _ connection: PostgresConnection, _ sql: String, _ arguments: [SQLValue], arrays: [[String]] = []
     ) async throws -> [PostgresRow] {
         var bindings = PostgresBindings(capacity: arguments.count + arrays.count)

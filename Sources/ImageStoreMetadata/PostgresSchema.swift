@@ -1,3 +1,4 @@
+import ImageStoreCore
 import Logging
 import PostgresNIO
 
@@ -76,7 +77,72 @@ enum PostgresSchema {
                 );
                 CREATE INDEX image_members_by_member ON image_members(member_id, status, image_id);
                 """),
-        // Same name as SQLite's: v3-metadefs and v4-tasks are SQLite-only.
+        // v3 and v4 came to PostgreSQL after v5 and v6 had shipped: `migrate` applies every name a
+        // database lacks, in this order, so older PostgreSQL databases gain them at their next sync.
+        Migration(
+            name: "v3-metadefs",
+            sql: """
+                CREATE TABLE metadef_namespaces (
+                    namespace TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    display_name TEXT,
+                    description TEXT,
+                    visibility TEXT COLLATE "C" NOT NULL,
+                    protected BOOLEAN NOT NULL DEFAULT FALSE,
+                    owner TEXT COLLATE "C",
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL
+                );
+                CREATE TABLE metadef_items (
+                    namespace TEXT COLLATE "C" NOT NULL
+                        REFERENCES metadef_namespaces(namespace) ON DELETE CASCADE ON UPDATE CASCADE,
+                    kind TEXT COLLATE "C" NOT NULL,
+                    name TEXT COLLATE "C" NOT NULL,
+                    document TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL,
+                    PRIMARY KEY (namespace, kind, name)
+                );
+                CREATE TABLE metadef_resource_types (
+                    name TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    protected BOOLEAN NOT NULL DEFAULT FALSE,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL
+                );
+                CREATE TABLE metadef_associations (
+                    namespace TEXT COLLATE "C" NOT NULL
+                        REFERENCES metadef_namespaces(namespace) ON DELETE CASCADE ON UPDATE CASCADE,
+                    resource_type TEXT COLLATE "C" NOT NULL REFERENCES metadef_resource_types(name),
+                    prefix TEXT,
+                    properties_target TEXT,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL,
+                    PRIMARY KEY (namespace, resource_type)
+                );
+                INSERT INTO metadef_resource_types (name, protected, created_at, updated_at)
+                    SELECT name, TRUE, EXTRACT(EPOCH FROM now()), EXTRACT(EPOCH FROM now())
+                    FROM unnest(ARRAY[\(MetadefResourceType.seeded.map { "'\($0)'" }.joined(separator: ", "))]) AS name
+                """),
+        Migration(
+            name: "v4-tasks",
+            sql: """
+                CREATE TABLE tasks (
+                    id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    type TEXT COLLATE "C" NOT NULL,
+                    status TEXT COLLATE "C" NOT NULL,
+                    input TEXT NOT NULL,
+                    result TEXT,
+                    message TEXT NOT NULL DEFAULT '',
+                    owner TEXT COLLATE "C",
+                    image_id TEXT COLLATE "C",
+                    user_id TEXT,
+                    request_id TEXT,
+                    expires_at DOUBLE PRECISION,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL
+                );
+                CREATE INDEX tasks_by_owner ON tasks(owner, created_at);
+                CREATE INDEX tasks_by_image ON tasks(image_id)
+                """),
         Migration(
             name: "v5-store-identity",
             sql: """

@@ -94,6 +94,35 @@ struct Serve: AsyncParsableCommand {
             configuration.bindHost = String(bind[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             configuration.bindPort = port
         }
+        if case .postgresql(let url) = configuration.database {
+            // A database that is down is not a start-up error (requests answer 503 until it is up); TLS
+            // that cannot work is a configuration error, said once, clearly, instead of endless 503s.
+            let settings = PostgresImageRepository.Settings(url, options: configuration.databaseOptions)
+            switch await PostgresImageRepository.checkConnection(settings, logger: logger) {
+            case .connected(let tls):
+                logger.info("metadata database answered", metadata: ["tls": "\(tls)", "sslmode": "\(settings.tls.sslmode)"])
+                // Missing migrations now, under a start-up deadline, rather than in the first request under
+                // pool_timeout (a new table or index on a large catalogue may take longer than a request
+                // may wait). Replicas starting together apply each once (advisory lock). If this fails,
+                // the first request tries again, as before.
+                var migrating = settings
+                migrating.maxConnections = 1
+                migrating.timeout = max(settings.timeout, .seconds(120))
+                do {
+                    let schema = try PostgresImageRepository(settings: migrating, logger: logger)
+                    defer { schema.close() }
+                    let applied = try await schema.migrate()
+                    if !applied.isEmpty { logger.notice("metadata schema migrated", metadata: ["applied": "\(applied.joined(separator: ", "))"]) }
+                } catch {
+                    logger.warning("the metadata schema could not be migrated at start-up: \(error); the first request tries again")
+                }
+            case .tlsFailed(let reason):
+                logger.critical("[database] connection: \(reason)")
+                throw ValidationError("[database] connection: \(reason)")
+            case .unavailable(let reason):
+                logger.warning("the metadata database does not answer at start-up: \(reason); requests that need it answer 503 until it does")
+            }
+        }
         let reloader = ConfigurationReloader(configuration: configuration, logging: { output.apply($0) }, logger: logger)
         let app = try buildApplication(configuration: configuration, logger: logger, reloader: reloader)
         // SIGHUP (logrotate, or an operator after editing the file): reload what is safe. Trapped before
@@ -415,6 +444,19 @@ struct Database: AsyncParsableCommand {
         return versioned
     }
 
+    /// For PostgreSQL, one direct connection first: a TLS or login problem is printed as such (exit 1)
+    /// instead of the pool's "did not answer within …" at the deadline.
+    static func checkConnection(_ repository: any ImageRepository, role: String = "database") async throws {
+        guard let postgres = repository as? PostgresImageRepository else { return }
+        switch await PostgresImageRepository.checkConnection(postgres.settings, logger: quietLogger) {
+        case .connected: return
+        case .tlsFailed(let reason), .unavailable(let reason):
+            print("cannot connect to the \(role): \(reason)")
+            await postgres.shutdown()
+            throw ExitCode(1)
+        }
+    }
+
     static var quietLogger: Logger {
         var logger = Logger(label: "imagestore.db")
         logger.logLevel = .error
@@ -431,6 +473,7 @@ struct Database: AsyncParsableCommand {
 
         func run() async throws {
             let repository = try Database.open(config, connection: connection, logger: Database.quietLogger)
+            try await Database.checkConnection(repository)
             let applied = try await repository.migrate()
             let all = try await repository.appliedMigrations()
             print(applied.isEmpty ? "already current" : "applied: \(applied.joined(separator: ", "))")
@@ -449,6 +492,7 @@ struct Database: AsyncParsableCommand {
 
         func run() async throws {
             let repository = try Database.open(config, connection: connection, migrate: false, logger: Database.quietLogger)
+            try await Database.checkConnection(repository)
             let applied = try await repository.appliedMigrations()
             if let postgres = repository as? PostgresImageRepository { await postgres.shutdown() }
             let known = type(of: repository).knownMigrations
@@ -487,6 +531,8 @@ struct Database: AsyncParsableCommand {
             let options = DatabaseOptions(maxPoolSize: 2, poolTimeout: 60)
             let sourceRepository = try ApplicationDependencies.makeRepository(source, options: options, logger: logger)
             let destination = try PostgresImageRepository(settings: .init(destinationURL, options: options), logger: logger)
+            try await Database.checkConnection(sourceRepository, role: "source (--from)")
+            try await Database.checkConnection(destination, role: "destination (--to)")
             do {
                 let counts = try await CatalogueCopy.copy(from: sourceRepository, to: destination)
                 print("copied: \(counts)")
@@ -534,8 +580,10 @@ struct LoadMetadefs: AsyncParsableCommand {
         logger.logLevel = .warning
         let configuration = try config.load(logger: logger)
         let repository = try ApplicationDependencies.makeRepository(configuration, logger: logger)
+        try await Database.checkConnection(repository)
         let metadefs = ApplicationDependencies.metadefs(beside: repository)
         let report = try await MetadefLoader.load(directory: directory, into: metadefs, overwrite: overwrite)
+        if let postgres = repository as? PostgresImageRepository { await postgres.shutdown() }
         for name in report.loaded { print("loaded \(name)") }
         for name in report.skipped { print("skipped \(name) (exists; --overwrite replaces it)") }
         print("\(report.loaded.count) loaded, \(report.skipped.count) skipped")

@@ -4,7 +4,9 @@ import HummingbirdTesting
 import ImageStoreAPI
 import ImageStoreConfig
 import ImageStoreCore
+import ImageStoreMetadata
 import ImageStoreTestSupport
+import Logging
 import NIOCore
 import Testing
 
@@ -17,6 +19,15 @@ import Testing
         let server = try await PostgresServer.start()
         defer { server.stopNow() }
         let url = try await server.createDatabase()
+        // The schema first, without the 1 s deadline: a dozen tables on a loaded machine are not what this
+        // test times (the first request would otherwise migrate under pool_timeout = 1).
+        let setup = try PostgresImageRepository(
+            settings: .init(
+                host: "127.0.0.1", port: server.port, username: PostgresServer.username, password: server.password,
+                database: String(url.split(separator: "/").last!), tls: .disable, timeout: .seconds(60)),
+            logger: Logger(label: "test"))
+        try await setup.migrate()
+        await setup.shutdown()
         let harness = try APITestHarness { configuration in
             guard case .success(let location) = DatabaseLocation.parse(url) else { return }
             configuration.database = location

@@ -7,7 +7,7 @@ import Testing
 /// Makes a fresh `MetadefRepository` of one implementation.
 struct MetadefFactory: Sendable, CustomTestStringConvertible {
     let name: String
-    let make: @Sendable () throws -> (any MetadefRepository, @Sendable () -> Void)
+    let make: @Sendable () async throws -> (any MetadefRepository, @Sendable () async -> Void)
     var testDescription: String { name }
 
     static let all: [MetadefFactory] = [
@@ -25,12 +25,22 @@ struct MetadefFactory: Sendable, CustomTestStringConvertible {
                 }
             )
         },
+        MetadefFactory(name: "PostgreSQL 15") {
+            let fixture = try await RepositoryFactory.postgres.make()
+            let images = try #require(fixture.repository as? PostgresImageRepository)
+            return (PostgresMetadefRepository(sharing: images), fixture.cleanup)
+        },
     ]
 
     func with(_ body: (any MetadefRepository) async throws -> Void) async throws {
-        let (repository, cleanup) = try make()
-        defer { cleanup() }
-        try await body(repository)
+        let (repository, cleanup) = try await make()
+        do {
+            try await body(repository)
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
     }
 }
 

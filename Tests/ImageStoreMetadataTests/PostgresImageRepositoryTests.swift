@@ -22,16 +22,42 @@ import Testing
             #expect(try await repository.migrate() == PostgresImageRepository.knownMigrations)
             #expect(try await repository.migrate() == [])
             #expect(try await repository.appliedMigrations() == PostgresImageRepository.knownMigrations)
-            // The same names as SQLite's, so `db version` means the same on both engines (SQLite's later
-            // metadefs and tasks migrations are not mirrored yet: docs/scaling.md).
-            #expect(PostgresImageRepository.knownMigrations == ["v1-images", "v2-image-members", "v5-store-identity", "v6-replicas"])
-            // Named like SQLite's (which also has the SQLite-only v3-metadefs and v4-tasks).
-            #expect(PostgresImageRepository.knownMigrations.allSatisfy(SQLiteImageRepository.knownMigrations.contains))
+            // The same list, with the same names, as SQLite's, so `db version` means the same on both engines.
+            #expect(PostgresImageRepository.knownMigrations == SQLiteImageRepository.knownMigrations)
             let tables = try await server.psql(
                 "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
                 database: String(url.split(separator: "/").last!))
-            #expect(tables == "image_members,image_properties,image_tags,images,replicas,schema_migrations,store_identity")
+            #expect(
+                tables == "image_members,image_properties,image_tags,images,metadef_associations,metadef_items,"
+                    + "metadef_namespaces,metadef_resource_types,replicas,schema_migrations,store_identity,tasks")
             await repository.shutdown()
+        }
+    }
+
+    /// PostgreSQL databases made before the metadefs and tasks tables came to PostgreSQL hold v1, v2, v5
+    /// and v6: the next sync adds v3 and v4 and keeps the images.
+    @Test func migrate_ofADatabaseWithoutMetadefsAndTasks_addsThem_keepingImages() async throws {
+        try await SharedPostgresServer.withDatabase { server, url in
+            let database = String(url.split(separator: "/").last!)
+            let repository = try PostgresImageRepository(settings: Self.settings(server, url), logger: testLogger)
+            try await repository.migrate()
+            let image = Image(name: "older", owner: "p1")
+            try await repository.create(image)
+            await repository.shutdown()
+            try await server.psql(
+                "DROP TABLE tasks, metadef_associations, metadef_items, metadef_resource_types, metadef_namespaces; "
+                    + "DELETE FROM schema_migrations WHERE name IN ('v3-metadefs', 'v4-tasks')",
+                database: database)
+
+            let upgraded = try PostgresImageRepository(settings: Self.settings(server, url), logger: testLogger)
+            #expect(try await upgraded.appliedMigrations() == ["v1-images", "v2-image-members", "v5-store-identity", "v6-replicas"])
+            #expect(try await upgraded.migrate() == ["v3-metadefs", "v4-tasks"])
+            #expect(try await upgraded.appliedMigrations() == PostgresImageRepository.knownMigrations)
+            #expect(try await upgraded.get(image.id)?.name == "older")
+            let types = try await PostgresMetadefRepository(sharing: upgraded).resourceTypes()
+            #expect(Set(types.map(\.name)) == Set(MetadefResourceType.seeded))
+            try await PostgresTaskRepository(sharing: upgraded).createTask(ImageTask(type: "import"))
+            await upgraded.shutdown()
         }
     }
 
@@ -64,7 +90,11 @@ import Testing
             #expect(stored.tags == ["a", "b"])
             #expect(stored.properties == ["hw_disk_bus": "scsi"])
             #expect(try await second.members(of: image.id).map(\.memberID) == ["p2"])
-            #expect(try await second.tableCounts() == ["images": 1, "image_tags": 2, "image_properties": 1, "image_members": 1])
+            #expect(
+                try await second.tableCounts() == [
+                    "images": 1, "image_tags": 2, "image_properties": 1, "image_members": 1, "metadef_namespaces": 0,
+                    "metadef_items": 0, "metadef_associations": 0, "tasks": 0,
+                ])
             await second.shutdown()
         }
     }

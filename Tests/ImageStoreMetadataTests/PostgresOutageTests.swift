@@ -13,6 +13,10 @@ import Testing
         let server = try await PostgresServer.start()
         defer { server.stopNow() }
         let url = try await server.createDatabase()
+        // The schema first, without the 1 s deadline: creating a dozen tables is not what this test times.
+        let setup = try PostgresImageRepository(settings: PostgresImageRepositoryTests.settings(server, url), logger: testLogger)
+        try await setup.migrate()
+        await setup.shutdown()
         var settings = PostgresImageRepositoryTests.settings(server, url, timeout: .seconds(1))
         settings.maxConnections = 2
         let repository = try PostgresImageRepository(settings: settings, logger: testLogger)

@@ -7,7 +7,7 @@ import Testing
 /// Makes a fresh `TaskRepository` of one implementation.
 struct TaskFactory: Sendable, CustomTestStringConvertible {
     let name: String
-    let make: @Sendable () throws -> (any TaskRepository, @Sendable () -> Void)
+    let make: @Sendable () async throws -> (any TaskRepository, @Sendable () async -> Void)
     var testDescription: String { name }
 
     static let all: [TaskFactory] = [
@@ -25,12 +25,22 @@ struct TaskFactory: Sendable, CustomTestStringConvertible {
                 }
             )
         },
+        TaskFactory(name: "PostgreSQL 15") {
+            let fixture = try await RepositoryFactory.postgres.make()
+            let images = try #require(fixture.repository as? PostgresImageRepository)
+            return (PostgresTaskRepository(sharing: images), fixture.cleanup)
+        },
     ]
 
     func with(_ body: (any TaskRepository) async throws -> Void) async throws {
-        let (repository, cleanup) = try make()
-        defer { cleanup() }
-        try await body(repository)
+        let (repository, cleanup) = try await make()
+        do {
+            try await body(repository)
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
     }
 }
 
@@ -66,6 +76,25 @@ struct TaskFactory: Sendable, CustomTestStringConvertible {
             #expect(updated.updatedAt > Self.t0)
             #expect(try await repo.task(task.id) == updated)
             await expectError(.notFound) { try await repo.updateTask("missing") { $0.status = .success } }
+        }
+    }
+
+    /// Updates are read-modify-write as one step: none is lost when many run at once (on PostgreSQL
+    /// each reads the row FOR UPDATE, as replicas updating one import's task would).
+    @Test(arguments: TaskFactory.all)
+    func concurrentUpdates_ofOneTask_loseNothing(factory: TaskFactory) async throws {
+        try await factory.with { repo in
+            let task = ImageTask(type: "api_image_import", message: "", createdAt: Self.t0)
+            try await repo.createTask(task)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<12 {
+                    group.addTask { try await repo.updateTask(task.id) { $0.message += "<\(i)>" } }
+                }
+                try await group.waitForAll()
+            }
+            let message = try #require(try await repo.task(task.id)).message
+            for i in 0..<12 { #expect(message.contains("<\(i)>")) }
+            #expect(message.count == (0..<12).reduce(0) { $0 + "<\($1)>".count })
         }
     }
 

@@ -22,16 +22,19 @@ public final class PostgresServer: Sendable {
     public let directory: TemporaryDirectory
     public let port: Int
     public let password: String
+    /// With `start(tls: true)`: the CA that signed the server's certificate (for `localhost` and 127.0.0.1).
+    public let certificates: TestCertificates?
     private let process: Mutex<ManagedProcess?>
 
     public var dataDirectory: String { directory.appending("data") }
     /// Where the server's log goes.
     public var logPath: String { directory.appending("postgres.log") }
 
-    private init(directory: TemporaryDirectory, port: Int, password: String, process: ManagedProcess) {
+    private init(directory: TemporaryDirectory, port: Int, password: String, certificates: TestCertificates?, process: ManagedProcess) {
         self.directory = directory
         self.port = port
         self.password = password
+        self.certificates = certificates
         self.process = Mutex(process)
     }
 
@@ -41,7 +44,9 @@ public final class PostgresServer: Sendable {
     public var pid: pid_t? { process.withLock { $0?.isRunning == true ? $0?.pid : nil } }
 
     /// Makes the cluster (initdb) and starts it; answers once it accepts connections.
-    public static func start(timeout: Duration = .seconds(60)) async throws -> PostgresServer {
+    /// - Parameter tls: `ssl = on` with a certificate signed by a CA made for this server (`certificates`);
+    ///   clients may still connect without TLS.
+    public static func start(timeout: Duration = .seconds(60), tls: Bool = false) async throws -> PostgresServer {
         guard FileManager.default.isExecutableFile(atPath: binaries + "/initdb") else {
             throw TestSupportError("no PostgreSQL 15 at \(binaries): apt-get install postgresql-15 (scripts/test does)")
         }
@@ -50,6 +55,8 @@ public final class PostgresServer: Sendable {
             let password = UUID().uuidString
             try password.write(toFile: directory.appending("pwfile"), atomically: true, encoding: .utf8)
             try FileManager.default.createDirectory(atPath: directory.appending("socket"), withIntermediateDirectories: true)
+            let certificates = tls ? try await TestCertificates.make(in: try directory.makeDirectory("tls")) : nil
+            // Also the key file: PostgreSQL reads it as the postgres user and refuses one it does not own.
             try chownToPostgres(directory.path)
             let initdb = try ManagedProcess(
                 "/usr/bin/env",
@@ -65,9 +72,10 @@ public final class PostgresServer: Sendable {
                 throw TestSupportError("initdb failed: \(log.suffix(2000))")
             }
             let port = try freeTCPPort()
-            let process = try launch(directory: directory, port: port)
+            let process = try launch(directory: directory, port: port, certificates: certificates)
             // From here the server owns the directory: its deinit stops the process and removes it.
-            let server = PostgresServer(directory: directory, port: port, password: password, process: process)
+            let server = PostgresServer(
+                directory: directory, port: port, password: password, certificates: certificates, process: process)
             try await server.waitUntilReady(timeout: timeout)
             return server
         } catch {
@@ -118,7 +126,7 @@ public final class PostgresServer: Sendable {
     /// Starts the server again on the same port and data (after `stop`).
     public func restart(timeout: Duration = .seconds(60)) async throws {
         await stop()
-        let process = try Self.launch(directory: directory, port: port)
+        let process = try Self.launch(directory: directory, port: port, certificates: certificates)
         self.process.withLock { $0 = process }
         try await waitUntilReady(timeout: timeout)
     }
@@ -150,14 +158,19 @@ public final class PostgresServer: Sendable {
         throw TestSupportError("PostgreSQL did not accept connections on port \(port) within \(timeout)")
     }
 
-    private static func launch(directory: TemporaryDirectory, port: Int) throws -> ManagedProcess {
-        try ManagedProcess(
+    private static func launch(directory: TemporaryDirectory, port: Int, certificates: TestCertificates?) throws -> ManagedProcess {
+        var tls: [String] = []
+        if let certificates {
+            tls = ["-c", "ssl=on", "-c", "ssl_cert_file=\(certificates.certificatePath)", "-c", "ssl_key_file=\(certificates.keyPath)"]
+        }
+        return try ManagedProcess(
             "/usr/bin/env",
-            arguments: asPostgresUser([
-                binaries + "/postgres", "-D", directory.appending("data"), "-p", "\(port)", "-h", "127.0.0.1",
-                "-k", directory.appending("socket"), "-c", "fsync=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=200", "-c", "shared_buffers=64MB",
-            ]),
+            arguments: asPostgresUser(
+                [
+                    binaries + "/postgres", "-D", directory.appending("data"), "-p", "\(port)", "-h", "127.0.0.1",
+                    "-k", directory.appending("socket"), "-c", "fsync=off", "-c", "full_page_writes=off",
+                    "-c", "max_connections=200", "-c", "shared_buffers=64MB",
+                ] + tls),
             stdoutPath: directory.appending("postgres.log"), stderrPath: directory.appending("postgres.log"))
     }
 
