@@ -22,9 +22,10 @@ def free_port():
 
 
 @contextlib.contextmanager
-def running_server(config=None, setup=None):
+def running_server(config=None, setup=None, env=None):
     """Starts `imagestore serve` in a temp dir; `config` is an INI text with `{work}` for that dir;
-    `setup(work)` runs before the server starts (e.g. to put a marker into the store directory)."""
+    `setup(work)` runs before the server starts (e.g. to put a marker into the store directory);
+    `env` adds environment variables (`IMAGESTORE__SECTION__KEY` options)."""
     binary = os.environ["IMAGESTORE_BIN"]
     work = tempfile.mkdtemp(prefix="imagestore-clients-")
     if setup is not None:
@@ -37,7 +38,7 @@ def running_server(config=None, setup=None):
             f.write(config.format(work=work))
         args += ["--config-file", path]
     log = open(os.path.join(work, "server.log"), "w")
-    proc = subprocess.Popen(args, cwd=work, stdout=log, stderr=log)
+    proc = subprocess.Popen(args, cwd=work, stdout=log, stderr=log, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
