@@ -76,16 +76,14 @@ import Testing
         let streaming = Task {
             try await reader.forEachChunk(heldAtMost: 2) { chunk in kept.withLock { $0.append(chunk) } }
         }
-        var last = -1
+        // The prefetched first chunk is not counted; two more may be alive; then reading stops. (Waits
+        // for the third however slow the machine, then gives a fourth read ample time not to happen.)
         let clock = ContinuousClock()
-        var stableSince = clock.now
-        while clock.now - stableSince < .milliseconds(500) {
-            let now = kept.withLock { $0.count }
-            if now != last { (last, stableSince) = (now, clock.now) }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        // The prefetched first chunk is not counted; two more may be alive; then reading stops.
-        #expect(last == 3, "delivered \(last) of \(chunks) chunks while none was freed")
+        let patience = clock.now + .seconds(60)
+        while kept.withLock({ $0.count }) < 3, clock.now < patience { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .seconds(1))
+        let delivered = kept.withLock { $0.count }
+        #expect(delivered == 3, "delivered \(delivered) of \(chunks) chunks while none was freed")
         // The socket drains: everything arrives, byte for byte.
         var received: [UInt8] = []
         while true {
@@ -94,7 +92,7 @@ import Testing
                 return chunks
             }
             for var chunk in drained { received += chunk.readBytes(length: chunk.readableBytes)! }
-            if received.count >= data.count || clock.now - stableSince > .seconds(60) { break }
+            if received.count >= data.count || clock.now > patience + .seconds(60) { break }
             try await Task.sleep(for: .milliseconds(5))
         }
         try await streaming.value
