@@ -62,28 +62,32 @@ public final class BlockingCallExecutor: Sendable {
             let since = state.withLock { $0.oldestOverdue } ?? start
             return .timedOut(blockedFor: clock.now - since)
         }
-        // The race itself is `value(within:)`, the one deadline primitive; this adds the thread, the
-        // admission rule above and the stuck-call accounting.
+        // Submitted here, before any task hop: a call reaches its thread at once, however busy the
+        // cooperative pool is. The race itself is `value(within:)`, the one deadline primitive; this adds
+        // the thread, the admission rule above and the stuck-call accounting.
         let gaveUp = Atomic<Bool>(false)
+        let delivered = ResumeOnce<Value?>()
+        let submitted = worker.submit { [self] in
+            defer { finished(id) }
+            // The caller already gave up: do not start a call nobody waits for.
+            guard !gaveUp.load(ordering: .acquiring) else {
+                delivered.resume(nil)
+                return
+            }
+            delivered.resume(body())
+        }
+        guard submitted else {
+            finished(id)
+            return .timedOut(blockedFor: .zero)  // the executor is closed
+        }
         let answer: Value?? = await value(
             within: deadline, onLateValue: { late in if let late { abandoned?(late) } }
-        ) { [self] () -> Value? in
-            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
-                let submitted = worker.submit { [self] in
-                    defer { finished(id) }
-                    // The caller already gave up: do not start a call nobody waits for.
-                    guard !gaveUp.load(ordering: .acquiring) else { return continuation.resume(returning: nil) }
-                    continuation.resume(returning: body())
-                }
-                if !submitted {
-                    finished(id)
-                    continuation.resume(returning: nil)
-                }
-            }
+        ) { () -> Value? in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in delivered.install(continuation) }
         }
         switch answer {
         case .some(.some(let value)): return .completed(value)
-        case .some(.none): return .timedOut(blockedFor: .zero)  // the executor is closed
+        case .some(.none): return .timedOut(blockedFor: clock.now - start)  // skipped: gave up before it started
         case .none:
             gaveUp.store(true, ordering: .releasing)
             // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
