@@ -160,7 +160,7 @@ def test_openstack_interoperable_import_glance_direct_and_web_download(tmp_path)
             assert got == data
 
             # Created through the API: `openstack image create` without --file reads a non-tty stdin
-            # (empty here) as the image data, and ImageStore refuses an empty upload.
+            # (empty here) as the image data, which would make an active 0-byte image, as in Glance.
             request = urllib.request.Request(
                 f"{server['url']}/v2/images", method="POST", headers={"Content-Type": "application/json"},
                 data=json.dumps({"name": "osc-web", "disk_format": "raw", "container_format": "bare"}).encode())
