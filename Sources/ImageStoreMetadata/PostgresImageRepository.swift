@@ -1,7 +1,6 @@
 import Foundation
 import ImageStoreCore
 import Logging
-import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -74,22 +73,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     public init(settings: Settings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
-        let tls: PostgresClient.Configuration.TLS
-        switch (settings.tls, try Self.tlsConfiguration(settings)) {
-        case (.prefer, let configuration?): tls = .prefer(configuration)
-        case (_, let configuration?): tls = .require(configuration)
-        case (_, nil): tls = .disable
-        }
-        var configuration: PostgresClient.Configuration
-        if let directory = settings.unixSocketDirectory {
-            configuration = .init(
-                unixSocketPath: "\(directory)/.s.PGSQL.\(settings.port)", username: settings.username,
-                password: settings.password, database: settings.database)
-        } else {
-            configuration = .init(
-                host: settings.host ?? "localhost", port: settings.port, username: settings.username,
-                password: settings.password, database: settings.database, tls: tls)
-        }
+        var configuration = try settings.configuration(PostgresClient.Configuration.self)
         configuration.options.maximumConnections = settings.maxConnections
         configuration.options.connectTimeout = settings.timeout
         // The server drops a statement that outlives our deadline, so nothing keeps running (or holds
@@ -107,29 +91,6 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     }
 
     deinit { runTask.cancel() }
-
-    /// The TLS of `settings` (nil: none), for the pool and `checkConnection`.
-    static func tlsConfiguration(_ settings: Settings) throws -> TLSConfiguration? {
-        switch settings.tls {
-        case .disable:
-            return nil
-        case .prefer, .require:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            return configuration
-        case .verify(let hostname):
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
-            if let path = settings.rootCertificatePath {
-                do {
-                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-                } catch {
-                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
-                }
-            }
-            return configuration
-        }
-    }
 
     /// Stops the pool (its connections close). Later calls fail with `.dependencyUnavailable`.
     public func close() {
