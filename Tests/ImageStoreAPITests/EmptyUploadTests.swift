@@ -31,7 +31,11 @@ import Testing
             defer { connection.closeNormally() }
             try connection.send(
                 "PUT \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(headers)Connection: close\r\n\r\n\(body)")
-            let reply = connection.receive(until: "\u{0}", timeout: 10)
+            // Generous: on a loaded machine (the main test phase) a reply may take over the connection's
+            // 10 s receive timeout.
+            var patience = timeval(tv_sec: 60, tv_usec: 0)
+            setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &patience, socklen_t(MemoryLayout<timeval>.size))
+            let reply = connection.receive(until: "\u{0}", timeout: 60)
             let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return (code, reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? "")
         }
