@@ -577,9 +577,10 @@ func buildRouter(
     // where they are (`stores`), which Tempest's import waiter compares with that list.
     let listsStore = multiStore || dependencies.writeGuard is MountGuard
     VersionsController().addRoutes(to: routes)
-    SchemasController().addRoutes(to: routes)
+    SchemasController(formats: configuration.imageFormats).addRoutes(to: routes)
     ImagesController(
         repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
+        formats: configuration.imageFormats,
         stores: listsStore ? service.stores : nil,
         locations: !configuration.showImageDirectURL && !configuration.showMultipleLocations
             ? nil

@@ -80,29 +80,27 @@ public final class BlockingCallExecutor: Sendable {
             finished(id)
             return .timedOut(blockedFor: .zero)  // the executor is closed
         }
-        let answer: Value?? = await value(
-            within: deadline, onLateValue: { late in if let late { abandoned?(late) } }
-        ) { () -> Value? in
-            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in delivered.install(continuation) }
-        }
-        switch answer {
-        case .some(.some(let value)): return .completed(value)
-        case .some(.none): return .timedOut(blockedFor: clock.now - start)  // skipped: gave up before it started
-        case .none:
-            gaveUp.store(true, ordering: .releasing)
-            // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
-            // only if it is still running when the deadline comes.
-            let overdueAt = start + deadline
-            if clock.now < overdueAt {
-                Task { [self] in
-                    try? await clock.sleep(until: overdueAt)
-                    markOverdue(id)
-                }
-            } else {
+        // The worker delivers nil only for a call it skipped, which it does only once `gaveUp` is set,
+        // i.e. after this race was lost: that nil reaches `onLateValue`, never this answer. Flattened, the
+        // answer is the call's value, or nil for "no answer by the deadline".
+        let answer: Value? =
+            await value(within: deadline, onLateValue: { late in if let late { abandoned?(late) } }) { () -> Value? in
+                await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in delivered.install(continuation) }
+            } ?? nil
+        if let answer { return .completed(answer) }
+        gaveUp.store(true, ordering: .releasing)
+        // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck) only if
+        // it is still running when the deadline comes.
+        let overdueAt = start + deadline
+        if clock.now < overdueAt {
+            Task { [self] in
+                try? await clock.sleep(until: overdueAt)
                 markOverdue(id)
             }
-            return .timedOut(blockedFor: clock.now - start)
+        } else {
+            markOverdue(id)
         }
+        return .timedOut(blockedFor: clock.now - start)
     }
 
     private func markOverdue(_ id: Int) {

@@ -72,6 +72,9 @@ import Testing
                 ("bytes=990-", Array(data[990...]), "bytes 990-999/1000"),
                 ("bytes=-5", Array(data[995...]), "bytes 995-999/1000"),
                 ("bytes=500-5000", Array(data[500...]), "bytes 500-999/1000"),
+                // webob parses a suffix of 0 as a start of 0.
+                ("bytes=-0", data, "bytes 0-999/1000"),
+                ("bytes=-2000", data, "bytes 0-999/1000"),
             ] {
                 let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
                 #expect(response.status == .partialContent, "\(header)")
@@ -79,7 +82,7 @@ import Testing
                 #expect(response.headers[.contentRange] == contentRange)
                 #expect(response.headers[HTTPField.Name("Content-MD5")!] == md5Hex(data))
             }
-            for header in ["bytes=1000-", "bytes=5-2", "bytes=abc", "items=0-1", "bytes=-0"] {
+            for header in ["bytes=1000-", "bytes=5-2", "bytes=abc", "items=0-1", "bytes=-"] {
                 let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
                 #expect(response.status == .rangeNotSatisfiable, "\(header)")
             }

@@ -756,4 +756,20 @@ import Testing
             #expect(config.warnings.isEmpty, "\(config.warnings)")
         }
     }
+
+    /// Glance's ListOpts and defaults; also read from [DEFAULT] (Glance's deprecated location for them).
+    @Test func imageFormatSection_diskAndContainerFormats() throws {
+        let defaults = try parse("")
+        #expect(defaults.imageFormats.disk == ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"])
+        #expect(defaults.imageFormats.container == ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"])
+        let config = try parse("[image_format]\ndisk_formats = qcow2, raw\ncontainer_formats = [bare,ovf]\n")
+        #expect(config.imageFormats == ImageFormats(disk: ["qcow2", "raw"], container: ["bare", "ovf"]))
+        #expect(config.warnings.isEmpty, "\(config.warnings)")
+        let legacy = try parse("[DEFAULT]\ndisk_formats = raw\n")
+        #expect(legacy.imageFormats.disk == ["raw"])
+        #expect(legacy.imageFormats.container == ImageFormats.defaultContainer)
+        #expect(legacy.warnings.isEmpty, "\(legacy.warnings)")
+        // An empty list: only null is left, as in Glance.
+        #expect(try parse("[image_format]\ndisk_formats =\n").imageFormats.disk == [])
+    }
 }
