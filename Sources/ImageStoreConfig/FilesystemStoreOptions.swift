@@ -68,7 +68,7 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public static let defaultThreadPoolSize = 4
     /// On: the kernel's copy into the page cache was ~1.4 s of CPU per GiB uploaded, a fifth of an
     /// upload's server CPU (docs/performance.md).
-    public static let defaultDirectIO = true
+    public static let defaultDirectIO = false
 
     public init(
         datadir: String = Self.defaultDatadir, filePerm: Int = Self.defaultFilePerm, chunkSize: Int = Self.defaultChunkSize,

@@ -145,12 +145,12 @@ import Testing
         #expect(defaults.store.threadPoolSize == FilesystemStoreOptions.defaultThreadPoolSize)
     }
 
-    @Test func storeDirectIO_isRead_andOnByDefault() throws {
-        let config = try parse("[glance_store]\nfilesystem_store_direct_io = false")
-        #expect(config.store.directIO == false)
+    @Test func storeDirectIO_isRead_andOffByDefault() throws {
+        let config = try parse("[glance_store]\nfilesystem_store_direct_io = true")
+        #expect(config.store.directIO == true)
         #expect(config.warnings.isEmpty, "\(config.warnings)")
         #expect(try parse("").store.directIO == FilesystemStoreOptions.defaultDirectIO)
-        #expect(FilesystemStoreOptions.defaultDirectIO)
+        #expect(!FilesystemStoreOptions.defaultDirectIO)
     }
 
     @Test func parse_whenEmptyFile_usesEveryDefault() throws {

@@ -146,13 +146,13 @@ import Testing
         }
     }
 
-    /// With direct I/O on (the default), the upload's descriptor has O_DIRECT on a filesystem that takes it
+    /// With direct I/O on, the upload's descriptor has O_DIRECT on a filesystem that takes it
     /// (the test directory is on ext4 here); the last partial page is written buffered and the file is exact.
     @Test func directIO_onADiskFilesystem_writesWithODirect() async throws {
         let recorder = RecordingLogHandler()
         try await withStore(.filesystem) { fixture in
             let directory = try #require(fixture.directory)
-            let store = FilesystemImageStore(directory: directory, logger: Logger(label: "test") { _ in recorder })
+            let store = FilesystemImageStore(directory: directory, directIO: true, logger: Logger(label: "test") { _ in recorder })
             #expect(store.directIO)
             let id = ImageID()
             let bytes = randomBytes((2 << 20) + 4097)
@@ -186,7 +186,7 @@ import Testing
     @Test func directIO_whenTheFilesystemRefusesIt_fallsBackToBufferedWritesAndLogsOnce() async throws {
         try await withRamfs { directory in
             let recorder = RecordingLogHandler()
-            let store = FilesystemImageStore(directory: directory, logger: Logger(label: "test") { _ in recorder })
+            let store = FilesystemImageStore(directory: directory, directIO: true, logger: Logger(label: "test") { _ in recorder })
             for size in [0, 4097, (1 << 20) + 1] {
                 let id = ImageID()
                 let bytes = randomBytes(size)
