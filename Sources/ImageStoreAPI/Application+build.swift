@@ -92,7 +92,7 @@ public struct ApplicationDependencies: Sendable {
                 directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
                 hashAlgorithm: configuration.hashingAlgorithm,
                 timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
-                directIO: options.directIO, createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
+                directIO: options.directIO, flushAfter: options.flushAfterMiB << 20, createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
                 onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
             var storeGuard: any WriteGuard = UnguardedStore()
             if let mountGuard {
@@ -117,6 +117,7 @@ public struct ApplicationDependencies: Sendable {
                 store: FilesystemImageStore(
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), directIO: stagingOptions.directIO,
+                    flushAfter: stagingOptions.flushAfterMiB << 20,
                     createDirectory: false,
                     replicaID: replicaID, logger: logger),
                 writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
@@ -130,7 +131,8 @@ public struct ApplicationDependencies: Sendable {
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
                     hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(options.guardTimeoutMilliseconds),
-                    directIO: (configuration.stagingStore ?? options).directIO, createDirectory: true, replicaID: replicaID,
+                    directIO: (configuration.stagingStore ?? options).directIO,
+                    flushAfter: (configuration.stagingStore ?? options).flushAfterMiB << 20, createDirectory: true, replicaID: replicaID,
                     logger: logger),
                 writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         }
@@ -168,7 +170,7 @@ public struct ApplicationDependencies: Sendable {
             return StagingArea(
                 store: FilesystemImageStore(
                     directory: filesystem.directory + "/" + ServiceConfiguration.stagingDirectoryName,
-                    directIO: filesystem.directIO, createDirectory: true, logger: logger),
+                    directIO: filesystem.directIO, flushAfter: filesystem.flushAfter, createDirectory: true, logger: logger),
                 writeGuard: writeGuard)
         }
         return StagingArea(store: InMemoryImageStore(), writeGuard: writeGuard)

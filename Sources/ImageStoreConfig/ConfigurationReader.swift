@@ -302,6 +302,9 @@ struct ConfigurationReader {
         }
         if let v = value(section, K.threadPoolSize) { options.threadPoolSize = try v.int(in: 1...256) }
         if let v = value(section, K.directIO) { options.directIO = try v.bool() }
+        if let v = value(section, K.flushAfter) {
+            options.flushAfterMiB = try v.int(in: 0...FilesystemStoreOptions.maximumFlushAfterMiB)
+        }
         if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
         if let v = value(section, K.reservedSpace) { options.reservedSpace = try parseReservedSpace(v) }
 

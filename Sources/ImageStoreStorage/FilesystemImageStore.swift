@@ -34,7 +34,12 @@ public struct FilesystemImageStore: ImageDataStore {
     private let io: StoreIO
     /// `filesystem_store_direct_io`: uploads write with O_DIRECT where the filesystem allows it.
     public let directIO: Bool
-    private let directIOFallbacks: DirectIOFallbacks
+    private let directIOFallbacks: Fallbacks
+    /// `filesystem_store_flush_after`, in bytes: the write-behind window of buffered uploads; 0: off.
+    public let flushAfter: Int
+    private let writeBehindFallbacks: Fallbacks
+    /// The write-behind call; tests put one here that refuses, as a seccomp filter or an old kernel would.
+    package var syncFileRange: SyncFileRangeCall = SyncFileRange.system
 
     /// Downloads read at least this much per call: each read is a hop to a store thread under the
     /// deadline, and with glance_store's 64 KiB chunks those hops (16 384 per GiB) cost more CPU than
@@ -52,6 +57,9 @@ public struct FilesystemImageStore: ImageDataStore {
     ///   - threads: threads for reads and metadata calls (`filesystem_store_thread_pool_size`).
     ///   - directIO: write uploads with O_DIRECT (`filesystem_store_direct_io`); a filesystem that refuses
     ///     it gets buffered writes (logged once).
+    ///   - flushAfter: write-behind window of buffered uploads in bytes (`filesystem_store_flush_after`,
+    ///     there in MiB); 0: off. A system that refuses `sync_file_range` gets plain buffered writes
+    ///     (logged once).
     ///   - createDirectory: `prepare()` creates a missing directory (an unguarded or marker-only store).
     ///   - onStuckChange: told the number of calls past their deadline and not yet returned, on each change
     ///     (with what timed out while it is above zero).
@@ -59,7 +67,7 @@ public struct FilesystemImageStore: ImageDataStore {
         directory: String, filePermissions: Int = 0, chunkSize: Int = 65536, hashAlgorithm: HashAlgorithm = .default,
         timeout: Duration = .seconds(2),
         threads: Int = FilesystemImageStore.ioThreads, directIO: Bool = FilesystemImageStore.defaultDirectIO,
-        createDirectory: Bool = false, replicaID: String? = nil, logger: Logger,
+        flushAfter: Int = FilesystemImageStore.defaultFlushAfter, createDirectory: Bool = false, replicaID: String? = nil, logger: Logger,
         onStuckChange: @escaping @Sendable (_ stuck: Int, _ detail: String?) -> Void = { _, _ in }
     ) {
         self.directory = directory
@@ -73,7 +81,13 @@ public struct FilesystemImageStore: ImageDataStore {
         self.createsDirectory = createDirectory
         self.logger = logger
         self.directIO = directIO && directIOFlag != nil
-        self.directIOFallbacks = DirectIOFallbacks(directory: directory, logger: logger)
+        self.directIOFallbacks = Fallbacks(
+            "the filesystem refuses direct I/O; uploads are written through the page cache", directory: directory,
+            logger: logger)
+        self.flushAfter = max(0, flushAfter)
+        self.writeBehindFallbacks = Fallbacks(
+            "sync_file_range is refused here; buffered uploads are written without write-behind", directory: directory,
+            logger: logger)
         self.io = StoreIO(name: "imagestore.fs-io", threads: max(1, threads), timeout: timeout, onStuckChange: onStuckChange)
         _ = ProcessStart.time  // fix the reference time for the sweep as early as possible
     }
@@ -89,6 +103,13 @@ public struct FilesystemImageStore: ImageDataStore {
     /// Uploads written through the page cache although `directIO` is on, because the filesystem refused
     /// O_DIRECT.
     public var directIOFallbackCount: Int { directIOFallbacks.count }
+
+    /// The default of `flushAfter` (16 MiB; `filesystem_store_flush_after = 16`). See docs/performance.md.
+    public static let defaultFlushAfter = 16 << 20
+
+    /// Buffered uploads written without write-behind although `flushAfter` is on, because the system
+    /// refused `sync_file_range`.
+    public var writeBehindFallbackCount: Int { writeBehindFallbacks.count }
 
     /// Creates the store directory when this store may (like glance_store for a plain directory), under
     /// the deadline: start-up calls it in the background until it answers.
@@ -117,6 +138,9 @@ public struct FilesystemImageStore: ImageDataStore {
         let tag = replicaID.map { "." + $0 } ?? ""
         let directIO = self.directIO
         let fallbacks = self.directIOFallbacks
+        let writeBehindFallbacks = self.writeBehindFallbacks
+        let writeBehind = WriteBehind(
+            window: flushAfter, call: syncFileRange, onRefused: { writeBehindFallbacks.record($0) })
         let file = try await io.run(
             "create a temporary file in \(directory)", context: .write,
             // Created after the caller gave up: nobody will write it.
@@ -144,7 +168,7 @@ public struct FilesystemImageStore: ImageDataStore {
                     }
                     return TemporaryFile(
                         fd: fd, directory: directory, tempPath: tempPath, finalPath: finalPath, direct: direct,
-                        onDirectRefused: { fallbacks.record($0) })
+                        writeBehind: writeBehind, onDirectRefused: { fallbacks.record($0) })
                 }
                 let code = errno
                 if code == EINTR || (code == EEXIST && attempt < 3) { continue }
@@ -276,14 +300,17 @@ public struct FilesystemImageStore: ImageDataStore {
     }
 }
 
-/// Counts the uploads a store wrote buffered because its filesystem refused O_DIRECT, and logs the
-/// first: the fallback is the filesystem's (tmpfs before Linux 6.6, ramfs, some FUSE), not an error.
-final class DirectIOFallbacks: Sendable {
+/// Counts the uploads a store wrote the plain way because the system refused an optimisation (O_DIRECT:
+/// tmpfs before Linux 6.6, ramfs, some FUSE; sync_file_range: a seccomp filter, a non-Linux system), and
+/// logs the first: the fallback is the system's, not an error.
+final class Fallbacks: Sendable {
     private let recorded = Atomic(0)
+    private let message: String
     private let directory: String
     private let logger: Logger
 
-    init(directory: String, logger: Logger) {
+    init(_ message: String, directory: String, logger: Logger) {
+        self.message = message
         self.directory = directory
         self.logger = logger
     }
@@ -292,9 +319,7 @@ final class DirectIOFallbacks: Sendable {
 
     func record(_ code: Int32) {
         guard recorded.add(1, ordering: .relaxed).oldValue == 0 else { return }
-        logger.info(
-            "the filesystem refuses direct I/O; uploads are written through the page cache",
-            metadata: ["directory": "\(directory)", "errno": "\(code)"])
+        logger.info("\(message)", metadata: ["directory": "\(directory)", "errno": "\(code)"])
     }
 }
 

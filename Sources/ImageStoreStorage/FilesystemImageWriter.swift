@@ -18,6 +18,11 @@ import Synchronization
 /// copy was ~1.4 s of CPU per GiB). O_DIRECT needs the memory, the length and the file offset aligned,
 /// so only the aligned part of a write goes direct; the rest (the upload's last partial page) is written
 /// after turning O_DIRECT off on the same descriptor, and the file stays buffered from then on.
+///
+/// Buffered, with write-behind (`filesystem_store_flush_after`): each time a window of the file is
+/// complete, its writeback is started and the window before it is waited for (`sync_file_range`), so
+/// an upload leaves at most about two windows dirty in the page cache and the fsync before publishing,
+/// which runs under the deadline, has only that left to write instead of the whole image.
 final class TemporaryFile: @unchecked Sendable {
     /// Alignment of direct writes: a page satisfies every logical block size up to 4 KiB.
     static let directIOAlignment = 4096
@@ -37,10 +42,15 @@ final class TemporaryFile: @unchecked Sendable {
     private var bounce: ByteBuffer?
     /// Told when the filesystem refuses a direct write (errno) and the file falls back to buffered writes.
     private let onDirectRefused: @Sendable (Int32) -> Void
+    /// The write-behind window in bytes; 0: none (off, direct I/O, or refused by the system).
+    private var flushWindow: Int
+    /// Writeback was started for every byte below this offset (a multiple of `flushWindow`).
+    private var flushStarted = 0
+    private let writeBehind: WriteBehind
 
     init(
         fd: Int32, directory: String, tempPath: String, finalPath: String, direct: Bool = false,
-        onDirectRefused: @escaping @Sendable (Int32) -> Void = { _ in }
+        writeBehind: WriteBehind = .off, onDirectRefused: @escaping @Sendable (Int32) -> Void = { _ in }
     ) {
         self.fd = fd
         self.directory = directory
@@ -48,6 +58,9 @@ final class TemporaryFile: @unchecked Sendable {
         self.finalPath = finalPath
         self.isDirect = direct
         self.onDirectRefused = onDirectRefused
+        self.writeBehind = writeBehind
+        // Direct writes leave nothing dirty but the last partial page.
+        self.flushWindow = direct ? 0 : writeBehind.window
     }
 
     func write(_ buffer: ByteBuffer) throws {
@@ -59,6 +72,40 @@ final class TemporaryFile: @unchecked Sendable {
                 try writeAll(fd, UnsafeRawBufferPointer(rebasing: rest), "write \(tempPath)")
                 written += rest.count
             }
+        }
+        if flushWindow > 0 { try flushBehind() }
+    }
+
+    /// For each window completed since the last call: start its writeback, then wait for the window
+    /// before it (started one window ago, so usually already written). Runs on the file thread as part
+    /// of a batch's write, so it is under the pipeline's deadline like the write itself.
+    private func flushBehind() throws {
+        let window = flushWindow
+        while written - flushStarted >= window {
+            let start = flushStarted
+            guard try syncRange(start, window, SyncFileRange.write) else { return }
+            if start >= window {
+                let flags = SyncFileRange.waitBefore | SyncFileRange.write | SyncFileRange.waitAfter
+                guard try syncRange(start - window, window, flags) else { return }
+            }
+            flushStarted = start + window
+        }
+    }
+
+    /// One `sync_file_range`; false when the system refuses it (write-behind is then off for this file,
+    /// reported once per store). Any other error fails the upload: the kernel reports a writeback error
+    /// once per descriptor, so one swallowed here would not be seen by the fsync.
+    private func syncRange(_ offset: Int, _ length: Int, _ flags: UInt32) throws -> Bool {
+        while true {
+            let code = writeBehind.call(fd, Int64(offset), Int64(length), flags)
+            if code == 0 { return true }
+            if code == EINTR { continue }
+            if SyncFileRange.isRefusal(code) {
+                flushWindow = 0
+                writeBehind.onRefused(code)
+                return false
+            }
+            throw imageStoreError(errno: code, "sync_file_range \(tempPath)", context: .write)
         }
     }
 
@@ -124,9 +171,12 @@ final class TemporaryFile: @unchecked Sendable {
     }
 
     /// fsync, permissions, close: after this the bytes are durable under the temporary name.
-    func makeDurable(permissions: Int) throws {
+    /// Returns how long the fsync took (logged at debug: with write-behind it stays small).
+    func makeDurable(permissions: Int) throws -> Duration {
         guard fd >= 0 else { throw ImageStoreError.internal("temporary file \(tempPath) already closed") }
-        try posixCall("fsync \(tempPath)", context: .write) { fsync(fd) }
+        let fsyncTime = try ContinuousClock().measure {
+            try posixCall("fsync \(tempPath)", context: .write) { fsync(fd) }
+        }
         if permissions > 0 {
             try posixCall("chmod \(tempPath)", context: .write) { fchmod(fd, mode_t(permissions)) }
         }
@@ -134,6 +184,7 @@ final class TemporaryFile: @unchecked Sendable {
         fd = -1
         bounce = nil
         try closeFile(closing, "close \(tempPath)")
+        return fsyncTime
     }
 
     /// Publishes the data under the image id, never replacing existing data, and makes the new name
@@ -475,7 +526,13 @@ final class FilesystemImageWriter: ImageDataWriter {
             if let last { try await pipeline.submit(last) }
             try await pipeline.drain()
             let permissions = filePermissions
-            try await pipeline.onFileThread("fsync") { try $0.makeDurable(permissions: permissions) }
+            let fsyncTime = try await pipeline.onFileThread("fsync") { try $0.makeDurable(permissions: permissions) }
+            logger.debug(
+                "upload fsynced",
+                metadata: [
+                    "image_id": "\(id)", "size": "\(size)",
+                    "fsync_ms": "\((fsyncTime.fractionalMilliseconds * 10).rounded() / 10)",
+                ])
             let (md5, multihash) = try await pipeline.digests()
             let staged = UploadHasher.staged(size: size, md5: md5, multihash: multihash)
             try state.withLock { state in

@@ -190,3 +190,47 @@ func setDirectIO(_ fd: Int32, _ on: Bool) -> Int32 {
     if wanted == flags { return 0 }
     return fcntl(fd, F_SETFL, wanted) == 0 ? 0 : errno
 }
+
+/// `sync_file_range(2)`, for write-behind: 0 or the errno.
+package typealias SyncFileRangeCall = @Sendable (_ fd: Int32, _ offset: Int64, _ length: Int64, _ flags: UInt32) -> Int32
+
+enum SyncFileRange {
+    static let waitBefore: UInt32 = 1  // SYNC_FILE_RANGE_WAIT_BEFORE
+    static let write: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
+    static let waitAfter: UInt32 = 4  // SYNC_FILE_RANGE_WAIT_AFTER
+
+    #if os(Linux)
+    private typealias Function = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    /// Linux-only and declared by glibc only under _GNU_SOURCE, so looked up once by name (as renameat2).
+    private static let function: Function? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "sync_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: Function.self)
+    }()
+    #endif
+
+    /// The system's call; ENOSYS where there is none.
+    static let system: SyncFileRangeCall = { fd, offset, length, flags in
+        #if os(Linux)
+        guard let function else { return ENOSYS }
+        return function(fd, offset, length, flags) == 0 ? 0 : errno
+        #else
+        return ENOSYS
+        #endif
+    }
+
+    /// The errors that mean "not here" rather than "the data did not get written": no such call
+    /// (ENOSYS, or EPERM from a seccomp filter), a descriptor or filesystem it does not apply to.
+    static func isRefusal(_ code: Int32) -> Bool {
+        code == EINVAL || code == ENOSYS || code == ESPIPE || code == EOPNOTSUPP || code == ENOTSUP || code == EPERM
+    }
+}
+
+/// What an upload's file does about write-behind: the window (bytes, 0: off), the call, and whom to tell
+/// when the system refuses it.
+struct WriteBehind: Sendable {
+    var window: Int
+    var call: SyncFileRangeCall
+    var onRefused: @Sendable (Int32) -> Void
+
+    static let off = WriteBehind(window: 0, call: SyncFileRange.system, onRefused: { _ in })
+}

@@ -38,6 +38,33 @@ import Testing
         }
     }
 
+    /// `filesystem_store_flush_after` (1 MiB windows, so these uploads cross several; 0: off): the
+    /// upload and a glance-direct import end `active` with exact checksums and exactly the bytes on disk.
+    @Test(arguments: [1, 0])
+    func upload_andImport_withWriteBehind_orWithout_areExact(flushAfterMiB: Int) async throws {
+        let harness = try APITestHarness { $0.store.flushAfterMiB = flushAfterMiB }
+        let data = randomBytes(5 << 20 + 4099)
+        try await harness.run { client in
+            let uploaded = try await client.createImage()
+            #expect(try await client.upload(uploaded, data).status == .noContent)
+            let imported = try await client.createImage()
+            #expect(try await client.stage(imported, data).status == .noContent)
+            #expect(try await client.importImage(imported, ImportAPITests.direct).status == .accepted)
+            #expect(try await client.waitForImport(imported)["status"] == "active")
+            for id in [uploaded, imported] {
+                let image = try await client.image(id)
+                #expect(image["status"] == "active")
+                #expect(image["size"] == .int(Int64(data.count)))
+                #expect(image["checksum"]?.stringValue == md5Hex(data))
+                #expect(image["os_hash_value"]?.stringValue == sha512Hex(data))
+                let onDisk = try Data(contentsOf: URL(fileURLWithPath: harness.datadir + "/" + id))
+                #expect(onDisk == Data(data))
+            }
+            #expect(try harness.storeFiles().filter { $0 != "os_glance_staging_store" } == [uploaded, imported].sorted())
+            #expect(try harness.stagingFiles().isEmpty)
+        }
+    }
+
     /// `hashing_algorithm = sha256`: os_hash_algo/os_hash_value follow it for uploads and for
     /// glance-direct imports; checksum stays md5.
     @Test func hashingAlgorithm_sha256_appliesToUploadAndImport() async throws {

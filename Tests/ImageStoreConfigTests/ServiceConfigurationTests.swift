@@ -153,6 +153,15 @@ import Testing
         #expect(!FilesystemStoreOptions.defaultDirectIO)
     }
 
+    @Test func storeFlushAfter_isReadInMiB_onByDefault_zeroTurnsItOff() throws {
+        let config = try parse("[glance_store]\nfilesystem_store_flush_after = 8")
+        #expect(config.store.flushAfterMiB == 8)
+        #expect(config.warnings.isEmpty, "\(config.warnings)")
+        #expect(try parse("[glance_store]\nfilesystem_store_flush_after = 0").store.flushAfterMiB == 0)
+        #expect(try parse("").store.flushAfterMiB == FilesystemStoreOptions.defaultFlushAfterMiB)
+        #expect(FilesystemStoreOptions.defaultFlushAfterMiB > 0)
+    }
+
     @Test func parse_whenEmptyFile_usesEveryDefault() throws {
         let config = try parse("")
         #expect(config.bindHost == "0.0.0.0")
@@ -575,6 +584,8 @@ import Testing
         ("[glance_store]\nfilesystem_store_timeout = 1.5", 2, "glance_store", "filesystem_store_timeout", "is not an integer"),
         ("[glance_store]\nfilesystem_store_thread_pool_size = 0", 2, "glance_store", "filesystem_store_thread_pool_size", "between 1 and 256"),
         ("[glance_store]\nfilesystem_store_direct_io = sometimes", 2, "glance_store", "filesystem_store_direct_io", "\"sometimes\" is not a boolean"),
+        ("[glance_store]\nfilesystem_store_flush_after = -1", 2, "glance_store", "filesystem_store_flush_after", "between 0 and 1024"),
+        ("[glance_store]\nfilesystem_store_flush_after = 16M", 2, "glance_store", "filesystem_store_flush_after", "is not an integer"),
         ("[DEFAULT]\nstore_unavailable_status = 404", 2, "DEFAULT", "store_unavailable_status", "must be 410 (the store is gone) or 503"),
         ("[DEFAULT]\nhashing_algorithm = blake2b", 2, "DEFAULT", "hashing_algorithm", "\"blake2b\" is not a hashing algorithm ImageStore has (sha1, sha256, sha384, sha512)"),
         ("[DEFAULT]\nstore_unavailable_status = gone", 2, "DEFAULT", "store_unavailable_status", "is not an integer"),

@@ -45,6 +45,9 @@ import Glibc
             datadir: datadir, markerFile: fs.mountpoint + "/.glance", guardInterval: interval,
             guardTimeoutMilliseconds: Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000),
             guardMaxAgeMilliseconds: 100)
+        // 1 MiB write-behind windows: the uploads here (up to 8 MiB) go through the sync_file_range calls,
+        // which must give 410 within the deadline like the writes and the fsync when the share hangs.
+        store.flushAfterMiB = 1
         switch mode {
         case .markerOnly: break
         case .requireMountpoint:

@@ -222,6 +222,114 @@ import Testing
         }
     }
 
+    // MARK: Write-behind (filesystem_store_flush_after)
+
+    /// Buffered uploads start the writeback of each completed window and wait for the one before it; the
+    /// bytes on disk and the digests are exact whatever the chunking, and the tail is left to the fsync.
+    @Test func writeBehind_startsEachWindow_waitsForThePreviousOne_bytesExact() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let recorder = RecordingLogHandler()
+        var store = FilesystemImageStore(
+            directory: directory, directIO: false, flushAfter: 1 << 20, logger: Logger(label: "test") { _ in recorder })
+        let calls = SyncFileRangeRecorder(real: store.syncFileRange)
+        store.syncFileRange = calls.call
+        let id = ImageID()
+        let bytes = randomBytes((3 << 20) + 4097)
+        let staged = try await upload(store, id, bytes, chunkSize: 100_000)
+        #expect(staged == StagedImageData(size: Int64(bytes.count), md5: md5Hex(bytes), hashValue: sha512Hex(bytes)))
+        #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+        let window: Int64 = 1 << 20
+        let wait: UInt32 = 1 | 2 | 4  // WAIT_BEFORE | WRITE | WAIT_AFTER
+        #expect(
+            calls.calls == [
+                .init(offset: 0, length: window, flags: 2),
+                .init(offset: window, length: window, flags: 2), .init(offset: 0, length: window, flags: wait),
+                .init(offset: 2 * window, length: window, flags: 2), .init(offset: window, length: window, flags: wait),
+            ])
+        #expect(store.writeBehindFallbackCount == 0)
+        #expect(recorder.messages.filter { $0.contains("sync_file_range") } == [])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [id.description])
+    }
+
+    /// 0 turns it off, and direct I/O has nothing to write behind: no call at all.
+    @Test(arguments: [(directIO: false, flushAfter: 0), (directIO: true, flushAfter: 1 << 20)])
+    func writeBehind_offOrDirectIO_makesNoCall(directIO: Bool, flushAfter: Int) async throws {
+        try await withStore(.filesystem) { fixture in
+            let directory = try #require(fixture.directory)
+            var store = FilesystemImageStore(directory: directory, directIO: directIO, flushAfter: flushAfter, logger: testLogger)
+            let calls = SyncFileRangeRecorder(real: store.syncFileRange)
+            store.syncFileRange = calls.call
+            let id = ImageID()
+            let bytes = randomBytes((3 << 20) + 1)
+            let staged = try await upload(store, id, bytes)
+            #expect(staged.md5 == md5Hex(bytes))
+            #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+            #expect(calls.calls == [])
+        }
+    }
+
+    /// Where the system refuses sync_file_range (ENOSYS from a seccomp filter or an old kernel, EINVAL,
+    /// EPERM), uploads are written as without write-behind: exact bytes, no more calls for that upload,
+    /// logged once per store.
+    @Test(arguments: [ENOSYS, EINVAL, EPERM])
+    func writeBehind_whenRefused_fallsBackToPlainBufferedWrites_logsOnce(refusal: Int32) async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let recorder = RecordingLogHandler()
+        var store = FilesystemImageStore(
+            directory: directory, directIO: false, flushAfter: 1 << 20, logger: Logger(label: "test") { _ in recorder })
+        let calls = SyncFileRangeRecorder(real: store.syncFileRange, refusing: refusal)
+        store.syncFileRange = calls.call
+        for size in [(2 << 20) + 5, 3 << 20, 100] {
+            let id = ImageID()
+            let bytes = randomBytes(size)
+            let staged = try await upload(store, id, bytes, chunkSize: 256 * 1024)
+            #expect(staged == StagedImageData(size: Int64(size), md5: md5Hex(bytes), hashValue: sha512Hex(bytes)))
+            #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+        }
+        // One refused call per upload that completed a window, then none.
+        #expect(calls.calls.count == 2)
+        #expect(store.writeBehindFallbackCount == 2)
+        #expect(recorder.messages.filter { $0.contains("sync_file_range") }.count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).allSatisfy { !$0.hasPrefix(".") })
+    }
+
+    /// A writeback error reported by the wait fails the upload (the kernel reports it once per
+    /// descriptor: swallowed here, the fsync would not see it), and nothing is left on disk.
+    @Test func writeBehind_writebackError_failsTheUpload_nothingLeft() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var store = FilesystemImageStore(directory: directory, directIO: false, flushAfter: 1 << 20, logger: testLogger)
+        let calls = SyncFileRangeRecorder(real: store.syncFileRange, refusing: EIO, flags: 1 | 2 | 4)
+        store.syncFileRange = calls.call
+        let writer = try await store.beginWrite(ImageID(), expectedSize: 4 << 20)
+        await expectError(.storeUnavailable) {
+            try await write(randomBytes(4 << 20), to: writer, chunkSize: 1 << 20)
+            _ = try await writer.finish()
+        }
+        await writer.abort()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [])
+        #expect(store.writeBehindFallbackCount == 0)
+    }
+
+    /// tmpfs and ramfs take sync_file_range (nothing to write back): uploads with small windows are exact.
+    @Test(arguments: [false, true])
+    func writeBehind_onTmpfsAndRamfs_uploadsExact(ramfs: Bool) async throws {
+        let body: (String) async throws -> Void = { directory in
+            let store = FilesystemImageStore(directory: directory, directIO: false, flushAfter: 1 << 20, logger: testLogger)
+            for size in [1, (1 << 20) - 1, (3 << 20) + 5] {
+                let id = ImageID()
+                let bytes = randomBytes(size)
+                let staged = try await upload(store, id, bytes)
+                #expect(staged.md5 == md5Hex(bytes))
+                #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+            }
+            #expect(store.writeBehindFallbackCount == 0)
+        }
+        if ramfs { try await withRamfs(body) } else { try await withTmpfs(sizeBytes: 16 << 20, body) }
+    }
+
     @Test func beginWrite_whenFilesystemIsReadOnly_throwsWriteDenied() async throws {
         try await withTmpfs(sizeBytes: 1 << 20, readOnly: true) { directory in
             let store = makeStore(directory)

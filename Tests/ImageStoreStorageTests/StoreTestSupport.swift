@@ -8,8 +8,9 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// The stores every conformance test runs on: the filesystem store with direct I/O (its default) and
-/// with buffered writes, and the in-memory store.
+/// The stores every conformance test runs on: the filesystem store with direct I/O and with buffered
+/// writes (its default; with 1 MiB write-behind windows, so the suite's multi-MiB uploads cross several),
+/// and the in-memory store.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case filesystem
     case filesystemBuffered
@@ -52,7 +53,7 @@ func withStore<T>(
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = FilesystemImageStore(
             directory: directory, filePermissions: filePermissions, hashAlgorithm: hashAlgorithm,
-            directIO: kind == .filesystem, logger: testLogger)
+            directIO: kind == .filesystem, flushAfter: 1 << 20, logger: testLogger)
         return try await body(StoreFixture(store: store, directory: directory))
     }
 }
@@ -184,5 +185,34 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         function: String, line: UInt
     ) {
         lock.withLock { $0.append(message.description) }
+    }
+}
+
+/// Records every `sync_file_range` a store makes, and answers with the real call unless told an errno.
+final class SyncFileRangeRecorder: Sendable {
+    struct Call: Equatable, Sendable, CustomStringConvertible {
+        let offset: Int64
+        let length: Int64
+        let flags: UInt32
+        var description: String { "(\(offset), \(length), \(flags))" }
+    }
+    private let state = Mutex<[Call]>([])
+    /// The errno answered instead of calling the kernel, for calls with these flags (nil: the real call).
+    private let refusal: (errno: Int32, flags: UInt32?)?
+    private let real: SyncFileRangeCall
+
+    init(real: @escaping SyncFileRangeCall, refusing errno: Int32? = nil, flags: UInt32? = nil) {
+        self.real = real
+        self.refusal = errno.map { ($0, flags) }
+    }
+
+    var calls: [Call] { state.withLock { $0 } }
+
+    var call: SyncFileRangeCall {
+        { [self] fd, offset, length, flags in
+            state.withLock { $0.append(Call(offset: offset, length: length, flags: flags)) }
+            if let refusal, refusal.flags == nil || refusal.flags == flags { return refusal.errno }
+            return real(fd, offset, length, flags)
+        }
     }
 }
