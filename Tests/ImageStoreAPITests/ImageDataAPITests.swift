@@ -271,20 +271,24 @@ import Testing
                 }
                 let connection = try await RawHTTPConnection.startUpload(
                     port: port, path: "/v2/images/\(id)/file", .contentLength(1 << 20), sending: randomBytes(1000))
-                // A byte every 200 ms (well inside the 1 s timeout) until the upload's handler has claimed
-                // the image: on a loaded machine the handler can start after a cut-off that came first, and
-                // then still holds the image while the test goes on; a cut-off before the claim tests nothing.
+                // A byte every 500 ms (inside the 1 s timeout) until the upload's handler has claimed the
+                // image: on a loaded machine the handler can start after a cut-off that came first, and then
+                // still holds the image while the test goes on; a cut-off before the claim tests nothing.
+                // (Not more often: the server stops reading at 4 unread body parts, and its idle timer counts
+                // from its last read, so each byte buys a handler that is slow to start 0.5 s more.)
                 let claimed = TestFlag()
                 let giveUp = Date().addingTimeInterval(20)  // past waitFor's 10 s: never a thread left spinning
-                async let trickle: Void = offPool {
+                async let trickle: Bool = offPool {
                     while !claimed.isSet && Date() < giveUp {
-                        try connection.send([0])
-                        Thread.sleep(forTimeInterval: 0.2)
+                        guard (try? connection.send([0])) != nil else { return false }
+                        Thread.sleep(forTimeInterval: 0.5)
                     }
+                    return true
                 }
                 try await waitFor { try await status() == "saving" }
                 claimed.set()
-                try await trickle
+                let notCutBeforeTheClaim = try await trickle
+                #expect(notCutBeforeTheClaim, "the server cut the upload off before its handler claimed the image")
                 // Then silence: the server closes the connection after client_socket_timeout.
                 let start = ContinuousClock.now
                 let (_, closed) = try await offPool { connection.receiveUntilClosed(timeout: 10) }
