@@ -316,9 +316,9 @@ import Testing
                 defer { connection.closeNormally() }
                 try connection.send(
                     "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-                let interim = connection.receive(until: "\r\n\r\n", timeout: 5)
+                let interim = connection.receive(until: "\r\n\r\n")
                 try connection.send([1, 2, 3, 4])
-                return (interim, connection.receive(until: "\r\n\r\n", timeout: 5))
+                return (interim, connection.receive(until: "\r\n\r\n"))
             }
             #expect(interim.hasPrefix("HTTP/1.1 100 Continue"))
             #expect(final.contains("204"))
@@ -384,7 +384,7 @@ enum HTTPOneShot {
             defer { connection.closeNormally() }
             let payload = json.map { "Content-Type: application/json\r\nContent-Length: \($0.utf8.count)\r\n\r\n\($0)" } ?? "\r\n"
             try connection.send("\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\(payload)")
-            let reply = connection.receive(until: "\u{0}", timeout: 10)
+            let reply = connection.receive(until: "\u{0}")
             let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             let body = reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? ""
             return (HTTPResponse.Status(code: code), body)

@@ -35,7 +35,7 @@ struct ReservedSpaceAPITests {
             port: port, path: "/v2/images/\(id)/\(action)", .headers("\(header): \(size)\r\n"))
         return try await offPool {
             defer { connection.closeNormally() }
-            return connection.receive(until: "}}", timeout: 10)
+            return connection.receive(until: "}}")
         }
     }
 
@@ -56,7 +56,7 @@ struct ReservedSpaceAPITests {
                 }
             }
             if sending { try? connection.send("0\r\n\r\n") }
-            return connection.receive(until: "}}", timeout: 10)
+            return connection.receive(until: "}}")
         }
     }
 

@@ -39,8 +39,9 @@ public final class RawHTTPConnection: @unchecked Sendable {
     }
 
     /// Reads until `marker` appears, the peer closes or resets, or `timeout` passes. The timeout is the
-    /// caller's, not the socket's 10 s receive timeout: a starved server may take longer to answer.
-    public func receive(until marker: String, timeout: TimeInterval = 10) -> String {
+    /// caller's, not the socket's 10 s receive timeout: a starved server may take longer to answer. The
+    /// default is generous: it bounds a wait for an answer, it is not a deadline under test.
+    public func receive(until marker: String, timeout: TimeInterval = 30) -> String {
         var received = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Date().addingTimeInterval(timeout)
