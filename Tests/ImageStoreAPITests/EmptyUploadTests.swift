@@ -26,15 +26,11 @@ import Testing
 
     /// One PUT on a fresh connection, read until the server closes it: status code and body.
     static func put(port: Int, path: String, headers: String, body: String) async throws -> (Int, String) {
-        try await offPool {
-            let connection = try RawHTTPConnection(port: port)
+        let connection = try await RawHTTPConnection.startUpload(
+            port: port, path: path, .headers(headers + "Connection: close\r\n"), sending: Array(body.utf8))
+        return try await offPool {
             defer { connection.closeNormally() }
-            try connection.send(
-                "PUT \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(headers)Connection: close\r\n\r\n\(body)")
-            // Generous: on a loaded machine (the main test phase) a reply may take over the connection's
-            // 10 s receive timeout.
-            var patience = timeval(tv_sec: 60, tv_usec: 0)
-            setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &patience, socklen_t(MemoryLayout<timeval>.size))
+            // Generous: on a loaded machine (the main test phase) a reply may take over 10 s.
             let reply = connection.receive(until: "\u{0}", timeout: 60)
             let code = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return (code, reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? "")
@@ -173,11 +169,7 @@ import Testing
         try await harness.run { client in
             let id = try await client.createImage()
             let port = client.port!
-            let connection = try await offPool { try RawHTTPConnection(port: port) }
-            try await offPool {
-                try connection.send(
-                    "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-            }
+            let connection = try await RawHTTPConnection.startUpload(port: port, path: "/v2/images/\(id)/file", .chunked)
             try await waitFor { try await client.image(id)["status"] == "saving" }
             if reset { connection.reset() } else { connection.closeNormally() }
             try await waitFor { try await client.image(id)["status"] == "queued" }

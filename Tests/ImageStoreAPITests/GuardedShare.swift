@@ -156,15 +156,19 @@ extension TestClientProtocol {
     }
 
     /// Waits until the background check reports `state` ("enabled"/"disabled"); fails the test otherwise.
-    func waitForGuard(_ state: String, timeout: Duration = .seconds(15)) async throws {
+    /// Returns the guard object that showed it (a later one may differ: checks go on every interval).
+    @discardableResult
+    func waitForGuard(_ state: String, timeout: Duration = .seconds(15)) async throws -> JSONValue? {
         let end = ContinuousClock.now + timeout
         var last: JSONValue?
         while ContinuousClock.now < end {
             last = try await guardState()
-            if last?["state"]?.stringValue == state { return }
+            // A check must have run: the state before the first one (enabled, no last_check) says nothing.
+            if last?["state"]?.stringValue == state, last?["last_check"]?.stringValue != nil { return last }
             try await Task.sleep(for: .milliseconds(50))
         }
         Issue.record("guard not \(state) within \(timeout); last: \(last.map { $0.serialized() } ?? "nil")")
+        return nil
     }
 
     func delete(_ id: String) async throws -> TestResponse {

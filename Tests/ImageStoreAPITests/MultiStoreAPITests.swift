@@ -493,7 +493,8 @@ extension TestClientProtocol {
         try await waitFor {
             let (_, detail) = try await json("/v2/info/stores/detail", method: .get)
             let store = detail?["stores"]?.arrayValue?.first { $0["id"]?.stringValue == id }
-            return store?["guard"]?["state"]?.stringValue == state
+            // A check must have run: the state before the first one (enabled, no last_check) says nothing.
+            return store?["guard"]?["state"]?.stringValue == state && store?["guard"]?["last_check"]?.stringValue != nil
         }
     }
 

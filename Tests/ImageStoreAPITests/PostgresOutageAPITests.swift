@@ -78,7 +78,8 @@ import Testing
             #expect(recovered, "the pool reconnected by itself")
             // Nothing from the outage was half-applied: the only image is the one made before.
             let (list, body) = try await client.json("/v2/images", method: .get)
-            #expect(list.status == .ok)
+            // Once in a stressed run this answered 503 right after a 200: say why, if it happens again.
+            #expect(list.status == .ok, "\(String(buffer: list.body))")
             #expect(body?["images"]?.arrayValue?.count == 1)
             while clock.now < recoverDeadline, try await client.json("/healthcheck", method: .get).0.status != .ok {
                 try await Task.sleep(for: .milliseconds(100))

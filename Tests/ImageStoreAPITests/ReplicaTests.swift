@@ -195,14 +195,8 @@ import Glibc
     static func startPartialUpload(
         _ cluster: Cluster, _ port: Int, _ id: String, declared: Int, sent: [UInt8]
     ) async throws -> RawHTTPConnection {
-        let connection = try await offPool {
-            let connection = try RawHTTPConnection(port: port)
-            try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
-                    + "Content-Length: \(declared)\r\n\r\n")
-            try connection.send(sent)
-            return connection
-        }
+        let connection = try await RawHTTPConnection.startUpload(
+            port: port, path: "/v2/images/\(id)/file", .contentLength(declared), sending: sent)
         let saving = try await eventually { try await status(port, id) == "saving" && !cluster.temporaryFiles(of: id).isEmpty }
         try #require(saving, "the upload did not start: \(cluster.files())")
         return connection

@@ -31,22 +31,19 @@ struct ReservedSpaceAPITests {
     static func declareOnly(
         port: Int, id: String, size: Int64, header: String = "Content-Length", action: String = "file"
     ) async throws -> String {
-        try await offPool {
-            let connection = try RawHTTPConnection(port: port)
+        let connection = try await RawHTTPConnection.startUpload(
+            port: port, path: "/v2/images/\(id)/\(action)", .headers("\(header): \(size)\r\n"))
+        return try await offPool {
             defer { connection.closeNormally() }
-            try connection.send(
-                "PUT /v2/images/\(id)/\(action) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(header): \(size)\r\n\r\n")
-            return connection.receive(until: "}}", timeout: 10)
+            return connection.receive(until: "}}")
         }
     }
 
     /// A chunked upload without any declared size; returns the answer (the server may stop reading early).
     static func streamChunked(port: Int, id: String, _ data: [UInt8]) async throws -> String {
-        try await offPool {
-            let connection = try RawHTTPConnection(port: port)
+        let connection = try await RawHTTPConnection.startUpload(port: port, path: "/v2/images/\(id)/file", .chunked)
+        return try await offPool {
             defer { connection.closeNormally() }
-            try connection.send(
-                "PUT /v2/images/\(id)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             var sending = true
             for start in stride(from: 0, to: data.count, by: 64 << 10) where sending {
                 let part = Array(data[start..<min(start + (64 << 10), data.count)])
@@ -59,7 +56,7 @@ struct ReservedSpaceAPITests {
                 }
             }
             if sending { try? connection.send("0\r\n\r\n") }
-            return connection.receive(until: "}}", timeout: 10)
+            return connection.receive(until: "}}")
         }
     }
 
@@ -162,13 +159,9 @@ struct ReservedSpaceAPITests {
             let second = try await client.createImage()
             let data = randomBytes(3 * Self.mib)
             // The first declares 3 MiB and sends a part, then waits: the rest of its 3 MiB is promised.
-            let connection = try RawHTTPConnection(port: port)
+            let connection = try await RawHTTPConnection.startUpload(
+                port: port, path: "/v2/images/\(first)/file", .contentLength(data.count), sending: Array(data[0..<Self.mib]))
             defer { connection.closeNormally() }
-            try await offPool {
-                try connection.send(
-                    "PUT /v2/images/\(first)/file HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: \(data.count)\r\n\r\n")
-                try connection.send(Array(data[0..<Self.mib]))
-            }
             try await waitFor { try await client.status(of: first) == "saving" }
             let reply = try await Self.declareOnly(port: port, id: second, size: 2 * Int64(Self.mib))
             #expect(reply.hasPrefix("HTTP/1.1 413"), "\(reply)")

@@ -503,7 +503,8 @@ extension TestClientProtocol {
         var last: JSONValue?
         while ContinuousClock.now < end {
             last = try await guardStateJSON()
-            if last?["state"]?.stringValue == state { return }
+            // A check must have run: the state before the first one (enabled, no last_check) says nothing.
+            if last?["state"]?.stringValue == state, last?["last_check"]?.stringValue != nil { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         Issue.record("guard not \(state) within \(timeout); last: \(last.map { $0.serialized() } ?? "nil")")

@@ -38,18 +38,34 @@ public final class RawHTTPConnection: @unchecked Sendable {
         }
     }
 
-    /// Reads until `marker` appears or the peer closes / the read times out.
-    public func receive(until marker: String, timeout: TimeInterval = 10) -> String {
+    /// Reads until `marker` appears, the peer closes or resets, or `timeout` passes. The timeout is the
+    /// caller's, not the socket's 10 s receive timeout: a starved server may take longer to answer. The
+    /// default is generous: it bounds a wait for an answer, it is not a deadline under test.
+    public func receive(until marker: String, timeout: TimeInterval = 30) -> String {
         var received = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
+            guard waitReadable(before: deadline) else { break }
             let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { continue }
             if n <= 0 { break }
             received += buffer[0..<n]
             if String(decoding: received, as: UTF8.self).contains(marker) { break }
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Whether something (bytes, the end, a reset) can be read before `deadline`.
+    private func waitReadable(before deadline: Date) -> Bool {
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return false }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, 1, Int32(min(left * 1000, 1000).rounded(.up)))
+            if ready > 0 { return true }
+            if ready < 0 && errno != EINTR { return true }  // let recv report the error
+        }
     }
 
     /// Abortive close (RST), like a client that crashed.
@@ -67,9 +83,8 @@ public final class RawHTTPConnection: @unchecked Sendable {
         var received = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Date().addingTimeInterval(timeout)
-        var short = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &short, socklen_t(MemoryLayout<timeval>.size))
         while Date() < deadline {
+            guard waitReadable(before: deadline) else { break }
             let n = recv(fd, &buffer, buffer.count, 0)
             if n == 0 { return (received, true) }
             if n < 0 {
@@ -79,6 +94,46 @@ public final class RawHTTPConnection: @unchecked Sendable {
             received += buffer[0..<n]
         }
         return (received, false)
+    }
+}
+
+/// How a raw upload's body is framed: the header lines that say so.
+public enum RawUploadFraming: Sendable {
+    /// `Content-Length: n`.
+    case contentLength(Int)
+    /// `Transfer-Encoding: chunked`; the caller sends the chunks (or stops before the last one).
+    case chunked
+    /// Header lines as given, each ending in CRLF (a declared size alone, no framing at all…).
+    case headers(String)
+
+    var lines: String {
+        switch self {
+        case .contentLength(let length): "Content-Length: \(length)\r\n"
+        case .chunked: "Transfer-Encoding: chunked\r\n"
+        case .headers(let lines): lines
+        }
+    }
+}
+
+extension RawHTTPConnection {
+    /// Opens a connection and sends the head of an `application/octet-stream` PUT to `path` (an image's
+    /// `/file` or `/stage`), then `body`, all off the cooperative pool; the connection stays open for
+    /// what the test does next: send the rest, stall, close, reset, read the answer.
+    public static func startUpload(
+        port: Int, path: String, _ framing: RawUploadFraming, sending body: [UInt8] = []
+    ) async throws -> RawHTTPConnection {
+        try await offPool {
+            let connection = try RawHTTPConnection(port: port)
+            do {
+                try connection.send(
+                    "PUT \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\(framing.lines)\r\n")
+                if !body.isEmpty { try connection.send(body) }
+            } catch {
+                connection.closeNormally()
+                throw error
+            }
+            return connection
+        }
     }
 }
 
