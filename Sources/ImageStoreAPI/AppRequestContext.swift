@@ -26,7 +26,7 @@ public struct AppRequestContext: RequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.requestID = "req-" + UUID().uuidString.lowercased()
+        self.requestID = "req-" + UUID().lowercasedString
         self.identity = RequestIdentity(roles: ["admin"], isAdmin: true)
         self.policy = .glanceDefaults
         self.remoteAddress = source.channel.remoteAddress

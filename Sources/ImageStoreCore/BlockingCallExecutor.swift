@@ -214,30 +214,45 @@ public func value<T: Sendable>(
     return await withTaskCancellationHandler {
         await withCheckedContinuation { continuation in
             once.install(continuation)
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
+            let timer = DeadlineTimers.shared.arm(after: timeout) {
                 if cancelAtDeadline { tasks.cancelWork() }
                 once.resume(nil)
             }
             let work = Task {
                 let value = await operation()
-                tasks.cancelTimer()
+                DeadlineTimers.shared.disarm(timer)
                 if !once.resume(value) { onLateValue?(value) }
             }
             tasks.set(timer: timer, work: work)
         }
     } onCancel: {
         tasks.cancelWork()
-        tasks.cancelTimer()
+        tasks.disarmTimer()
         once.resume(nil)
     }
 }
 
-/// The two tasks of a `value(within:)` race, so each side can cancel the other.
+/// The deadline primitive for an answer computed elsewhere: the work was handed to its thread or queue
+/// before the caller suspends (no task, no hop), and delivers its answer through `delivered` (whose
+/// `resume` returning false tells it the caller is gone). Returns that answer, or nil once `timeout`
+/// passes first or the caller is cancelled; `gaveUp` is then called once (on the timer thread or in the
+/// cancellation handler: it must not block), to stop or undo the work.
+public func delivery<T: Sendable>(
+    _ delivered: ResumeOnce<T?>, within timeout: Duration, gaveUp: @escaping @Sendable () -> Void = {}
+) async -> T? {
+    let timer = DeadlineTimers.shared.arm(after: timeout) { if delivered.resume(nil) { gaveUp() } }
+    defer { DeadlineTimers.shared.disarm(timer) }
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in delivered.install(continuation) }
+    } onCancel: {
+        if delivered.resume(nil) { gaveUp() }
+    }
+}
+
+/// The work task and deadline of a `value(within:)` race, so each side can stop the other.
 private final class RaceTasks: Sendable {
-    private let tasks = Mutex<(timer: Task<Void, Never>?, work: Task<Void, Never>?)>((nil, nil))
-    func set(timer: Task<Void, Never>, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
+    private let tasks = Mutex<(timer: DeadlineTimers.Token?, work: Task<Void, Never>?)>((nil, nil))
+    func set(timer: DeadlineTimers.Token, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
     func cancelWork() { tasks.withLock { $0.work }?.cancel() }
-    func cancelTimer() { tasks.withLock { $0.timer }?.cancel() }
+    func disarmTimer() { tasks.withLock { $0.timer }.map { DeadlineTimers.shared.disarm($0) } }
 }

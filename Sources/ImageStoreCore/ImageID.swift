@@ -14,7 +14,7 @@ public struct ImageID: Hashable, Sendable, Comparable, CustomStringConvertible, 
     }
 
     /// Canonical lowercase text, as Glance returns ids.
-    public var description: String { uuid.uuidString.lowercased() }
+    public var description: String { uuid.lowercasedString }
 
     public static func < (lhs: ImageID, rhs: ImageID) -> Bool { lhs.description < rhs.description }
 
@@ -29,5 +29,30 @@ public struct ImageID: Hashable, Sendable, Comparable, CustomStringConvertible, 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
+    }
+}
+
+extension UUID {
+    /// The 8-4-4-4-12 text in lower case, written directly (`uuidString.lowercased()` made two strings,
+    /// several times per request: ids in paths, links, SQL arguments, request ids).
+    public var lowercasedString: String {
+        let hex: StaticString = "0123456789abcdef"
+        return withUnsafeBytes(of: uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { out in
+                hex.withUTF8Buffer { digits in
+                    var index = 0
+                    for (offset, byte) in bytes.enumerated() {
+                        if offset == 4 || offset == 6 || offset == 8 || offset == 10 {
+                            out[index] = UInt8(ascii: "-")
+                            index += 1
+                        }
+                        out[index] = digits[Int(byte >> 4)]
+                        out[index + 1] = digits[Int(byte & 0x0f)]
+                        index += 2
+                    }
+                }
+                return 36
+            }
+        }
     }
 }

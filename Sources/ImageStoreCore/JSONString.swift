@@ -7,6 +7,12 @@ import Foundation
 public enum JSONString {
     public static func write(_ text: String, to out: inout String) {
         out += "\""
+        // Most strings (ids, names, dates) need no escape: appended whole, not scalar by scalar.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += text
+            out += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -77,7 +77,36 @@ struct LocationView: Sendable {
 /// Glance's `timeutils.isotime`: seconds precision, `Z`.
 enum GlanceTime {
     static func format(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon).timeZone(separator: .omitted))
+        // gmtime_r and fixed-width digits: the FormatStyle took microseconds, twice per image shown.
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        guard gmtime_r(&seconds, &parts) != nil, (1000...9999).contains(Int(parts.tm_year) + 1900) else {
+            return date.formatted(
+                .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon)
+                    .timeZone(separator: .omitted))
+        }
+        return String(unsafeUninitializedCapacity: 20) { out in
+            func put(_ value: Int32, _ width: Int, at start: Int) {
+                var value = Int(value)
+                for index in stride(from: start + width - 1, through: start, by: -1) {
+                    out[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+            }
+            put(parts.tm_year + 1900, 4, at: 0)
+            out[4] = UInt8(ascii: "-")
+            put(parts.tm_mon + 1, 2, at: 5)
+            out[7] = UInt8(ascii: "-")
+            put(parts.tm_mday, 2, at: 8)
+            out[10] = UInt8(ascii: "T")
+            put(parts.tm_hour, 2, at: 11)
+            out[13] = UInt8(ascii: ":")
+            put(parts.tm_min, 2, at: 14)
+            out[16] = UInt8(ascii: ":")
+            put(parts.tm_sec, 2, at: 17)
+            out[19] = UInt8(ascii: "Z")
+            return 20
+        }
     }
 
     /// Accepts ISO 8601 with or without fractional seconds and zone (Glance filter values).

@@ -42,6 +42,8 @@ struct RequestMiddleware: RouterMiddleware {
             response = APIError(error, table: errors).response(requestID: context.requestID, logger: context.logger)
         }
         response.headers[.openstackRequestID] = context.requestID
+        // The line's metadata is built only when it is written (the default level, warning, drops it).
+        guard logger.logLevel <= .info else { return response }
         let ms = (ContinuousClock.now - start).fractionalMilliseconds
         var metadata: Logger.Metadata = ["request_id": .string(context.requestID), "ms": .string(String(format: "%.2f", ms))]
         metadata.merge(about) { old, _ in old }
