@@ -63,46 +63,38 @@ public final class BlockingCallExecutor: Sendable {
             return .timedOut(blockedFor: clock.now - since)
         }
         // Submitted here, before any task hop: a call reaches its thread at once, however busy the
-        // cooperative pool is. The race itself is `value(within:)`, the one deadline primitive; this adds
-        // the thread, the admission rule above and the stuck-call accounting.
+        // cooperative pool is. The race itself is `delivery(_:within:)`, the deadline primitive for work
+        // handed to a thread; this adds the thread, the admission rule above and the stuck-call accounting.
         let gaveUp = Atomic<Bool>(false)
         let delivered = ResumeOnce<Value?>()
         let submitted = worker.submit { [self] in
             defer { finished(id) }
             // The caller already gave up: do not start a call nobody waits for.
-            guard !gaveUp.load(ordering: .acquiring) else {
-                delivered.resume(nil)
-                return
-            }
-            delivered.resume(body())
+            guard !gaveUp.load(ordering: .acquiring) else { return }
+            let value = body()
+            if !delivered.resume(value) { abandoned?(value) }
         }
         guard submitted else {
             finished(id)
             return .timedOut(blockedFor: .zero)  // the executor is closed
         }
-        let answer: Value?? = await value(
-            within: deadline, onLateValue: { late in if let late { abandoned?(late) } }
-        ) { () -> Value? in
-            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in delivered.install(continuation) }
+        // The worker answers the caller itself (no task between them): a call that returned in time is
+        // never lost to a deadline because the cooperative pool was too busy to collect its value.
+        if let value = await delivery(delivered, within: deadline, gaveUp: { gaveUp.store(true, ordering: .releasing) }) {
+            return .completed(value)
         }
-        switch answer {
-        case .some(.some(let value)): return .completed(value)
-        case .some(.none): return .timedOut(blockedFor: clock.now - start)  // skipped: gave up before it started
-        case .none:
-            gaveUp.store(true, ordering: .releasing)
-            // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
-            // only if it is still running when the deadline comes.
-            let overdueAt = start + deadline
-            if clock.now < overdueAt {
-                Task { [self] in
-                    try? await clock.sleep(until: overdueAt)
-                    markOverdue(id)
-                }
-            } else {
+        // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
+        // only if it is still running when the deadline comes.
+        let overdueAt = start + deadline
+        if clock.now < overdueAt {
+            Task { [self] in
+                try? await clock.sleep(until: overdueAt)
                 markOverdue(id)
             }
-            return .timedOut(blockedFor: clock.now - start)
+        } else {
+            markOverdue(id)
         }
+        return .timedOut(blockedFor: clock.now - start)
     }
 
     private func markOverdue(_ id: Int) {
@@ -214,20 +206,22 @@ public func value<T: Sendable>(
     return await withTaskCancellationHandler {
         await withCheckedContinuation { continuation in
             once.install(continuation)
-            let timer = DeadlineTimers.shared.arm(after: timeout) {
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
                 if cancelAtDeadline { tasks.cancelWork() }
                 once.resume(nil)
             }
             let work = Task {
                 let value = await operation()
-                DeadlineTimers.shared.disarm(timer)
+                tasks.cancelTimer()
                 if !once.resume(value) { onLateValue?(value) }
             }
             tasks.set(timer: timer, work: work)
         }
     } onCancel: {
         tasks.cancelWork()
-        tasks.disarmTimer()
+        tasks.cancelTimer()
         once.resume(nil)
     }
 }
@@ -249,10 +243,10 @@ public func delivery<T: Sendable>(
     }
 }
 
-/// The work task and deadline of a `value(within:)` race, so each side can stop the other.
+/// The two tasks of a `value(within:)` race, so each side can cancel the other.
 private final class RaceTasks: Sendable {
-    private let tasks = Mutex<(timer: DeadlineTimers.Token?, work: Task<Void, Never>?)>((nil, nil))
-    func set(timer: DeadlineTimers.Token, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
+    private let tasks = Mutex<(timer: Task<Void, Never>?, work: Task<Void, Never>?)>((nil, nil))
+    func set(timer: Task<Void, Never>, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
     func cancelWork() { tasks.withLock { $0.work }?.cancel() }
-    func disarmTimer() { tasks.withLock { $0.timer }.map { DeadlineTimers.shared.disarm($0) } }
+    func cancelTimer() { tasks.withLock { $0.timer }?.cancel() }
 }

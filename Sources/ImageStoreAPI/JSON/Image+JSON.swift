@@ -9,6 +9,7 @@ extension Image {
     /// - Parameter locations: `show_image_direct_url` / `show_multiple_locations`; nil: neither shown.
     func glanceJSON(stores: ImageStores?, locations: LocationView? = nil) -> JSONValue {
         var doc: [String: JSONValue] = [:]
+        doc.reserveCapacity(properties.count + 26)
         // Where the data is, is ours to keep (and shown as `stores`), never a custom property.
         for (key, value) in properties where key != ImageStores.locationsProperty { doc[key] = .string(value) }
         doc["id"] = .string(id.description)
