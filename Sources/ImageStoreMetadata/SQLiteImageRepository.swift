@@ -7,8 +7,8 @@ import Logging
 ///
 /// A file path opens a `DatabasePool` in WAL mode: readers run concurrently with the single writer,
 /// and GRDB serializes every write, so `update`'s read-check-write is atomic. `":memory:"` opens a
-/// private in-memory `DatabaseQueue` (tests). All work after `init` goes through GRDB's async APIs,
-/// so no event-loop thread ever waits on SQLite. Every error leaves as an `ImageStoreError`.
+/// private in-memory `DatabaseQueue` (tests). After `init`, reads go through GRDB's async APIs and writes
+/// are queued on GRDB's writer queue (`SQLiteAccess.write`), so no event-loop or pool thread ever waits on SQLite. Every error leaves as an `ImageStoreError`.
 ///
 /// The database must live on a local filesystem: WAL needs shared memory between connections,
 /// which network filesystems (the image store's NFS share) do not provide.
