@@ -92,7 +92,7 @@ public struct ApplicationDependencies: Sendable {
                 directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
                 hashAlgorithm: configuration.hashingAlgorithm,
                 timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
-                createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
+                directIO: options.directIO, createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
                 onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
             var storeGuard: any WriteGuard = UnguardedStore()
             if let mountGuard {
@@ -116,7 +116,8 @@ public struct ApplicationDependencies: Sendable {
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
-                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), createDirectory: false,
+                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), directIO: stagingOptions.directIO,
+                    createDirectory: false,
                     replicaID: replicaID, logger: logger),
                 writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         } else {
@@ -128,7 +129,8 @@ public struct ApplicationDependencies: Sendable {
                 store: FilesystemImageStore(
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
                     hashAlgorithm: configuration.hashingAlgorithm,
-                    timeout: .milliseconds(options.guardTimeoutMilliseconds), createDirectory: true, replicaID: replicaID,
+                    timeout: .milliseconds(options.guardTimeoutMilliseconds),
+                    directIO: (configuration.stagingStore ?? options).directIO, createDirectory: true, replicaID: replicaID,
                     logger: logger),
                 writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         }
@@ -165,8 +167,8 @@ public struct ApplicationDependencies: Sendable {
         if let filesystem = store as? FilesystemImageStore {
             return StagingArea(
                 store: FilesystemImageStore(
-                    directory: filesystem.directory + "/" + ServiceConfiguration.stagingDirectoryName, createDirectory: true,
-                    logger: logger),
+                    directory: filesystem.directory + "/" + ServiceConfiguration.stagingDirectoryName,
+                    directIO: filesystem.directIO, createDirectory: true, logger: logger),
                 writeGuard: writeGuard)
         }
         return StagingArea(store: InMemoryImageStore(), writeGuard: writeGuard)
@@ -577,9 +579,10 @@ func buildRouter(
     // where they are (`stores`), which Tempest's import waiter compares with that list.
     let listsStore = multiStore || dependencies.writeGuard is MountGuard
     VersionsController().addRoutes(to: routes)
-    SchemasController().addRoutes(to: routes)
+    SchemasController(formats: configuration.imageFormats).addRoutes(to: routes)
     ImagesController(
         repository: dependencies.repository, service: service, access: access, limits: configuration.imageLimits,
+        formats: configuration.imageFormats,
         stores: listsStore ? service.stores : nil,
         locations: !configuration.showImageDirectURL && !configuration.showMultipleLocations
             ? nil

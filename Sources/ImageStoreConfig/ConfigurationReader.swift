@@ -46,6 +46,9 @@ struct ConfigurationReader {
         static let replicaLeaseTime = "replica_lease_time"
         static let requireImageFormatMatch = "require_image_format_match"
         static let gptSafetyChecksNonfatal = "gpt_safety_checks_nonfatal"
+        static let diskFormats = "disk_formats"
+        static let containerFormats = "container_formats"
+        static let imageFormat: Set<String> = [requireImageFormatMatch, gptSafetyChecksNonfatal, diskFormats, containerFormats]
         static let storeUnavailableStatus = "store_unavailable_status"
         static let hashingAlgorithm = "hashing_algorithm"
         static let defaultBackend = "default_backend"
@@ -117,6 +120,9 @@ struct ConfigurationReader {
             // Any name is accepted, as in Glance; only `mbr` names a check the GPT inspector has.
             config.gptSafetyChecksNonfatal = Set(Self.bracketedList(v))
         }
+        // Any names, as Glance's ListOpts; an empty list leaves only null (no data can be uploaded).
+        if let v = value(Section.imageFormat, Key.diskFormats) { config.imageFormats.disk = Self.bracketedList(v) }
+        if let v = value(Section.imageFormat, Key.containerFormats) { config.imageFormats.container = Self.bracketedList(v) }
         try readPaste(into: &config)
         try readAuth(into: &config)
         config.policy = try readPolicy()
@@ -295,6 +301,7 @@ struct ConfigurationReader {
             }
         }
         if let v = value(section, K.threadPoolSize) { options.threadPoolSize = try v.int(in: 1...256) }
+        if let v = value(section, K.directIO) { options.directIO = try v.bool() }
         if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
         if let v = value(section, K.reservedSpace) { options.reservedSpace = try parseReservedSpace(v) }
 
@@ -602,7 +609,7 @@ struct ConfigurationReader {
         // [DEFAULT] is every section's fallback, so any option that some section knows is valid there.
         let everyKey = Key.defaults.union(Key.glanceStore).union(storeKeys).union(HealthcheckOptions.Key.all)
             .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all)
-            .union([Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal])
+            .union(Key.imageFormat).union([Key.connection, Key.flavor, Key.configFile])
         for section in file.sections {
             let known: Set<String>
             switch section.name {
@@ -610,7 +617,7 @@ struct ConfigurationReader {
             // Store options here are read (legacy mode) or already warned about (multi-store mode).
             case Section.glanceStore: known = Key.glanceStore.union(storeKeys)
             case Section.database: known = [Key.connection, DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout]
-            case Section.imageFormat: known = [Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal]
+            case Section.imageFormat: known = Key.imageFormat
             case Section.importFiltering: known = Key.importFiltering
             case Section.pasteDeploy: known = [Key.flavor, Key.configFile]
             case Section.healthcheck: known = HealthcheckOptions.Key.all
@@ -650,10 +657,8 @@ struct ConfigurationReader {
     static var everyKey: Set<String> {
         Key.defaults.union(Key.glanceStore).union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all)
             .union(KeystoneAuthOptions.Key.all).union(PolicyOptions.Key.all).union(MetricsOptions.Key.all)
-            .union(Key.importFiltering).union([
-                Key.connection, Key.flavor, Key.configFile, Key.requireImageFormatMatch, Key.gptSafetyChecksNonfatal,
-                DatabaseOptions.Key.maxPoolSize,
-                DatabaseOptions.Key.poolTimeout,
+            .union(Key.importFiltering).union(Key.imageFormat).union([
+                Key.connection, Key.flavor, Key.configFile, DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout,
             ])
     }
 

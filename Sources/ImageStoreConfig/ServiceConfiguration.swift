@@ -69,6 +69,9 @@ public struct ServiceConfiguration: Sendable {
     /// `[image_format] gpt_safety_checks_nonfatal`: safety checks (`mbr`) whose failure does not refuse
     /// data found to be a GPT/MBR disk. Empty (Glance's default): every check is fatal.
     public var gptSafetyChecksNonfatal: Set<String> = []
+    /// `[image_format] disk_formats` and `container_formats`: the values images may have (400 for any
+    /// other on create and PATCH), and the enums of `/v2/schemas/image`.
+    public var imageFormats = ImageFormats()
     /// `[DEFAULT] store_unavailable_status`: how a write to a gone or hung store is answered — 410 (the
     /// default: the store is gone, do not retry) or 503 with `Retry-After` for clients that should
     /// retry (Nova and Cinder retry 503, not 410).

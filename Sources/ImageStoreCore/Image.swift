@@ -12,10 +12,20 @@ public enum ImageVisibility: String, Sendable, CaseIterable, Codable {
     case `public`, `private`, shared, community
 }
 
-/// Formats Glance accepts (its defaults for `disk_formats` and `container_formats`).
-public enum ImageFormats {
-    public static let disk: [String] = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
-    public static let container: [String] = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+/// The values an image's `disk_format` and `container_format` may take: `[image_format] disk_formats`
+/// and `container_formats`, in their configured order (the schema's enums list them so).
+public struct ImageFormats: Sendable, Equatable {
+    public var disk: [String]
+    public var container: [String]
+
+    /// Glance's defaults (glance/common/config.py).
+    public static let defaultDisk = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
+    public static let defaultContainer = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+
+    public init(disk: [String] = Self.defaultDisk, container: [String] = Self.defaultContainer) {
+        self.disk = disk
+        self.container = container
+    }
 }
 
 /// One image's metadata record.

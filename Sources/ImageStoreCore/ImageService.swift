@@ -191,6 +191,9 @@ public struct ImageService: Sendable {
         }
         let quotaLeft = try await remainingQuota(for: image)
         if let declaredSize, let quotaLeft, declaredSize > quotaLeft { throw quotaExceeded(quotaLeft) }
+        // Glance's check_quota: an upload of unknown size (an empty body too) is refused up front when
+        // nothing is left. (Glance's imports always know their size.)
+        if case .upload = mode, declaredSize == nil, let quotaLeft, quotaLeft <= 0 { throw quotaExceeded(quotaLeft) }
 
         try await guardian.checkWritable()
         // Space before bytes: a declared size is checked against the free space above the reserve before
@@ -213,7 +216,8 @@ public struct ImageService: Sendable {
         var writer: (any ImageDataWriter)?
         var committed = false
         do {
-            let w = try await target.beginWrite(id, expectedSize: declaredSize)
+            // glance_store reads a size of 0 as "not given": `x-openstack-image-size: 0` never refuses a body.
+            let w = try await target.beginWrite(id, expectedSize: declaredSize == 0 ? nil : declaredSize)
             writer = w
             // As Glance, only `bare` containers are inspected: the format is checked on the bytes as they
             // pass, never by reading the data again.
@@ -233,11 +237,10 @@ public struct ImageService: Sendable {
             }
             // A cancelled request (shutdown past the drain timeout) may see its body end early:
             // never treat that as the whole image.
+            // An empty body that ended normally is a 0-byte image, as in Glance (glance_store writes an
+            // empty file; size 0, the digests of no bytes).
             do { try Task.checkCancellation() } catch {
                 throw ImageStoreError(.clientDisconnected, "The upload was cancelled")
-            }
-            guard counter.total > 0 else {
-                throw ImageStoreError.badRequest("The request body is empty: an upload needs the image data.")
             }
             // A mismatch or a failed safety check (qcow2 backing file…) is 415, and the data is dropped.
             let virtualSize = try inspection?.finish().verdict(

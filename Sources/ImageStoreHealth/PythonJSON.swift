@@ -1,3 +1,5 @@
+import ImageStoreCore
+
 /// A JSON value serialized exactly like Python's `json.dumps(value, indent=4, sort_keys=True)`
 /// (ASCII-only output, `": "` after keys, empty containers as `[]` / `{}`), which is what
 /// oslo.middleware's healthcheck sends.
@@ -19,7 +21,7 @@ public indirect enum PythonJSON: Sendable, Equatable, ExpressibleByStringLiteral
 
     private func write(to out: inout String, indent: Int, level: Int) {
         switch self {
-        case .string(let text): Self.writeString(text, to: &out)
+        case .string(let text): JSONString.write(text, to: &out, ensureASCII: true)
         case .bool(let value): out += value ? "true" : "false"
         case .int(let value): out += String(value)
         case .null: out += "null"
@@ -39,41 +41,12 @@ public indirect enum PythonJSON: Sendable, Equatable, ExpressibleByStringLiteral
             let keys = members.keys.sorted { Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) }
             for (index, key) in keys.enumerated() {
                 out += String(repeating: " ", count: indent * (level + 1))
-                Self.writeString(key, to: &out)
+                JSONString.write(key, to: &out, ensureASCII: true)
                 out += ": "
                 members[key]!.write(to: &out, indent: indent, level: level + 1)
                 out += index == keys.count - 1 ? "\n" : ",\n"
             }
             out += String(repeating: " ", count: indent * level) + "}"
         }
-    }
-
-    /// `ensure_ascii=True`: the short escapes Python uses, `\uXXXX` (UTF-16) for everything else
-    /// outside printable ASCII.
-    private static func writeString(_ text: String, to out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value >= 0x20 && scalar.value < 0x7F {
-                    out.unicodeScalars.append(scalar)
-                } else {
-                    for unit in String(scalar).utf16 { out += "\\u" + hex4(unit) }
-                }
-            }
-        }
-        out += "\""
-    }
-
-    private static func hex4(_ unit: UInt16) -> String {
-        let digits = String(unit, radix: 16)
-        return String(repeating: "0", count: 4 - digits.count) + digits
     }
 }

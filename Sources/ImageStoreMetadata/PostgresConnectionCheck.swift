@@ -23,13 +23,15 @@ extension PostgresImageRepository {
     /// only at debug level. `imagestore serve` calls this at start-up and stops on `.tlsFailed` with its
     /// message; `imagestore db` verbs stop on any failure.
     public static func checkConnection(_ settings: Settings, logger: Logger) async -> ConnectionCheck {
-        let configuration: PostgresConnection.Configuration
+        var configuration: PostgresConnection.Configuration
         do {
-            configuration = try connectionConfiguration(settings)
+            configuration = try settings.configuration()
         } catch {
             return .tlsFailed("\(error)")
         }
-        let outcome: ConnectionCheck? = await ImageStoreCore.value(within: settings.timeout, cancelAtDeadline: true) {
+        configuration.options.connectTimeout = .nanoseconds(
+            settings.timeout.components.seconds * 1_000_000_000 + settings.timeout.components.attoseconds / 1_000_000_000)
+        let outcome: ConnectionCheck? = await ImageStoreCore.value(within: settings.timeout, cancelAtDeadline: true) { [configuration] in
             do {
                 let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
                 do {
@@ -47,28 +49,6 @@ extension PostgresImageRepository {
             }
         }
         return outcome ?? .unavailable("no answer within \(settings.timeout)")
-    }
-
-    private static func connectionConfiguration(_ settings: Settings) throws -> PostgresConnection.Configuration {
-        var configuration: PostgresConnection.Configuration
-        if let directory = settings.unixSocketDirectory {
-            configuration = .init(
-                unixSocketPath: "\(directory)/.s.PGSQL.\(settings.port)", username: settings.username,
-                password: settings.password, database: settings.database)
-        } else {
-            let tls: PostgresConnection.Configuration.TLS
-            switch (settings.tls, try tlsConfiguration(settings)) {
-            case (.prefer, let tlsConfiguration?): tls = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
-            case (_, let tlsConfiguration?): tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
-            case (_, nil): tls = .disable
-            }
-            configuration = .init(
-                host: settings.host ?? "localhost", port: settings.port, username: settings.username,
-                password: settings.password, database: settings.database, tls: tls)
-        }
-        configuration.options.connectTimeout = .nanoseconds(
-            settings.timeout.components.seconds * 1_000_000_000 + settings.timeout.components.attoseconds / 1_000_000_000)
-        return configuration
     }
 
     /// TLS failures by what an operator has to change; everything else is "unavailable" with the details.

@@ -1,7 +1,6 @@
 import Foundation
 import ImageStoreCore
 import Logging
-import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -74,22 +73,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     public init(settings: Settings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
-        let tls: PostgresClient.Configuration.TLS
-        switch (settings.tls, try Self.tlsConfiguration(settings)) {
-        case (.prefer, let configuration?): tls = .prefer(configuration)
-        case (_, let configuration?): tls = .require(configuration)
-        case (_, nil): tls = .disable
-        }
-        var configuration: PostgresClient.Configuration
-        if let directory = settings.unixSocketDirectory {
-            configuration = .init(
-                unixSocketPath: "\(directory)/.s.PGSQL.\(settings.port)", username: settings.username,
-                password: settings.password, database: settings.database)
-        } else {
-            configuration = .init(
-                host: settings.host ?? "localhost", port: settings.port, username: settings.username,
-                password: settings.password, database: settings.database, tls: tls)
-        }
+        var configuration = try settings.configuration(PostgresClient.Configuration.self)
         configuration.options.maximumConnections = settings.maxConnections
         configuration.options.connectTimeout = settings.timeout
         // The server drops a statement that outlives our deadline, so nothing keeps running (or holds
@@ -107,29 +91,6 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     }
 
     deinit { runTask.cancel() }
-
-    /// The TLS of `settings` (nil: none), for the pool and `checkConnection`.
-    static func tlsConfiguration(_ settings: Settings) throws -> TLSConfiguration? {
-        switch settings.tls {
-        case .disable:
-            return nil
-        case .prefer, .require:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            return configuration
-        case .verify(let hostname):
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = hostname ? .fullVerification : .noHostnameVerification
-            if let path = settings.rootCertificatePath {
-                do {
-                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-                } catch {
-                    throw ImageStoreError.badRequest("[database] connection: sslrootcert \(path) cannot be read: \(error)")
-                }
-            }
-            return configuration
-        }
-    }
 
     /// Stops the pool (its connections close). Later calls fail with `.dependencyUnavailable`.
     public func close() {
@@ -560,15 +521,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
             PostgresQuery(unsafeSQL: "INSERT INTO images (\(columns)) VALUES (\(placeholders))", binds: bindings(values)),
             logger: logger
         ).collect()
-        if !image.tags.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(image.id.description)
-            binds.append(image.tags)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($2::TEXT[])", binds: binds),
-                logger: logger
-            ).collect()
-        }
+        try await run(insertTags, image.id, image.tags, connection, logger)
         try await upsertProperties(image.properties, of: image.id, connection, logger)
     }
 
@@ -580,38 +533,27 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         _ = try await connection.query(
             PostgresQuery(unsafeSQL: "UPDATE images SET \(assignments) WHERE id = $1", binds: bindings(values)), logger: logger
         ).collect()
-        let id = image.id.description
-        let removedTags = Set(old.tags).subtracting(image.tags).sorted()
-        let addedTags = Set(image.tags).subtracting(old.tags).sorted()
-        if !removedTags.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(id)
-            binds.append(removedTags)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "DELETE FROM image_tags WHERE image_id = $1 AND tag = ANY($2::TEXT[])", binds: binds),
-                logger: logger
-            ).collect()
-        }
-        if !addedTags.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(id)
-            binds.append(addedTags)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($2::TEXT[])", binds: binds),
-                logger: logger
-            ).collect()
-        }
+        try await run(deleteTags, image.id, Set(old.tags).subtracting(image.tags).sorted(), connection, logger)
+        try await run(insertTags, image.id, Set(image.tags).subtracting(old.tags).sorted(), connection, logger)
         let removedProperties = old.properties.keys.filter { image.properties[$0] == nil }.sorted()
-        if !removedProperties.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(id)
-            binds.append(removedProperties)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "DELETE FROM image_properties WHERE image_id = $1 AND name = ANY($2::TEXT[])", binds: binds),
-                logger: logger
-            ).collect()
-        }
+        try await run(deleteProperties, image.id, removedProperties, connection, logger)
         try await upsertProperties(image.properties.filter { old.properties[$0.key] != $0.value }, of: image.id, connection, logger)
+    }
+
+    private static let insertTags = "INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($2::TEXT[])"
+    private static let deleteTags = "DELETE FROM image_tags WHERE image_id = $1 AND tag = ANY($2::TEXT[])"
+    private static let deleteProperties = "DELETE FROM image_properties WHERE image_id = $1 AND name = ANY($2::TEXT[])"
+
+    /// Runs `sql` (one of the three above) with the image's id and `names` as one array, unless there
+    /// are none: tags or properties added or removed in one statement.
+    private static func run(
+        _ sql: String, _ id: ImageID, _ names: [String], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws {
+        guard !names.isEmpty else { return }
+        var binds = PostgresBindings()
+        binds.append(id.description)
+        binds.append(names)
+        _ = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
     }
 
     private static func upsertProperties(

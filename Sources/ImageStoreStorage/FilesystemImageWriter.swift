@@ -13,24 +13,115 @@ import Synchronization
 
 /// The open temporary file of one upload. Touched only on the upload's file thread (every access is
 /// an item on that serial executor), hence `@unchecked Sendable`.
+///
+/// With direct I/O (`filesystem_store_direct_io`) the descriptor has O_DIRECT: full batches go from the
+/// pool's page-aligned blocks to the disk without the kernel copying them into the page cache (that
+/// copy was ~1.4 s of CPU per GiB). O_DIRECT needs the memory, the length and the file offset aligned,
+/// so only the aligned part of a write goes direct; the rest (the upload's last partial page) is written
+/// after turning O_DIRECT off on the same descriptor, and the file stays buffered from then on.
 final class TemporaryFile: @unchecked Sendable {
+    /// Alignment of direct writes: a page satisfies every logical block size up to 4 KiB.
+    static let directIOAlignment = 4096
+
     let directory: String
     let tempPath: String
     let finalPath: String
     private var fd: Int32
     /// Set once `publish` renamed the data into place.
     private var published = false
+    /// Whether the descriptor has O_DIRECT now.
+    private(set) var isDirect: Bool
+    /// Bytes written so far (the offset of the next write).
+    private var written = 0
+    /// Page-aligned copy space for a batch whose memory is not aligned (a large incoming buffer is
+    /// sliced into batches, not copied); made on first need.
+    private var bounce: ByteBuffer?
+    /// Told when the filesystem refuses a direct write (errno) and the file falls back to buffered writes.
+    private let onDirectRefused: @Sendable (Int32) -> Void
 
-    init(fd: Int32, directory: String, tempPath: String, finalPath: String) {
+    init(
+        fd: Int32, directory: String, tempPath: String, finalPath: String, direct: Bool = false,
+        onDirectRefused: @escaping @Sendable (Int32) -> Void = { _ in }
+    ) {
         self.fd = fd
         self.directory = directory
         self.tempPath = tempPath
         self.finalPath = finalPath
+        self.isDirect = direct
+        self.onDirectRefused = onDirectRefused
     }
 
     func write(_ buffer: ByteBuffer) throws {
         guard fd >= 0 else { throw ImageStoreError.internal("write to a closed temporary file \(tempPath)") }
-        try buffer.withUnsafeReadableBytes { try writeAll(fd, $0, "write \(tempPath)") }
+        try buffer.withUnsafeReadableBytes { bytes in
+            var rest = bytes[...]
+            if isDirect { rest = try writeDirect(bytes) }
+            if !rest.isEmpty {
+                try writeAll(fd, UnsafeRawBufferPointer(rebasing: rest), "write \(tempPath)")
+                written += rest.count
+            }
+        }
+    }
+
+    /// Writes the aligned part of `bytes` with O_DIRECT; returns what is left for a buffered write.
+    private func writeDirect(_ bytes: UnsafeRawBufferPointer) throws -> Slice<UnsafeRawBufferPointer> {
+        let alignment = Self.directIOAlignment
+        let length = written % alignment == 0 ? bytes.count & ~(alignment - 1) : 0
+        var done = 0
+        while done < length {
+            let chunk = UnsafeRawBufferPointer(rebasing: bytes[done..<length])
+            let count: Int?
+            if Int(bitPattern: chunk.baseAddress) % alignment == 0 {
+                count = try directWrite(chunk)
+            } else {
+                count = try directWriteThroughBounce(chunk)
+            }
+            guard let count else {
+                try stopDirect()
+                return bytes[done...]
+            }
+            done += count
+            written += count
+            // A short write left the offset unaligned: the rest cannot go direct.
+            if count % alignment != 0 {
+                try stopDirect()
+                return bytes[done...]
+            }
+        }
+        if length < bytes.count { try stopDirect() }
+        return bytes[length...]
+    }
+
+    /// One direct write; nil when the filesystem refuses it (EINVAL), which is reported.
+    private func directWrite(_ chunk: UnsafeRawBufferPointer) throws -> Int? {
+        while true {
+            let count = writeOnce(fd, chunk)
+            if count >= 0 { return count }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EINVAL {
+                onDirectRefused(code)
+                return nil
+            }
+            throw imageStoreError(errno: code, "write \(tempPath)", context: .write)
+        }
+    }
+
+    private func directWriteThroughBounce(_ chunk: UnsafeRawBufferPointer) throws -> Int? {
+        if bounce == nil { bounce = LargeBufferPool.allocator.buffer(capacity: LargeBufferPool.blockSize) }
+        let count = min(chunk.count, LargeBufferPool.blockSize)
+        return try bounce!.withUnsafeMutableWritableBytes { space in
+            space.baseAddress!.copyMemory(from: chunk.baseAddress!, byteCount: count)
+            return try directWrite(UnsafeRawBufferPointer(start: space.baseAddress!, count: count))
+        }
+    }
+
+    /// Writes through the page cache from here on.
+    private func stopDirect() throws {
+        isDirect = false
+        bounce = nil
+        let code = setDirectIO(fd, false)
+        if code != 0 { throw imageStoreError(errno: code, "clear O_DIRECT on \(tempPath)", context: .write) }
     }
 
     /// fsync, permissions, close: after this the bytes are durable under the temporary name.
@@ -42,6 +133,7 @@ final class TemporaryFile: @unchecked Sendable {
         }
         let closing = fd
         fd = -1
+        bounce = nil
         try closeFile(closing, "close \(tempPath)")
     }
 
@@ -69,6 +161,7 @@ final class TemporaryFile: @unchecked Sendable {
             close(fd)
             fd = -1
         }
+        bounce = nil
         // Best effort: a temp that cannot be removed now (store gone) is removed by the start-up sweep.
         _ = unlink(tempPath)
         if published {

@@ -14,12 +14,17 @@ import Synchronization
 /// glibc's mmap threshold instead bounds RSS but costs a fresh mmap and 256 page faults per buffer
 /// (download CPU ×3). Here blocks are mmapped once, kept on a free list of at most `maxFree`, and
 /// unmapped beyond it: RSS ≈ live buffers + 32 MiB, and no page faults in steady state.
+///
+/// Mapped buffers (pooled blocks and larger ones) start on a page boundary, so an upload batch can be
+/// written with O_DIRECT as it is (the header lives in the page in front of the data).
 enum LargeBufferPool {
     static let blockSize = 1 << 20
     /// Free blocks kept for reuse (32 MiB): enough for 8 downloads and 8 uploads in steady state.
     static let maxFree = 32
-    /// In front of every allocation: its kind, and the mapping's size for direct mappings.
+    /// Right in front of every allocation: its kind, and the mapping's size for mappings.
     private static let headerSize = 64
+    /// Where a mapping's data starts: one page in, so the data is page aligned.
+    static let mappedDataOffset = 4096
     private static let pooledTag: UInt = 0x504f_4f4c  // "POOL"
     private static let mappedTag: UInt = 0x4d41_5050  // "MAPP"
     private static let mallocTag: UInt = 0x4d41_4c4c  // "MALL"
@@ -61,13 +66,13 @@ enum LargeBufferPool {
     private static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         if size > blockSize / 2 && size <= blockSize {
             if let reused = free.withLock({ $0.popLast() }) {
-                let base = UnsafeMutableRawPointer(bitPattern: reused)!
-                base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
-                return base + headerSize
+                let data = UnsafeMutableRawPointer(bitPattern: reused)!
+                (data - headerSize).storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
+                return data
             }
-            return map(blockSize + headerSize, tag: pooledTag)
+            return map(blockSize, tag: pooledTag)
         }
-        if size > blockSize { return map(size + headerSize, tag: mappedTag) }
+        if size > blockSize { return map(size, tag: mappedTag) }
         // Small buffers (a short last chunk, a test's buffer) stay with malloc.
         guard let base = malloc(size + headerSize) else { return nil }
         base.storeBytes(of: mallocTag, as: UInt.self)
@@ -75,14 +80,18 @@ enum LargeBufferPool {
         return base + headerSize
     }
 
-    private static func map(_ length: Int, tag: UInt) -> UnsafeMutableRawPointer? {
-        guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-            base != MAP_FAILED
+    /// Maps `size` bytes of page-aligned data plus the page holding the header.
+    private static func map(_ size: Int, tag: UInt) -> UnsafeMutableRawPointer? {
+        let length = size + mappedDataOffset
+        guard let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            mapping != MAP_FAILED
         else { return nil }
-        base.storeBytes(of: tag, as: UInt.self)
-        base.storeBytes(of: UInt(length), toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
-        base.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
-        return base + headerSize
+        let data = mapping + mappedDataOffset
+        let header = data - headerSize
+        header.storeBytes(of: tag, as: UInt.self)
+        header.storeBytes(of: UInt(length), toByteOffset: MemoryLayout<UInt>.size, as: UInt.self)
+        header.storeBytes(of: 0, toByteOffset: creditsOffset, as: UInt.self)
+        return data
     }
 
     private static func deallocate(_ pointer: UnsafeMutableRawPointer) {
@@ -102,12 +111,12 @@ enum LargeBufferPool {
         if tag == pooledTag {
             let kept = free.withLock { list -> Bool in
                 guard list.count < maxFree else { return false }
-                list.append(UInt(bitPattern: base))
+                list.append(UInt(bitPattern: pointer))
                 return true
             }
             if kept { return }
         }
-        munmap(base, length)
+        munmap(pointer - mappedDataOffset, length)
     }
 }
 

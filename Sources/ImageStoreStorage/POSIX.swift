@@ -74,6 +74,12 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ what: @autoclosure
     }
 }
 
+/// One write(2) at the file position: the byte count, or -1 with errno (for callers that handle errors
+/// themselves, from a scope where `write` names something else).
+func writeOnce(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+    write(fd, bytes.baseAddress!, bytes.count)
+}
+
 /// Makes directory entries (a created, renamed or removed name) durable.
 func fsyncDirectory(_ directory: String) throws {
     let fd = try posixCall("open directory \(directory)", context: .write) {
@@ -162,4 +168,25 @@ func listDirectory(_ directory: String) throws -> [String] {
         }
         if name != "." && name != ".." { names.append(name) }
     }
+}
+
+/// Linux's O_DIRECT, which Swift's Glibc module does not export (glibc defines it only under
+/// _GNU_SOURCE); nil where this build does not know its value (direct I/O stays off there).
+#if os(Linux) && arch(x86_64)
+let directIOFlag: Int32? = 0o40000
+#elseif os(Linux) && arch(arm64)
+let directIOFlag: Int32? = 0o200000
+#else
+let directIOFlag: Int32? = nil
+#endif
+
+/// Turns O_DIRECT on or off for an open descriptor. On returns the errno when the filesystem refuses
+/// it (EINVAL: tmpfs before Linux 6.6, ramfs, some FUSE filesystems), 0 on success.
+func setDirectIO(_ fd: Int32, _ on: Bool) -> Int32 {
+    guard let flag = directIOFlag else { return EINVAL }
+    let flags = fcntl(fd, F_GETFL)
+    if flags < 0 { return errno }
+    let wanted = on ? flags | flag : flags & ~flag
+    if wanted == flags { return 0 }
+    return fcntl(fd, F_SETFL, wanted) == 0 ? 0 : errno
 }

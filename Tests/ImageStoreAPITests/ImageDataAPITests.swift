@@ -72,6 +72,9 @@ import Testing
                 ("bytes=990-", Array(data[990...]), "bytes 990-999/1000"),
                 ("bytes=-5", Array(data[995...]), "bytes 995-999/1000"),
                 ("bytes=500-5000", Array(data[500...]), "bytes 500-999/1000"),
+                // webob parses a suffix of 0 as a start of 0.
+                ("bytes=-0", data, "bytes 0-999/1000"),
+                ("bytes=-2000", data, "bytes 0-999/1000"),
             ] {
                 let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
                 #expect(response.status == .partialContent, "\(header)")
@@ -79,7 +82,7 @@ import Testing
                 #expect(response.headers[.contentRange] == contentRange)
                 #expect(response.headers[HTTPField.Name("Content-MD5")!] == md5Hex(data))
             }
-            for header in ["bytes=1000-", "bytes=5-2", "bytes=abc", "items=0-1", "bytes=-0"] {
+            for header in ["bytes=1000-", "bytes=5-2", "bytes=abc", "items=0-1", "bytes=-"] {
                 let response = try await client.execute(uri: "/v2/images/\(id)/file", method: .get, headers: [.range: header])
                 #expect(response.status == .rangeNotSatisfiable, "\(header)")
             }
@@ -287,7 +290,15 @@ import Testing
                 }
                 try await waitFor { try await status() == "queued" }
                 try await waitFor { try harness.storeFiles().isEmpty }
-                #expect(try await HTTPOneShot.put(port: port, path: "/v2/images/\(id)/file", body: [1, 2, 3]) == .noContent)
+                // On a loaded machine the cut-off can come before the stalled upload's handler has claimed
+                // the image (it is still `queued` above), so a re-upload may meet that claim: 409 until the
+                // handler has failed and reset the image. Anything else, or no success within 10 s, fails.
+                var reupload = HTTPResponse.Status.conflict
+                try await waitFor {
+                    reupload = try await HTTPOneShot.put(port: port, path: "/v2/images/\(id)/file", body: [1, 2, 3])
+                    return reupload != .conflict
+                }
+                #expect(reupload == .noContent)
                 #expect(try await status() == "active")
                 finished.set()
             }

@@ -23,6 +23,9 @@ struct MountGuardAPITests {
         let share = try await GuardedShare.make()
         defer { share.tearDown() }
         try await share.run { client in
+            // A healthy share is enabled — by the first check, or (on a starved machine, where the first
+            // check's 500 ms deadline can pass) by a later one, 0.2 s apart.
+            try await client.waitForGuard("enabled")
             let detail = try #require(try await client.guardState())
             #expect(detail["state"] == "enabled")
             #expect(detail["reason"] == .null)

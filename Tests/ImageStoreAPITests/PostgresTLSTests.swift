@@ -23,7 +23,10 @@ import Testing
     ) -> PostgresImageRepository.Settings {
         .init(
             host: host, port: server.port, username: PostgresServer.username, password: server.password, database: database,
-            tls: tls, rootCertificatePath: rootCertificate, maxConnections: 2, timeout: .seconds(10))
+            tls: tls, rootCertificatePath: rootCertificate, maxConnections: 2,
+            // Not what is tested here (the short deadline below is): room for a TLS handshake and the
+            // schema migration on a loaded machine, where 10 s was once not enough.
+            timeout: .seconds(30))
     }
 
     static func url(_ server: PostgresServer, _ database: String, host: String = "localhost", _ query: String) -> String {

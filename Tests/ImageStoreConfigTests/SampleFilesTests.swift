@@ -26,8 +26,8 @@ import Testing
             .union(FilesystemStoreOptions.Key.all).union(HealthcheckOptions.Key.all.subtracting(["path"]))
             .union([
                 ConfigurationReader.Key.connection, ConfigurationReader.Key.flavor, ConfigurationReader.Key.configFile,
-                ConfigurationReader.Key.requireImageFormatMatch, ConfigurationReader.Key.gptSafetyChecksNonfatal,
             ])
+            .union(ConfigurationReader.Key.imageFormat)
             .union([DatabaseOptions.Key.maxPoolSize, DatabaseOptions.Key.poolTimeout])
             .union(KeystoneAuthOptions.Key.all.subtracting(["auth_uri"])).union(PolicyOptions.Key.all)
             .union(MetricsOptions.Key.all)

@@ -145,6 +145,14 @@ import Testing
         #expect(defaults.store.threadPoolSize == FilesystemStoreOptions.defaultThreadPoolSize)
     }
 
+    @Test func storeDirectIO_isRead_andOffByDefault() throws {
+        let config = try parse("[glance_store]\nfilesystem_store_direct_io = true")
+        #expect(config.store.directIO == true)
+        #expect(config.warnings.isEmpty, "\(config.warnings)")
+        #expect(try parse("").store.directIO == FilesystemStoreOptions.defaultDirectIO)
+        #expect(!FilesystemStoreOptions.defaultDirectIO)
+    }
+
     @Test func parse_whenEmptyFile_usesEveryDefault() throws {
         let config = try parse("")
         #expect(config.bindHost == "0.0.0.0")
@@ -566,6 +574,7 @@ import Testing
         ("[glance_store]\nfilesystem_store_timeout = -1", 2, "glance_store", "filesystem_store_timeout", "between 0 and 86400"),
         ("[glance_store]\nfilesystem_store_timeout = 1.5", 2, "glance_store", "filesystem_store_timeout", "is not an integer"),
         ("[glance_store]\nfilesystem_store_thread_pool_size = 0", 2, "glance_store", "filesystem_store_thread_pool_size", "between 1 and 256"),
+        ("[glance_store]\nfilesystem_store_direct_io = sometimes", 2, "glance_store", "filesystem_store_direct_io", "\"sometimes\" is not a boolean"),
         ("[DEFAULT]\nstore_unavailable_status = 404", 2, "DEFAULT", "store_unavailable_status", "must be 410 (the store is gone) or 503"),
         ("[DEFAULT]\nhashing_algorithm = blake2b", 2, "DEFAULT", "hashing_algorithm", "\"blake2b\" is not a hashing algorithm ImageStore has (sha1, sha256, sha384, sha512)"),
         ("[DEFAULT]\nstore_unavailable_status = gone", 2, "DEFAULT", "store_unavailable_status", "is not an integer"),
@@ -755,5 +764,21 @@ import Testing
             #expect(config.gptSafetyChecksNonfatal.contains("mbr"))
             #expect(config.warnings.isEmpty, "\(config.warnings)")
         }
+    }
+
+    /// Glance's ListOpts and defaults; also read from [DEFAULT] (Glance's deprecated location for them).
+    @Test func imageFormatSection_diskAndContainerFormats() throws {
+        let defaults = try parse("")
+        #expect(defaults.imageFormats.disk == ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"])
+        #expect(defaults.imageFormats.container == ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"])
+        let config = try parse("[image_format]\ndisk_formats = qcow2, raw\ncontainer_formats = [bare,ovf]\n")
+        #expect(config.imageFormats == ImageFormats(disk: ["qcow2", "raw"], container: ["bare", "ovf"]))
+        #expect(config.warnings.isEmpty, "\(config.warnings)")
+        let legacy = try parse("[DEFAULT]\ndisk_formats = raw\n")
+        #expect(legacy.imageFormats.disk == ["raw"])
+        #expect(legacy.imageFormats.container == ImageFormats.defaultContainer)
+        #expect(legacy.warnings.isEmpty, "\(legacy.warnings)")
+        // An empty list: only null is left, as in Glance.
+        #expect(try parse("[image_format]\ndisk_formats =\n").imageFormats.disk == [])
     }
 }

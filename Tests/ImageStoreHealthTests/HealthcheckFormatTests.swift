@@ -1,5 +1,6 @@
 import Foundation
 import ImageStoreConfig
+import ImageStoreCore
 import ImageStoreHealth
 import Testing
 
@@ -91,6 +92,13 @@ import Testing
             value.dumps()
                 == "{\n    \"a\": {},\n    \"b\": [\n        \"\\u00e9\\\"\\\\\\n\\u0001\\ud83d\\ude00\",\n        true,\n        -3,\n        null\n    ]\n}"
         )
+    }
+
+    /// Python's short escapes for backspace and form feed, and DEL escaped (not printable ASCII): what
+    /// `json.dumps(["\b\f\x7f\x1f"])` prints. The API's JSON (`ensureASCII` off) keeps RFC 8259's forms.
+    @Test func pythonJSON_controlCharacters_asPython() {
+        #expect(PythonJSON.array(["\u{08}\u{0C}\u{7F}\u{1F}"]).dumps() == "[\n    \"\\b\\f\\u007f\\u001f\"\n]")
+        #expect(JSONString.quoted("\u{08}\u{0C}\u{7F}é") == "\"\\u0008\\u000c\u{7F}é\"")
     }
 
     @Test(arguments: [

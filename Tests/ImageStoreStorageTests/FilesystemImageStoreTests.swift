@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import ImageStoreCore
 import ImageStoreStorage
+import Logging
 import NIOCore
 import Synchronization
 import Testing
@@ -142,6 +143,82 @@ import Testing
 
             #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [small.description])
             #expect(try await store.size(small) == 100_000)
+        }
+    }
+
+    /// With direct I/O on, the upload's descriptor has O_DIRECT on a filesystem that takes it
+    /// (the test directory is on ext4 here); the last partial page is written buffered and the file is exact.
+    @Test func directIO_onADiskFilesystem_writesWithODirect() async throws {
+        let recorder = RecordingLogHandler()
+        try await withStore(.filesystem) { fixture in
+            let directory = try #require(fixture.directory)
+            let store = FilesystemImageStore(directory: directory, directIO: true, logger: Logger(label: "test") { _ in recorder })
+            #expect(store.directIO)
+            let id = ImageID()
+            let bytes = randomBytes((2 << 20) + 4097)
+            let writer = try await store.beginWrite(id, expectedSize: Int64(bytes.count))
+            let temporary = try #require(try fixture.filesOnDisk().first)
+            let flags = try #require(openFlags(of: "\(directory)/\(temporary)"))
+            #expect(flags & oDirect != 0)
+            try await write(bytes, to: writer, chunkSize: 64 * 1024)
+            let staged = try await writer.finish()
+            try await writer.commit()
+            #expect(staged.md5 == md5Hex(bytes))
+            #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+            #expect(store.directIOFallbackCount == 0)
+            #expect(recorder.messages.filter { $0.contains("direct I/O") } == [])
+        }
+    }
+
+    @Test func directIO_off_writesThroughThePageCache() async throws {
+        try await withStore(.filesystemBuffered) { fixture in
+            let directory = try #require(fixture.directory)
+            let writer = try await fixture.store.beginWrite(ImageID(), expectedSize: nil)
+            let temporary = try #require(try fixture.filesOnDisk().first)
+            let flags = try #require(openFlags(of: "\(directory)/\(temporary)"))
+            #expect(flags & oDirect == 0)
+            await writer.abort()
+        }
+    }
+
+    /// A filesystem that refuses O_DIRECT (ramfs; tmpfs too before Linux 6.6) gets buffered writes: every
+    /// upload succeeds with exact bytes, and the fallback is logged once for the store, not per upload.
+    @Test func directIO_whenTheFilesystemRefusesIt_fallsBackToBufferedWritesAndLogsOnce() async throws {
+        try await withRamfs { directory in
+            let recorder = RecordingLogHandler()
+            let store = FilesystemImageStore(directory: directory, directIO: true, logger: Logger(label: "test") { _ in recorder })
+            for size in [0, 4097, (1 << 20) + 1] {
+                let id = ImageID()
+                let bytes = randomBytes(size)
+                let writer = try await store.beginWrite(id, expectedSize: Int64(size))
+                let temporary = try #require(
+                    try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasPrefix(".") })
+                let flags = try #require(openFlags(of: "\(directory)/\(temporary)"))
+                #expect(flags & oDirect == 0)
+                try await write(bytes, to: writer, chunkSize: 64 * 1024)
+                let staged = try await writer.finish()
+                try await writer.commit()
+                #expect(staged == StagedImageData(size: Int64(size), md5: md5Hex(bytes), hashValue: sha512Hex(bytes)))
+                #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+            }
+            #expect(store.directIOFallbackCount == 3)
+            #expect(recorder.messages.filter { $0.contains("direct I/O") }.count == 1)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).allSatisfy { !$0.hasPrefix(".") })
+        }
+    }
+
+    /// tmpfs: whether or not this kernel takes O_DIRECT there (it does since Linux 6.6), uploads are exact.
+    @Test(arguments: [true, false])
+    func upload_onTmpfs_storesExactBytes(directIO: Bool) async throws {
+        try await withTmpfs(sizeBytes: 16 << 20) { directory in
+            let store = FilesystemImageStore(directory: directory, directIO: directIO, logger: testLogger)
+            for size in [1, 4096, (1 << 20) - 1, (3 << 20) + 5] {
+                let id = ImageID()
+                let bytes = randomBytes(size)
+                let staged = try await upload(store, id, bytes)
+                #expect(staged.md5 == md5Hex(bytes))
+                #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
+            }
         }
     }
 

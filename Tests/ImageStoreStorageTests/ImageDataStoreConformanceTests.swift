@@ -39,6 +39,31 @@ import Testing
         }
     }
 
+    /// Sizes around direct I/O's alignment (4 KiB pages, 1 MiB batches): the stored bytes, the size and
+    /// the hashes are exactly the upload's, whether the body came in small buffers (copied into aligned
+    /// batches) or in one buffer (sliced into batches at whatever address it has).
+    @Test(arguments: StoreKind.allCases, [0, 1, 4095, 4096, 4097, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, (3 << 20) + 4097])
+    func roundTrip_atAlignmentEdges_storesExactlyTheBytes(kind: StoreKind, size: Int) async throws {
+        try await withStore(kind) { fixture in
+            let bytes = randomBytes(size)
+            for chunkSize in [64 * 1024, max(size, 1)] {
+                let id = ImageID()
+                let staged = try await upload(fixture.store, id, bytes, chunkSize: chunkSize)
+                #expect(staged == StagedImageData(size: Int64(size), md5: md5Hex(bytes), hashValue: sha512Hex(bytes)))
+                #expect(try await fixture.store.size(id) == Int64(size))
+                #expect(try await readAll(fixture.store, id) == bytes)
+                if let directory = fixture.directory {
+                    let onDisk = try #require(FileManager.default.contents(atPath: "\(directory)/\(id)"))
+                    #expect(onDisk.count == size)
+                    #expect(Array(onDisk) == bytes)
+                }
+            }
+            if fixture.directory != nil {
+                #expect(try fixture.filesOnDisk().allSatisfy { !$0.hasPrefix(".") })
+            }
+        }
+    }
+
     /// `hashing_algorithm`: os_hash_value follows it, checksum stays md5.
     @Test(arguments: StoreKind.allCases, HashAlgorithm.allCases)
     func roundTrip_withHashingAlgorithm_recordsThatAlgorithmsDigest(kind: StoreKind, algorithm: HashAlgorithm) async throws {

@@ -8,9 +8,11 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// The stores every conformance test runs on.
+/// The stores every conformance test runs on: the filesystem store with direct I/O (its default) and
+/// with buffered writes, and the in-memory store.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case filesystem
+    case filesystemBuffered
     case inMemory
 
     var testDescription: String { rawValue }
@@ -45,11 +47,12 @@ func withStore<T>(
     switch kind {
     case .inMemory:
         return try await body(StoreFixture(store: InMemoryImageStore(hashAlgorithm: hashAlgorithm), directory: nil))
-    case .filesystem:
+    case .filesystem, .filesystemBuffered:
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = FilesystemImageStore(
-            directory: directory, filePermissions: filePermissions, hashAlgorithm: hashAlgorithm, logger: testLogger)
+            directory: directory, filePermissions: filePermissions, hashAlgorithm: hashAlgorithm,
+            directIO: kind == .filesystem, logger: testLogger)
         return try await body(StoreFixture(store: store, directory: directory))
     }
 }
@@ -131,4 +134,55 @@ func withTmpfs<T>(sizeBytes: Int64, readOnly: Bool = false, _ body: (String) asy
     try Mounts.tmpfs(at: directory, sizeBytes: sizeBytes, readOnly: readOnly)
     defer { Mounts.unmount(directory) }
     return try await body(directory)
+}
+
+/// Mounts a ramfs (no size limit; it refuses O_DIRECT) on a fresh directory for the duration of `body`.
+func withRamfs<T>(_ body: (String) async throws -> T) async throws -> T {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    try Mounts.ramfs(at: directory)
+    defer { Mounts.unmount(directory) }
+    return try await body(directory)
+}
+
+/// The open flags (`/proc/self/fdinfo`) of this process's descriptor on `path`, nil if none is open.
+func openFlags(of path: String) -> Int? {
+    guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return nil }
+    for fd in fds {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"),
+            target == path,
+            let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8),
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags:") })
+        else { continue }
+        return Int(line.dropFirst("flags:".count).trimmingCharacters(in: .whitespaces), radix: 8)
+    }
+    return nil
+}
+
+/// Linux's O_DIRECT on this architecture (x86_64; arm64 has 0o200000).
+#if arch(arm64)
+let oDirect = 0o200000
+#else
+let oDirect = 0o40000
+#endif
+
+/// Records what is logged (the direct I/O fallback must be logged once per store).
+final class RecordingLogHandler: LogHandler, @unchecked Sendable {
+    private let lock = Mutex<[String]>([])
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    var messages: [String] { lock.withLock { $0 } }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
+        lock.withLock { $0.append(message.description) }
+    }
 }

@@ -22,6 +22,14 @@ public enum Mounts {
         }
     }
 
+    /// Mounts a ramfs on the existing directory `at`: a writable filesystem that refuses O_DIRECT (tmpfs
+    /// accepts it since Linux 6.6).
+    public static func ramfs(at target: String) throws {
+        guard mount("ramfs", target, "ramfs", 0, "mode=0755") == 0 else {
+            throw TestSupportError("ramfs on \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Unmounts `target`; if it is busy, detaches it lazily (`umount -l`) so the test can still clean up.
     /// Returns false if neither worked (not mounted, for instance).
     @discardableResult

@@ -101,6 +101,26 @@ def test_openstack_client_session(server, tmp_path):
     assert os.listdir(os.path.join(server["work"], "data", "images")) == []
 
 
+def test_empty_image_file_with_both_clients(server, tmp_path):
+    """An empty --file makes an active 0-byte image with both CLIs, as with Glance; it downloads empty."""
+    empty = tmp_path / "empty.img"
+    empty.write_bytes(b"")
+    created = json.loads(openstack(server, "image", "create", "--disk-format", "raw", "--container-format", "bare",
+                                   "--file", str(empty), "osc-empty", "-f", "json"))
+    fields = parse_table(glance(server, "image-create", "--disk-format", "raw", "--container-format", "bare",
+                                "--name", "glance-empty", "--file", str(empty)))
+    for image_id in (created["id"], fields["id"]):
+        doc = json.load(urllib.request.urlopen(f"{server['url']}/v2/images/{image_id}"))
+        assert doc["status"] == "active", doc
+        assert doc["size"] == 0
+        assert doc["checksum"] == hashlib.md5(b"").hexdigest()
+        assert doc["os_hash_value"] == hashlib.sha512(b"").hexdigest()
+        out = tmp_path / f"{image_id}.out"
+        openstack(server, "image", "save", "--file", str(out), image_id)
+        assert out.read_bytes() == b""
+        assert os.path.getsize(os.path.join(server["work"], "data", "images", image_id)) == 0
+
+
 def parse_table(text):
     """Parses glanceclient's `| Property | Value |` table into a dict."""
     fields = {}
@@ -160,7 +180,7 @@ def test_openstack_interoperable_import_glance_direct_and_web_download(tmp_path)
             assert got == data
 
             # Created through the API: `openstack image create` without --file reads a non-tty stdin
-            # (empty here) as the image data, and ImageStore refuses an empty upload.
+            # (empty here) as the image data, which would make an active 0-byte image, as in Glance.
             request = urllib.request.Request(
                 f"{server['url']}/v2/images", method="POST", headers={"Content-Type": "application/json"},
                 data=json.dumps({"name": "osc-web", "disk_format": "raw", "container_format": "bare"}).encode())

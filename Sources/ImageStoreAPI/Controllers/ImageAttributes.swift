@@ -25,8 +25,8 @@ enum ImageAttributes {
         }
     }
 
-    /// Sets one attribute (base or custom) on `image`.
-    static func set(_ key: String, _ value: JSONValue, on image: inout Image, creating: Bool) throws {
+    /// Sets one attribute (base or custom) on `image`; `formats` are the values the two formats may take.
+    static func set(_ key: String, _ value: JSONValue, on image: inout Image, creating: Bool, formats: ImageFormats) throws {
         try checkWritable(key, creating: creating)
         switch key {
         case "id":
@@ -53,14 +53,24 @@ enum ImageAttributes {
         case "min_ram":
             image.minRam = try nonNegativeInt(value, key)
         case "disk_format", "container_format":
-            if !creating && !(image.status == .queued || image.status == .importing) {
-                throw ImageStoreError.forbidden("Attribute \(key) can be only replaced for a queued image.")
-            }
-            let allowed = key == "disk_format" ? ImageFormats.disk : ImageFormats.container
+            // The value first: Glance validates it against the schema before it looks at the image (400
+            // before 403). Its message is jsonschema's, less the dump of the property's schema.
+            let allowed = key == "disk_format" ? formats.disk : formats.container
             let format = try nullableString(value, key, maxLength: 255)
             if let format, !allowed.contains(format) {
+                let choices = (["None"] + allowed.map(pythonRepr)).joined(separator: ", ")
                 throw ImageStoreError.badRequest(
-                    "Invalid value for '\(key)': '\(format)' is not one of \(allowed.joined(separator: ", "))")
+                    """
+                    Provided object does not match schema 'image': \(pythonRepr(format)) is not one of [\(choices)]
+
+                    Failed validating 'enum' in schema['properties']['\(key)']
+
+                    On instance['\(key)']:
+                        \(pythonRepr(format))
+                    """)
+            }
+            if !creating && !(image.status == .queued || image.status == .importing) {
+                throw ImageStoreError.forbidden("Attribute \(key) can be only replaced for a queued image.")
             }
             if key == "disk_format" { image.diskFormat = format } else { image.containerFormat = format }
         case "tags":
@@ -119,6 +129,18 @@ enum ImageAttributes {
         guard !tag.isEmpty, tag.count <= 255 else {
             throw ImageStoreError.badRequest("Tags must be 1 to 255 characters long.")
         }
+    }
+
+    /// A string as Python's `repr` writes it (jsonschema's messages quote values so).
+    static func pythonRepr(_ text: String) -> String {
+        let quote: Character = text.contains("'") && !text.contains("\"") ? "\"" : "'"
+        var out = String(quote)
+        for ch in text {
+            if ch == "\\" || ch == quote { out.append("\\") }
+            out.append(ch)
+        }
+        out.append(quote)
+        return out
     }
 
     private static func nullableString(_ value: JSONValue, _ key: String, maxLength: Int) throws -> String? {

@@ -35,6 +35,8 @@ struct ImageDataController {
     }
 
     /// `x-openstack-image-size` wins over Content-Length; a chunked body without either is unknown.
+    /// As Glance's `_get_image_size`, `Content-Length: 0` is unknown (`content_length or None`), while
+    /// `x-openstack-image-size: 0` is a size of 0 (which the store then reads as "not given").
     static func declaredSize(_ headers: HTTPFields) throws -> Int64? {
         if let text = headers[.imageSize] {
             guard let size = Int64(text.trimmingCharacters(in: .whitespaces)), size >= 0 else {
@@ -42,7 +44,7 @@ struct ImageDataController {
             }
             return size
         }
-        return headers[.contentLength].flatMap { Int64($0) }
+        return headers[.contentLength].flatMap { Int64($0) }.flatMap { $0 == 0 ? nil : $0 }
     }
 
     @Sendable func download(_ request: Request, _ context: AppRequestContext) async throws -> Response {
@@ -103,8 +105,14 @@ enum ByteRange {
         let first = parts[0].trimmingCharacters(in: .whitespaces)
         let last = parts[1].trimmingCharacters(in: .whitespaces)
         if first.isEmpty {
-            // bytes=-n: the last n bytes.
-            guard let n = Int64(last), n > 0, size > 0 else { throw notSatisfiable }
+            // bytes=-n: the last n bytes (all of them when n ≥ size). As webob parses it, `bytes=-0` is
+            // `bytes=0-`. On a 0-byte image Glance answers a suffix range with 206 and no bytes
+            // (`Content-Range: bytes 0--1/0`, its arithmetic): so do we, from the empty range 0..<0.
+            guard let n = Int64(last), n >= 0 else { throw notSatisfiable }
+            if n == 0 {
+                guard size > 0 else { throw notSatisfiable }
+                return 0..<size
+            }
             return max(0, size - n)..<size
         }
         guard let start = Int64(first), start >= 0, start < size else { throw notSatisfiable }

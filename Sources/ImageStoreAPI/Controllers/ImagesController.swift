@@ -13,6 +13,8 @@ struct ImagesController {
     let service: ImageService
     let access: ImageAccess
     let limits: ImageLimits
+    /// `[image_format] disk_formats` / `container_formats`.
+    let formats: ImageFormats
     /// The stores, when images say where they are (`stores`, the `OpenStack-image-store-ids` header).
     let stores: ImageStores?
     /// `show_image_direct_url` / `show_multiple_locations`; nil when both are off.
@@ -43,7 +45,7 @@ struct ImagesController {
         }
         var image = Image(owner: context.projectID)
         for key in fields.keys.sorted() {
-            try ImageAttributes.set(key, fields[key]!, on: &image, creating: true)
+            try ImageAttributes.set(key, fields[key]!, on: &image, creating: true, formats: formats)
         }
         try authorizeCreate(image, visibilityGiven: fields["visibility"] != nil, context)
         try ImageAttributes.checkLimits(image, limits, properties: true)
@@ -105,10 +107,10 @@ struct ImagesController {
         let operations = try JSONPatch.operations(from: try await JSONBody.read(request, context: context), format: format)
         let image = try await access.visibleImage(id, context)
         try authorizePatch(operations, on: image, context)
-        let limits = self.limits
+        let (limits, formats) = (self.limits, self.formats)
         let updated = try await repository.update(id, expecting: nil) { image in
             let before = Set(image.properties.keys)
-            try JSONPatch.apply(operations, to: &image)
+            try JSONPatch.apply(operations, to: &image, formats: formats)
             // Glance checks the property limit only when a property was added, so an image over a
             // lowered limit can still shed properties.
             try ImageAttributes.checkLimits(image, limits, properties: !Set(image.properties.keys).isSubset(of: before))

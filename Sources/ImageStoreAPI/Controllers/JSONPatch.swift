@@ -95,7 +95,7 @@ enum JSONPatch {
         return String(body)
     }
 
-    static func apply(_ operations: [Operation], to image: inout Image) throws {
+    static func apply(_ operations: [Operation], to image: inout Image, formats: ImageFormats) throws {
         for operation in operations {
             if operation.key == "locations" {
                 // Glance with show_multiple_locations = false (its default) answers each with 403 before
@@ -112,7 +112,7 @@ enum JSONPatch {
                 try ImageAttributes.checkWritable(operation.key, creating: false)
                 throw ImageStoreError.conflict("Property \(operation.key) does not exist.")
             case .add, .replace:
-                try ImageAttributes.set(operation.key, operation.value ?? .null, on: &image, creating: false)
+                try ImageAttributes.set(operation.key, operation.value ?? .null, on: &image, creating: false, formats: formats)
             }
         }
     }

@@ -6,9 +6,18 @@ import ImageStoreCore
 /// `GET /v2/schemas/*`. python-glanceclient builds a validating model (warlock) from the image
 /// schema and validates the POST response against it, so this schema and `Image.glanceJSON` must agree.
 struct SchemasController {
+    /// Built once: their format enums are `[image_format] disk_formats` / `container_formats`.
+    let image: JSONValue
+    let images: JSONValue
+
+    init(formats: ImageFormats) {
+        image = Schemas.image(formats)
+        images = Schemas.images(formats)
+    }
+
     func addRoutes(to routes: RouteTable) {
-        routes.add(.get, "/v2/schemas/image") { _, _ in .json(Schemas.image) }
-        routes.add(.get, "/v2/schemas/images") { _, _ in .json(Schemas.images) }
+        routes.add(.get, "/v2/schemas/image") { [image] _, _ in .json(image) }
+        routes.add(.get, "/v2/schemas/images") { [images] _, _ in .json(images) }
         routes.add(.get, "/v2/schemas/member") { _, _ in .json(Schemas.member) }
         routes.add(.get, "/v2/schemas/members") { _, _ in .json(Schemas.members) }
         routes.add(.get, "/v2/schemas/metadefs/namespace") { _, _ in .json(Schemas.metadefNamespace) }
@@ -46,82 +55,88 @@ enum Schemas {
         return .object(property)
     }
 
-    static let imageProperties: [String: JSONValue] = [
-        "id": ["type": "string", "description": "An identifier for the image", "pattern": .string(uuidPattern)],
-        "name": ["type": ["null", "string"], "description": "Descriptive name for the image", "maxLength": 255],
-        "status": [
-            "type": "string", "readOnly": true, "description": "Status of the image",
-            "enum": .array(ImageStatus.allCases.map { .string($0.rawValue) }),
-        ],
-        "visibility": [
-            "type": "string", "description": "Scope of image accessibility",
-            "enum": ["community", "public", "private", "shared"],
-        ],
-        "protected": ["type": "boolean", "description": "If true, image will not be deletable."],
-        "os_hidden": ["type": "boolean", "description": "If true, image will not appear in default image list response."],
-        "checksum": readOnly(["null", "string"], "md5 hash of image contents.", maxLength: 32),
-        "os_hash_algo": readOnly(["null", "string"], "Algorithm to calculate the os_hash_value", maxLength: 64),
-        "os_hash_value": readOnly(["null", "string"], "Hexdigest of the image contents using the algorithm specified by the os_hash_algo", maxLength: 128),
-        "owner": ["type": ["null", "string"], "description": "Owner of the image", "maxLength": 255],
-        "size": readOnly(["null", "integer"], "Size of image file in bytes"),
-        "virtual_size": readOnly(["null", "integer"], "Virtual size of image in bytes"),
-        "container_format": nullableEnum(ImageFormats.container, "Format of the container"),
-        "disk_format": nullableEnum(ImageFormats.disk, "Format of the disk"),
-        "created_at": readOnly("string", "Date and time of image registration"),
-        "updated_at": readOnly("string", "Date and time of the last image modification"),
-        "tags": ["type": "array", "description": "List of strings related to the image", "items": ["type": "string", "maxLength": 255]],
-        "direct_url": readOnly("string", "URL to access the image file kept in external store"),
-        "min_ram": ["type": "integer", "description": "Amount of ram (in MB) required to boot image."],
-        "min_disk": ["type": "integer", "description": "Amount of disk space (in GB) required to boot image."],
-        "self": readOnly("string", "An image self url"),
-        "file": readOnly("string", "An image file url"),
-        "stores": readOnly("string", "Store in which image data resides.  Only present when the operator has enabled multiple stores.  May be a comma-separated list of store identifiers."),
-        "schema": readOnly("string", "An image schema url"),
-        "locations": [
-            "type": "array", "description": "A set of URLs to access the image file kept in external store",
-            "items": [
-                "type": "object", "required": ["url", "metadata"],
-                "properties": ["url": ["type": "string", "maxLength": 255], "metadata": ["type": "object"]],
+    static func imageProperties(_ formats: ImageFormats) -> [String: JSONValue] {
+        [
+            "id": ["type": "string", "description": "An identifier for the image", "pattern": .string(uuidPattern)],
+            "name": ["type": ["null", "string"], "description": "Descriptive name for the image", "maxLength": 255],
+            "status": [
+                "type": "string", "readOnly": true, "description": "Status of the image",
+                "enum": .array(ImageStatus.allCases.map { .string($0.rawValue) }),
             ],
-        ],
-        "kernel_id": extra("ID of image stored in Glance that should be used as the kernel when booting an AMI-style image.", pattern: uuidPattern),
-        "ramdisk_id": extra("ID of image stored in Glance that should be used as the ramdisk when booting an AMI-style image.", pattern: uuidPattern),
-        "instance_uuid": [
-            "type": "string", "description": "Metadata which can be used to record which instance this image is associated with. (Informational only, does not create an instance snapshot.)",
-            "is_base": false,
-        ],
-        "architecture": [
-            "type": "string", "description": "Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false,
-        ],
-        "os_distro": [
-            "type": "string", "description": "Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html",
-            "is_base": false,
-        ],
-        "os_version": ["type": "string", "description": "Operating system version as specified by the distributor.", "is_base": false],
-        "description": ["type": "string", "description": "A human-readable string describing this image.", "is_base": false],
-    ]
+            "visibility": [
+                "type": "string", "description": "Scope of image accessibility",
+                "enum": ["community", "public", "private", "shared"],
+            ],
+            "protected": ["type": "boolean", "description": "If true, image will not be deletable."],
+            "os_hidden": ["type": "boolean", "description": "If true, image will not appear in default image list response."],
+            "checksum": readOnly(["null", "string"], "md5 hash of image contents.", maxLength: 32),
+            "os_hash_algo": readOnly(["null", "string"], "Algorithm to calculate the os_hash_value", maxLength: 64),
+            "os_hash_value": readOnly(["null", "string"], "Hexdigest of the image contents using the algorithm specified by the os_hash_algo", maxLength: 128),
+            "owner": ["type": ["null", "string"], "description": "Owner of the image", "maxLength": 255],
+            "size": readOnly(["null", "integer"], "Size of image file in bytes"),
+            "virtual_size": readOnly(["null", "integer"], "Virtual size of image in bytes"),
+            "container_format": nullableEnum(formats.container, "Format of the container"),
+            "disk_format": nullableEnum(formats.disk, "Format of the disk"),
+            "created_at": readOnly("string", "Date and time of image registration"),
+            "updated_at": readOnly("string", "Date and time of the last image modification"),
+            "tags": ["type": "array", "description": "List of strings related to the image", "items": ["type": "string", "maxLength": 255]],
+            "direct_url": readOnly("string", "URL to access the image file kept in external store"),
+            "min_ram": ["type": "integer", "description": "Amount of ram (in MB) required to boot image."],
+            "min_disk": ["type": "integer", "description": "Amount of disk space (in GB) required to boot image."],
+            "self": readOnly("string", "An image self url"),
+            "file": readOnly("string", "An image file url"),
+            "stores": readOnly("string", "Store in which image data resides.  Only present when the operator has enabled multiple stores.  May be a comma-separated list of store identifiers."),
+            "schema": readOnly("string", "An image schema url"),
+            "locations": [
+                "type": "array", "description": "A set of URLs to access the image file kept in external store",
+                "items": [
+                    "type": "object", "required": ["url", "metadata"],
+                    "properties": ["url": ["type": "string", "maxLength": 255], "metadata": ["type": "object"]],
+                ],
+            ],
+            "kernel_id": extra("ID of image stored in Glance that should be used as the kernel when booting an AMI-style image.", pattern: uuidPattern),
+            "ramdisk_id": extra("ID of image stored in Glance that should be used as the ramdisk when booting an AMI-style image.", pattern: uuidPattern),
+            "instance_uuid": [
+                "type": "string", "description": "Metadata which can be used to record which instance this image is associated with. (Informational only, does not create an instance snapshot.)",
+                "is_base": false,
+            ],
+            "architecture": [
+                "type": "string", "description": "Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html", "is_base": false,
+            ],
+            "os_distro": [
+                "type": "string", "description": "Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html",
+                "is_base": false,
+            ],
+            "os_version": ["type": "string", "description": "Operating system version as specified by the distributor.", "is_base": false],
+            "description": ["type": "string", "description": "A human-readable string describing this image.", "is_base": false],
+        ]
+    }
 
-    static let image: JSONValue = [
-        "name": "image",
-        "properties": .object(imageProperties),
-        "additionalProperties": ["type": "string"],
-        "links": [
-            ["href": "{self}", "rel": "self"], ["href": "{file}", "rel": "enclosure"],
-            ["href": "{schema}", "rel": "describedby"],
-        ],
-    ]
+    static func image(_ formats: ImageFormats) -> JSONValue {
+        [
+            "name": "image",
+            "properties": .object(imageProperties(formats)),
+            "additionalProperties": ["type": "string"],
+            "links": [
+                ["href": "{self}", "rel": "self"], ["href": "{file}", "rel": "enclosure"],
+                ["href": "{schema}", "rel": "describedby"],
+            ],
+        ]
+    }
 
-    static let images: JSONValue = [
-        "name": "images",
-        "properties": [
-            "images": ["type": "array", "items": image],
-            "schema": ["type": "string"], "first": ["type": "string"], "next": ["type": "string"],
-        ],
-        "links": [
-            ["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"],
-            ["rel": "describedby", "href": "{schema}"],
-        ],
-    ]
+    static func images(_ formats: ImageFormats) -> JSONValue {
+        [
+            "name": "images",
+            "properties": [
+                "images": ["type": "array", "items": image(formats)],
+                "schema": ["type": "string"], "first": ["type": "string"], "next": ["type": "string"],
+            ],
+            "links": [
+                ["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"],
+                ["rel": "describedby", "href": "{schema}"],
+            ],
+        ]
+    }
 
     static let member: JSONValue = [
         "name": "member",
