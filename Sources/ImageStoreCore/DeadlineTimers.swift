@@ -2,15 +2,14 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// The timers of `delivery(_:within:)`: one thread that sleeps until the earliest armed deadline and runs
-/// its action. Arming and disarming take a lock and neither starts a task nor wakes a thread (unless the
-/// new deadline comes before every armed one); a sleeping timer task costs two cooperative-pool jobs and a
-/// dispatch timer per deadline'd call. Being a thread of its own, a deadline fires on time even while the
-/// cooperative pool is saturated — which is why only `delivery`, whose work answers from its own thread,
-/// uses it: `value(within:)`'s operation is a task that needs the pool to report its value, and keeps its
-/// timer a task.
+/// The clock of `delivery(_:within:)`, the one deadline primitive: one thread that sleeps until the
+/// earliest armed deadline and runs its action. Arming and disarming take a lock and neither starts a task
+/// nor wakes a thread (unless the new deadline comes before every armed one); a sleeping timer task cost
+/// two cooperative-pool jobs and a dispatch timer per deadline'd call. Being a thread of its own, a
+/// deadline fires on time even while the cooperative pool is saturated (`DeadlineFiring` says whether the
+/// race is then answered from here or from a pool job queued at that moment).
 ///
-/// Actions run on the timer thread: they must not block (resume a continuation, set a flag).
+/// Actions run on the timer thread: they must not block (resume a continuation, set a flag, start a task).
 public final class DeadlineTimers: Sendable {
     public static let shared = DeadlineTimers()
 

@@ -107,7 +107,7 @@ final class SQLiteAccess: Sendable {
                 }
                 delivered.resume(outcome)
             }
-            guard let answer = await delivery(delivered, within: timeout, gaveUp: { job.giveUp() }) else {
+            guard let answer = await delivery(delivered, within: timeout, gaveUp: { _ in job.giveUp() }) else {
                 if Task.isCancelled { throw CancellationError() }
                 logger.error("metadata database deadline passed", metadata: ["operation": "\(operation)", "timeout": "\(timeout)"])
                 throw ImageStoreError(
