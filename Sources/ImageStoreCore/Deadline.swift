@@ -14,9 +14,11 @@ public enum DeadlineFiring: Sendable {
     /// From the timer thread, on time however busy the cooperative pool is: for work that answers from a
     /// thread or queue of its own (a `BlockingCallExecutor` worker, GRDB's writer queue).
     case onTime
-    /// As a cooperative-pool job queued at the deadline, so behind any answer the pool already holds: for
-    /// work that is itself a task (`value(within:)`). Such work needs the pool to report its value, and
-    /// an exact timer would beat an operation that finished in time but waited for a saturated pool.
+    /// Counted from when the cooperative pool first runs a job for the race, and answered by a pool job
+    /// queued at the deadline (so behind any answer the pool already holds): for work that is itself a
+    /// task (`value(within:)`), which needs the pool to start and to report. A saturated pool then delays
+    /// the deadline as much as the work it bounds (as a sleeping timer task did); an exact timer made
+    /// operations that were on time lose their race while they waited for the pool.
     case behindPool
 }
 
@@ -32,8 +34,8 @@ public func delivery<T: Sendable>(
     _ delivered: ResumeOnce<T?>, within timeout: Duration, firing: DeadlineFiring = .onTime,
     gaveUp: @escaping @Sendable (DeadlineMiss) -> Void = { _ in }
 ) async -> T? {
-    let timer = armDeadline(delivered, within: timeout, firing: firing, gaveUp: gaveUp)
-    defer { DeadlineTimers.shared.disarm(timer) }
+    let disarm = armDeadline(delivered, within: timeout, firing: firing, gaveUp: gaveUp)
+    defer { disarm() }
     return await withTaskCancellationHandler {
         await withCheckedContinuation { continuation in delivered.install { continuation.resume(returning: $0) } }
     } onCancel: {
@@ -46,8 +48,8 @@ public func delivery<T: Sendable>(
 public func waitForDelivery<T: Sendable>(
     _ delivered: ResumeOnce<T?>, within timeout: Duration, gaveUp: @escaping @Sendable (DeadlineMiss) -> Void = { _ in }
 ) -> T? {
-    let timer = armDeadline(delivered, within: timeout, firing: .onTime, gaveUp: gaveUp)
-    defer { DeadlineTimers.shared.disarm(timer) }
+    let disarm = armDeadline(delivered, within: timeout, firing: .onTime, gaveUp: gaveUp)
+    defer { disarm() }
     let answer = Mutex<T?>(nil)
     let done = DispatchSemaphore(value: 0)
     delivered.install { value in
@@ -58,16 +60,46 @@ public func waitForDelivery<T: Sendable>(
     return answer.withLock { $0 }
 }
 
+/// Arms the race's deadline; returns what disarms it once the answer came first.
 private func armDeadline<T: Sendable>(
     _ delivered: ResumeOnce<T?>, within timeout: Duration, firing: DeadlineFiring,
     gaveUp: @escaping @Sendable (DeadlineMiss) -> Void
-) -> DeadlineTimers.Token {
+) -> @Sendable () -> Void {
     switch firing {
     case .onTime:
-        return DeadlineTimers.shared.arm(after: timeout) { if delivered.resume(nil) { gaveUp(.deadline) } }
+        let token = DeadlineTimers.shared.arm(after: timeout) { if delivered.resume(nil) { gaveUp(.deadline) } }
+        return { DeadlineTimers.shared.disarm(token) }
     case .behindPool:
-        return DeadlineTimers.shared.arm(after: timeout) {
-            Task { if delivered.resume(nil) { gaveUp(.deadline) } }
+        let pending = PendingDeadline()
+        Task {
+            guard !delivered.isResolved else { return }
+            let token = DeadlineTimers.shared.arm(after: timeout) {
+                Task { if delivered.resume(nil) { gaveUp(.deadline) } }
+            }
+            if !pending.set(token) { DeadlineTimers.shared.disarm(token) }
+        }
+        return { if let token = pending.disarm() { DeadlineTimers.shared.disarm(token) } }
+    }
+}
+
+/// A `.behindPool` deadline armed by a pool job, which may come after the answer did.
+private final class PendingDeadline: Sendable {
+    private let state = Mutex<(token: DeadlineTimers.Token?, disarmed: Bool)>((nil, false))
+
+    /// False when the race was already over: the caller disarms `token` itself.
+    func set(_ token: DeadlineTimers.Token) -> Bool {
+        state.withLock { state in
+            guard !state.disarmed else { return false }
+            state.token = token
+            return true
+        }
+    }
+
+    /// The token to disarm, if one was armed.
+    func disarm() -> DeadlineTimers.Token? {
+        state.withLock { state in
+            state.disarmed = true
+            return state.token
         }
     }
 }
