@@ -53,8 +53,7 @@ let package = Package(
         .target(
             name: "ImageStoreStorage",
             dependencies: [
-                "ImageStoreCore",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "ImageStoreCore", "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -72,6 +71,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
+        ),
+        // Debian's libssl-dev (OpenSSL 3 libcrypto): the upload's md5 and os_hash digests (see Digest.swift).
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
         ),
         // Debian's libnfs-dev, reached as a C module.
         .systemLibrary(

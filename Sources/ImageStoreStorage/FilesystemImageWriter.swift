@@ -5,7 +5,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Crypto
 import ImageStoreCore
 import Logging
 import NIOCore
@@ -185,7 +184,7 @@ final class UploadPipeline: Sendable {
     private let fileThread: BlockingExecutor
     private let md5Thread: BlockingExecutor
     private let multihashThread: BlockingExecutor
-    private let md5 = DigestBox<StreamDigest<Insecure.MD5>>(StreamDigest())
+    private let md5 = DigestBox(Digest.md5())
     private let multihash: DigestBox<MultihashDigest>
 
     private struct State {
@@ -238,7 +237,7 @@ final class UploadPipeline: Sendable {
     }
 
     /// After `drain`: the digests.
-    func digests() async throws -> (md5: StreamDigest<Insecure.MD5>, multihash: MultihashDigest) {
+    func digests() async throws -> (md5: Digest, multihash: MultihashDigest) {
         let md5 = self.md5
         let multihash = self.multihash
         async let md5Value = md5Thread.run { md5.digest }

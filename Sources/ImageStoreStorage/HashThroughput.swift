@@ -6,7 +6,6 @@ import Darwin
 import Foundation
 import ImageStoreCore
 import NIOCore
-import Crypto
 
 /// What hashing alone costs, for `scripts/bench`: the digests an upload computes (md5 and the
 /// `hashing_algorithm` digest, each on its own thread as in `UploadPipeline`, over the same 1 MiB
@@ -34,7 +33,7 @@ public enum HashThroughput {
         let done = DispatchSemaphore(value: 0)
         let results = DigestResults()
         Thread.detachNewThread {
-            var md5 = StreamDigest<Insecure.MD5>()
+            var md5 = Digest.md5()
             for i in 0..<count { md5.update(batches[i % batches.count]) }
             results.set(md5: md5.hex())
             done.signal()

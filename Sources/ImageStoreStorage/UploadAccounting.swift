@@ -1,4 +1,3 @@
-import Crypto
 import ImageStoreCore
 import NIOCore
 
@@ -29,64 +28,19 @@ struct SizeTracker: Sendable {
     }
 }
 
-/// One running digest over a stream of buffers.
-///
-/// `@unchecked`: swift-crypto's digest structs are plain values (their state is copied, not shared)
-/// but are not annotated `Sendable`; a digest is only ever mutated by one thread at a time.
-struct StreamDigest<H: HashFunction>: @unchecked Sendable {
-    private var function = H()
-
-    mutating func update(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { function.update(bufferPointer: $0) }
-    }
-
-    /// Lowercase hex, as Glance reports checksums.
-    func hex() -> String {
-        hexString(function.finalize())
-    }
-}
-
-/// The `os_hash_value` digest, of the algorithm `hashing_algorithm` chose. An enum of the concrete
-/// swift-crypto types rather than an existential, so `update` stays a direct call per batch.
-struct MultihashDigest: @unchecked Sendable {
-    private enum State {
-        case sha1(Insecure.SHA1)
-        case sha256(SHA256)
-        case sha384(SHA384)
-        case sha512(SHA512)
-    }
+/// The `os_hash_value` digest, of the algorithm `hashing_algorithm` chose.
+struct MultihashDigest: Sendable {
     let algorithm: HashAlgorithm
-    private var state: State
+    private var digest: Digest
 
     init(_ algorithm: HashAlgorithm) {
         self.algorithm = algorithm
-        switch algorithm {
-        case .sha1: state = .sha1(Insecure.SHA1())
-        case .sha256: state = .sha256(SHA256())
-        case .sha384: state = .sha384(SHA384())
-        case .sha512: state = .sha512(SHA512())
-        }
+        digest = Digest(algorithm)
     }
 
-    mutating func update(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            switch state {
-            case .sha1(var h): h.update(bufferPointer: bytes); state = .sha1(h)
-            case .sha256(var h): h.update(bufferPointer: bytes); state = .sha256(h)
-            case .sha384(var h): h.update(bufferPointer: bytes); state = .sha384(h)
-            case .sha512(var h): h.update(bufferPointer: bytes); state = .sha512(h)
-            }
-        }
-    }
+    mutating func update(_ buffer: ByteBuffer) { digest.update(buffer) }
 
-    func hex() -> String {
-        switch state {
-        case .sha1(let h): return hexString(h.finalize())
-        case .sha256(let h): return hexString(h.finalize())
-        case .sha384(let h): return hexString(h.finalize())
-        case .sha512(let h): return hexString(h.finalize())
-        }
-    }
+    func hex() -> String { digest.hex() }
 }
 
 /// Lowercase hex, as Glance reports checksums.
@@ -106,7 +60,7 @@ func hexString(_ digest: some Sequence<UInt8>) -> String {
 /// The in-memory store updates both in one place; the filesystem store runs the two digests on
 /// separate threads and joins them with `staged(size:md5:multihash:)`.
 struct UploadHasher: Sendable {
-    var md5 = StreamDigest<Insecure.MD5>()
+    var md5 = Digest.md5()
     var multihash: MultihashDigest
 
     init(algorithm: HashAlgorithm) {
@@ -122,7 +76,7 @@ struct UploadHasher: Sendable {
         Self.staged(size: size, md5: md5, multihash: multihash)
     }
 
-    static func staged(size: Int64, md5: StreamDigest<Insecure.MD5>, multihash: MultihashDigest) -> StagedImageData {
+    static func staged(size: Int64, md5: Digest, multihash: MultihashDigest) -> StagedImageData {
         StagedImageData(size: size, md5: md5.hex(), hashAlgorithm: multihash.algorithm.rawValue, hashValue: multihash.hex())
     }
 }

@@ -5,42 +5,11 @@ import ImageStoreTestSupport
 import Testing
 
 /// Makes a fresh `MetadefRepository` of one implementation.
-struct MetadefFactory: Sendable, CustomTestStringConvertible {
-    let name: String
-    let make: @Sendable () async throws -> (any MetadefRepository, @Sendable () async -> Void)
-    var testDescription: String { name }
+typealias MetadefFactory = SharingRepositoryFactory<any MetadefRepository>
 
-    static let all: [MetadefFactory] = [
-        MetadefFactory(name: "in-memory actor") { (InMemoryMetadefRepository(), {}) },
-        MetadefFactory(name: "SQLite :memory:") {
-            (SQLiteMetadefRepository(sharing: try SQLiteImageRepository(path: ":memory:", logger: testLogger), logger: testLogger), {})
-        },
-        MetadefFactory(name: "SQLite file") {
-            let directory = try TemporaryDirectory()
-            let images = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
-            return (
-                SQLiteMetadefRepository(sharing: images, logger: testLogger),
-                {
-                    try? images.close(); directory.remove()
-                }
-            )
-        },
-        MetadefFactory(name: "PostgreSQL 15") {
-            let fixture = try await RepositoryFactory.postgres.make()
-            let images = try #require(fixture.repository as? PostgresImageRepository)
-            return (PostgresMetadefRepository(sharing: images), fixture.cleanup)
-        },
-    ]
-
-    func with(_ body: (any MetadefRepository) async throws -> Void) async throws {
-        let (repository, cleanup) = try await make()
-        do {
-            try await body(repository)
-        } catch {
-            await cleanup()
-            throw error
-        }
-        await cleanup()
+extension SharingRepositoryFactory where Repository == any MetadefRepository {
+    static var all: [Self] {
+        engines(inMemory: { InMemoryMetadefRepository() }, sqlite: { SQLiteMetadefRepository(sharing: $0, logger: testLogger) }, postgres: { PostgresMetadefRepository(sharing: $0) })
     }
 }
 

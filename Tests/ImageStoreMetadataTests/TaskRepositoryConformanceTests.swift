@@ -5,42 +5,11 @@ import ImageStoreTestSupport
 import Testing
 
 /// Makes a fresh `TaskRepository` of one implementation.
-struct TaskFactory: Sendable, CustomTestStringConvertible {
-    let name: String
-    let make: @Sendable () async throws -> (any TaskRepository, @Sendable () async -> Void)
-    var testDescription: String { name }
+typealias TaskFactory = SharingRepositoryFactory<any TaskRepository>
 
-    static let all: [TaskFactory] = [
-        TaskFactory(name: "in-memory actor") { (InMemoryTaskRepository(), {}) },
-        TaskFactory(name: "SQLite :memory:") {
-            (SQLiteTaskRepository(sharing: try SQLiteImageRepository(path: ":memory:", logger: testLogger), logger: testLogger), {})
-        },
-        TaskFactory(name: "SQLite file") {
-            let directory = try TemporaryDirectory()
-            let images = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
-            return (
-                SQLiteTaskRepository(sharing: images, logger: testLogger),
-                {
-                    try? images.close(); directory.remove()
-                }
-            )
-        },
-        TaskFactory(name: "PostgreSQL 15") {
-            let fixture = try await RepositoryFactory.postgres.make()
-            let images = try #require(fixture.repository as? PostgresImageRepository)
-            return (PostgresTaskRepository(sharing: images), fixture.cleanup)
-        },
-    ]
-
-    func with(_ body: (any TaskRepository) async throws -> Void) async throws {
-        let (repository, cleanup) = try await make()
-        do {
-            try await body(repository)
-        } catch {
-            await cleanup()
-            throw error
-        }
-        await cleanup()
+extension SharingRepositoryFactory where Repository == any TaskRepository {
+    static var all: [Self] {
+        engines(inMemory: { InMemoryTaskRepository() }, sqlite: { SQLiteTaskRepository(sharing: $0, logger: testLogger) }, postgres: { PostgresTaskRepository(sharing: $0) })
     }
 }
 
