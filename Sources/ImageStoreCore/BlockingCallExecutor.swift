@@ -63,40 +63,32 @@ public final class BlockingCallExecutor: Sendable {
             return .timedOut(blockedFor: clock.now - since)
         }
         // Submitted here, before any task hop: a call reaches its thread at once, however busy the
-        // cooperative pool is. The race itself is `value(within:)`, the one deadline primitive; this adds
-        // the thread, the admission rule above and the stuck-call accounting.
+        // cooperative pool is. The race itself is `delivery(_:within:)`, the one deadline primitive; this
+        // adds the thread, the admission rule above and the stuck-call accounting.
         let gaveUp = Atomic<Bool>(false)
         let delivered = ResumeOnce<Value?>()
         let submitted = worker.submit { [self] in
             defer { finished(id) }
             // The caller already gave up: do not start a call nobody waits for.
-            guard !gaveUp.load(ordering: .acquiring) else {
-                delivered.resume(nil)
-                return
-            }
-            delivered.resume(body())
+            guard !gaveUp.load(ordering: .acquiring) else { return }
+            let value = body()
+            if !delivered.resume(value) { abandoned?(value) }
         }
         guard submitted else {
             finished(id)
             return .timedOut(blockedFor: .zero)  // the executor is closed
         }
-        // The worker delivers nil only for a call it skipped, which it does only once `gaveUp` is set,
-        // i.e. after this race was lost: that nil reaches `onLateValue`, never this answer. Flattened, the
-        // answer is the call's value, or nil for "no answer by the deadline".
-        let answer: Value? =
-            await value(within: deadline, onLateValue: { late in if let late { abandoned?(late) } }) { () -> Value? in
-                await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in delivered.install(continuation) }
-            } ?? nil
-        if let answer { return .completed(answer) }
-        gaveUp.store(true, ordering: .releasing)
-        // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck) only if
-        // it is still running when the deadline comes.
-        let overdueAt = start + deadline
-        if clock.now < overdueAt {
-            Task { [self] in
-                try? await clock.sleep(until: overdueAt)
-                markOverdue(id)
-            }
+        // The worker answers the caller itself (no task between them): a call that returned in time is
+        // never lost to a deadline because the cooperative pool was too busy to collect its value.
+        if let value = await delivery(delivered, within: deadline, gaveUp: { _ in gaveUp.store(true, ordering: .releasing) }) {
+            return .completed(value)
+        }
+        // A caller that was cancelled before the deadline leaves; its call becomes overdue (stuck)
+        // only if it is still running when the deadline comes (on the deadline timer thread, which must
+        // not block: the stuck-count report, which logs, runs in a task).
+        let remaining = start + deadline - clock.now
+        if remaining > .zero {
+            _ = DeadlineTimers.shared.arm(after: remaining) { Task { self.markOverdue(id) } }
         } else {
             markOverdue(id)
         }
@@ -114,19 +106,18 @@ public final class BlockingCallExecutor: Sendable {
 
     /// The same deadline for synchronous start-up code, which has no task to await in (opening the
     /// metadata database while the application is assembled): blocks the calling thread at most
-    /// `deadline`. A call past it stays on the worker thread, and the caller gets `.timedOut`.
+    /// `deadline` (`waitForDelivery`, the same race as `run`'s). A call past it stays on the worker
+    /// thread, and the caller gets `.timedOut`; a call whose caller gave up before it started is skipped.
     public func runAndWait<Value: Sendable>(deadline: Duration, _ body: @escaping @Sendable () -> Value) -> Outcome<Value> {
-        let answer = WaitedAnswer<Value>()
-        let done = DispatchSemaphore(value: 0)
+        let gaveUp = Atomic<Bool>(false)
+        let delivered = ResumeOnce<Value?>()
         let submitted = worker.submit {
-            answer.set(body())
-            done.signal()
+            guard !gaveUp.load(ordering: .acquiring) else { return }
+            delivered.resume(body())
         }
         guard submitted else { return .timedOut(blockedFor: .zero) }
-        let nanoseconds = Int(clamping: deadline.components.seconds * 1_000_000_000 + deadline.components.attoseconds / 1_000_000_000)
-        guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success, let value = answer.get() else {
-            return .timedOut(blockedFor: deadline)
-        }
+        guard let value = waitForDelivery(delivered, within: deadline, gaveUp: { _ in gaveUp.store(true, ordering: .releasing) })
+        else { return .timedOut(blockedFor: deadline) }
         return .completed(value)
     }
 
@@ -145,97 +136,4 @@ public final class BlockingCallExecutor: Sendable {
         }
         if let stuck { onStuckChange?(stuck) }
     }
-}
-
-/// The value a `runAndWait` call waits for, handed from the worker thread.
-private final class WaitedAnswer<Value: Sendable>: Sendable {
-    private let value = Mutex<Value?>(nil)
-    func set(_ newValue: Value) { value.withLock { $0 = newValue } }
-    func get() -> Value? { value.withLock { $0 } }
-}
-
-/// Resumes a continuation exactly once, with whichever answer comes first (a result or a deadline).
-/// An answer that arrives before `install` is kept and delivered on install.
-public final class ResumeOnce<Value: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<Value, Never>?, pending: Value?, resolved: Bool)>((nil, nil, false))
-
-    public init() {}
-
-    public func install(_ continuation: CheckedContinuation<Value, Never>) {
-        let pending: Value? = state.withLock { state in
-            if let value = state.pending {
-                state.pending = nil
-                return value
-            }
-            state.continuation = continuation
-            return nil
-        }
-        if let pending { continuation.resume(returning: pending) }
-    }
-
-    public var isResolved: Bool { state.withLock { $0.resolved } }
-
-    /// Returns false when an earlier answer had already won (this one is dropped).
-    @discardableResult
-    public func resume(_ value: Value) -> Bool {
-        let (won, continuation): (Bool, CheckedContinuation<Value, Never>?) = state.withLock { state in
-            guard !state.resolved else { return (false, nil) }
-            state.resolved = true
-            if let c = state.continuation {
-                state.continuation = nil
-                return (true, c)
-            }
-            state.pending = value
-            return (true, nil)
-        }
-        continuation?.resume(returning: value)
-        return won
-    }
-}
-
-/// The one deadline primitive: every deadline in the server (a health check, a Keystone round trip, and
-/// through `BlockingCallExecutor.run(deadline:)` every blocking filesystem or NFS call) races here. Runs `operation` in
-/// its own task and returns its value, or nil once `timeout` passes first. The task is never awaited
-/// past the deadline, so an operation stuck where cancellation cannot reach (a syscall on a hung mount)
-/// cannot hold its caller. Cancelling the caller cancels the operation.
-/// - Parameter cancelAtDeadline: also cancel the operation at the deadline — for work that stops
-///   cleanly when cancelled (an HTTP request). Leave it off where a stuck call must stay visible as
-///   stuck (the health monitor does not start a check again while its last call has not returned).
-/// - Parameter onLateValue: given the operation's value when it arrives after the caller was answered
-///   nil, to release what it acquired.
-public func value<T: Sendable>(
-    within timeout: Duration, cancelAtDeadline: Bool = false, onLateValue: (@Sendable (T) -> Void)? = nil,
-    _ operation: @escaping @Sendable () async -> T
-) async -> T? {
-    let once = ResumeOnce<T?>()
-    let tasks = RaceTasks()
-    return await withTaskCancellationHandler {
-        await withCheckedContinuation { continuation in
-            once.install(continuation)
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                if cancelAtDeadline { tasks.cancelWork() }
-                once.resume(nil)
-            }
-            let work = Task {
-                let value = await operation()
-                tasks.cancelTimer()
-                if !once.resume(value) { onLateValue?(value) }
-            }
-            tasks.set(timer: timer, work: work)
-        }
-    } onCancel: {
-        tasks.cancelWork()
-        tasks.cancelTimer()
-        once.resume(nil)
-    }
-}
-
-/// The two tasks of a `value(within:)` race, so each side can cancel the other.
-private final class RaceTasks: Sendable {
-    private let tasks = Mutex<(timer: Task<Void, Never>?, work: Task<Void, Never>?)>((nil, nil))
-    func set(timer: Task<Void, Never>, work: Task<Void, Never>) { tasks.withLock { $0 = (timer, work) } }
-    func cancelWork() { tasks.withLock { $0.work }?.cancel() }
-    func cancelTimer() { tasks.withLock { $0.timer }?.cancel() }
 }

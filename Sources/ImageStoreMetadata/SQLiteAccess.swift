@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import ImageStoreCore
 import Logging
+import Synchronization
 
 /// The one way the SQLite repositories (images, metadefs, tasks) use their shared database: every access
 /// under the database deadline (`[database] pool_timeout`), every error as an `ImageStoreError`.
@@ -57,6 +58,10 @@ final class SQLiteAccess: Sendable {
         } else {
             do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
         }
+        return try mappedOutcome(outcome, operation)
+    }
+
+    private func mappedOutcome<T>(_ outcome: Result<T, any Error>, _ operation: String) throws -> T {
         do {
             return try outcome.get()
         } catch let error as ImageStoreError {
@@ -67,6 +72,49 @@ final class SQLiteAccess: Sendable {
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
             logger.error("metadata database error", metadata: ["operation": "\(operation)", "error": "\(error)"])
             throw Self.mapped(error, operation)
+        }
+    }
+
+    /// One write transaction on the writer connection's own queue, under the deadline: submitted to GRDB's
+    /// serial writer queue before the caller suspends and answered from it, with no task in between (the
+    /// async `write` went caller → cooperative pool → writer queue → cooperative pool → caller, a thread
+    /// wake-up each on a request's critical path). Past the deadline (or when the caller is cancelled) the
+    /// transaction does not start, or rolls back instead of committing: no write commits after its caller
+    /// heard 503 unless the filesystem held the COMMIT itself. Lock waits end by themselves at the deadline
+    /// (the busy timeout).
+    /// - Parameter durable: commit with `synchronous = FULL` (status transitions; see SQLiteImageRepository).
+    func write<T: Sendable>(
+        _ operation: String, _ kind: Database.TransactionKind? = nil, durable: Bool = false,
+        _ body: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
+        try await instrumentation.measure(operation) {
+            let job = WriteJob()
+            let delivered = ResumeOnce<Result<T, any Error>?>()
+            writer.asyncWriteWithoutTransaction { db in
+                guard job.start() else { return }  // the caller gave up before its turn
+                let outcome: Result<T, any Error>
+                do {
+                    if durable { try db.execute(sql: "PRAGMA synchronous = FULL") }
+                    defer { if durable { try? db.execute(sql: "PRAGMA synchronous = NORMAL") } }
+                    var value: T?
+                    try db.inTransaction(kind) {
+                        value = try body(db)
+                        return job.commitIfWanted() ? .commit : .rollback
+                    }
+                    outcome = job.committed ? .success(value!) : .failure(CancellationError())
+                } catch {
+                    outcome = .failure(error)
+                }
+                delivered.resume(outcome)
+            }
+            guard let answer = await delivery(delivered, within: timeout, gaveUp: { _ in job.giveUp() }) else {
+                if Task.isCancelled { throw CancellationError() }
+                logger.error("metadata database deadline passed", metadata: ["operation": "\(operation)", "timeout": "\(timeout)"])
+                throw ImageStoreError(
+                    .dependencyUnavailable,
+                    "The metadata database did not answer within \(timeout.wholeMilliseconds) ms; try again later.")
+            }
+            return try mappedOutcome(answer, operation)
         }
     }
 
@@ -83,4 +131,29 @@ final class SQLiteAccess: Sendable {
         }
         return .internal("metadata database error while \(operation): \(error)")
     }
+}
+
+/// Where a `SQLiteAccess.write` stands, shared by its caller (who may give up) and the writer queue: the
+/// transaction commits only if its caller still waits when the COMMIT is due.
+private final class WriteJob: Sendable {
+    private struct State {
+        var gaveUp = false
+        var committing = false
+    }
+    private let state = Mutex(State())
+
+    /// Whether to start at all.
+    func start() -> Bool { state.withLock { !$0.gaveUp } }
+
+    /// Called just before COMMIT: false (roll back) when the caller gave up meanwhile.
+    func commitIfWanted() -> Bool {
+        state.withLock { state in
+            guard !state.gaveUp else { return false }
+            state.committing = true
+            return true
+        }
+    }
+
+    var committed: Bool { state.withLock { $0.committing } }
+    func giveUp() { state.withLock { $0.gaveUp = true } }
 }

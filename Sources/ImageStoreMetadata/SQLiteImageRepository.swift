@@ -7,8 +7,8 @@ import Logging
 ///
 /// A file path opens a `DatabasePool` in WAL mode: readers run concurrently with the single writer,
 /// and GRDB serializes every write, so `update`'s read-check-write is atomic. `":memory:"` opens a
-/// private in-memory `DatabaseQueue` (tests). All work after `init` goes through GRDB's async APIs,
-/// so no event-loop thread ever waits on SQLite. Every error leaves as an `ImageStoreError`.
+/// private in-memory `DatabaseQueue` (tests). After `init`, reads go through GRDB's async APIs and writes
+/// are queued on GRDB's writer queue (`SQLiteAccess.write`), so no event-loop or pool thread ever waits on SQLite. Every error leaves as an `ImageStoreError`.
 ///
 /// The database must live on a local filesystem: WAL needs shared memory between connections,
 /// which network filesystems (the image store's NFS share) do not provide.
@@ -89,9 +89,9 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
 
     public func create(_ image: Image) async throws {
         let image = image.normalizedForStorage
-        try await access.perform("create") {
+        try await access.write("create") { db in
             do {
-                try await self.writer.write { db in try Self.insert(image, db) }
+                try Self.insert(image, db)
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 // Tags and properties are unique by construction: a primary-key clash can only be the id.
                 throw ImageStoreError.conflict("Image with identifier \(image.id) already exists!")
@@ -118,42 +118,30 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
     public func update(
         _ id: ImageID, expecting expected: Set<ImageStatus>?, _ change: @escaping @Sendable (inout Image) throws -> Void
     ) async throws -> Image {
-        try await access.perform("update") {
-            // IMMEDIATE takes the write lock before the read, so another process cannot change the row
-            // between our check and our write (a deferred transaction would fail with BUSY_SNAPSHOT).
-            try await self.writer.writeWithoutTransaction { db in
-                // Status transitions are durable commits (see init).
-                let durable = expected != nil
-                if durable { try db.execute(sql: "PRAGMA synchronous = FULL") }
-                defer { if durable { try? db.execute(sql: "PRAGMA synchronous = NORMAL") } }
-                var result: Image?
-                try db.inTransaction(.immediate) {
-                    guard let current = try Self.fetchImages(db, where: "id = ?", [id.description]).first else {
-                        throw ImageStoreError.notFound("No image found with ID \(id)")
-                    }
-                    try checkExpected(current, expected)
-                    var updated = current
-                    do { try change(&updated) } catch { throw SQLiteAccess.ChangeFailure(underlying: error) }
-                    guard updated.id == id else { throw ImageStoreError.internal("An update may not change the image id") }
-                    updated.updatedAt = Date()
-                    updated = updated.normalizedForStorage
-                    try Self.write(updated, replacing: current, db)
-                    result = updated
-                    return .commit
-                }
-                return result!
+        // IMMEDIATE takes the write lock before the read, so another process cannot change the row
+        // between our check and our write (a deferred transaction would fail with BUSY_SNAPSHOT).
+        // Status transitions are durable commits (see init).
+        try await access.write("update", .immediate, durable: expected != nil) { db in
+            guard let current = try Self.fetchImages(db, where: "id = ?", [id.description]).first else {
+                throw ImageStoreError.notFound("No image found with ID \(id)")
             }
+            try checkExpected(current, expected)
+            var updated = current
+            do { try change(&updated) } catch { throw SQLiteAccess.ChangeFailure(underlying: error) }
+            guard updated.id == id else { throw ImageStoreError.internal("An update may not change the image id") }
+            updated.updatedAt = Date()
+            updated = updated.normalizedForStorage
+            try Self.write(updated, replacing: current, db)
+            return updated
         }
     }
 
     @discardableResult
     public func delete(_ id: ImageID) async throws -> Bool {
-        try await access.perform("delete") {
-            try await self.writer.write { db in
-                // Tags, properties and members go with the row (ON DELETE CASCADE).
-                try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id.description])
-                return db.changesCount > 0
-            }
+        try await access.write("delete") { db in
+            // Tags, properties and members go with the row (ON DELETE CASCADE).
+            try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id.description])
+            return db.changesCount > 0
         }
     }
 

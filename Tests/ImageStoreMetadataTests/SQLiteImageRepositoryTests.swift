@@ -160,6 +160,39 @@ import ImageStoreTestSupport
         }
     }
 
+    /// A write whose caller heard 503 never commits: past the deadline a transaction that is running
+    /// rolls back instead of committing, and one still queued behind it never starts.
+    @Test func write_pastItsDeadline_rollsBackOrNeverStarts() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger, timeout: .milliseconds(200))
+        defer { try? repo.close() }
+        let slow = Image(name: "slow")
+        let queued = Image(name: "queued")
+        // The first write holds the writer queue well past its deadline (a disk that stalls mid-transaction).
+        let first = Task {
+            try await repo.access.write("slow create") { db in
+                try SQLiteImageRepository.insert(slow, db)
+                Thread.sleep(forTimeInterval: 1.5)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        let second = Task { try await repo.create(queued) }
+        for task in [first, second] {
+            let outcome = await task.result
+            #expect(throws: ImageStoreError.self) { try outcome.get() }
+            if case .failure(let error as ImageStoreError) = outcome { #expect(error.code == .dependencyUnavailable) }
+        }
+        // Once the writer is free again, neither image exists.
+        let end = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < end {
+            if (try? await repo.create(Image(name: "after"))) != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await repo.get(slow.id) == nil, "rolled back, not committed after its caller heard 503")
+        #expect(try await repo.get(queued.id) == nil, "never started once its caller gave up")
+    }
+
     private func queryPlan(_ repo: SQLiteImageRepository, _ query: ImageListQuery) async throws -> String {
         try await repo.writer.read { db in
             let marker = try Row.fetchOne(

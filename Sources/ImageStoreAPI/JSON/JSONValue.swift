@@ -48,11 +48,11 @@ public enum JSONValue: Sendable, Equatable {
             out += "]"
         case .object(let members):
             out += "{"
-            for (i, key) in members.keys.sorted().enumerated() {
+            for (i, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
                 if i > 0 { out += ", " }
-                JSONString.write(key, to: &out)
+                JSONString.write(member.key, to: &out)
                 out += ": "
-                members[key]!.write(to: &out)
+                member.value.write(to: &out)
             }
             out += "}"
         }
