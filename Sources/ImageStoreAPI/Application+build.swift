@@ -126,13 +126,14 @@ public struct ApplicationDependencies: Sendable {
             let sameShare = configuration.stagingStore == nil
             var stagingGuard: any WriteGuard = UnguardedStore()
             if sameShare, let mountGuard { stagingGuard = mountGuard }
+            let stagingOptions = configuration.stagingStore ?? options
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
                     hashAlgorithm: configuration.hashingAlgorithm,
                     timeout: .milliseconds(options.guardTimeoutMilliseconds),
-                    directIO: (configuration.stagingStore ?? options).directIO,
-                    flushAfter: (configuration.stagingStore ?? options).flushAfterMiB << 20, createDirectory: true, replicaID: replicaID,
+                    directIO: stagingOptions.directIO, flushAfter: stagingOptions.flushAfterMiB << 20, createDirectory: true,
+                    replicaID: replicaID,
                     logger: logger),
                 writeGuard: stagingGuard, stageHost: configuration.workerSelfReferenceURL)
         }

@@ -70,8 +70,8 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     /// Smaller than glance_store's 10: reads stream through a thread for a moment per chunk, and fewer
     /// threads is less a hung share can hold.
     public static let defaultThreadPoolSize = 4
-    /// On: the kernel's copy into the page cache was ~1.4 s of CPU per GiB uploaded, a fifth of an
-    /// upload's server CPU (docs/performance.md).
+    /// Off: with O_DIRECT a just-uploaded image is not in the page cache, and the first download after
+    /// the upload read the disk (0.66 vs 2.6 GB/s) for no CPU saving on a quiet machine (docs/performance.md).
     public static let defaultDirectIO = false
     /// 16 MiB: the final fsync of a 1 GiB upload fell from seconds to milliseconds with no loss of upload
     /// speed or of the page-cache download after it (docs/performance.md).

@@ -109,10 +109,14 @@ func isRegularFile(_ status: stat) -> Bool {
 private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
 /// glibc ≥ 2.28 exports `renameat2`, but Swift cannot see its declaration (it needs _GNU_SOURCE) nor
 /// call the variadic `syscall`, so it is looked up once by name.
-private let renameAt2: RenameAt2? = {
-    guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "renameat2") else { return nil }
-    return unsafeBitCast(symbol, to: RenameAt2.self)
-}()
+private let renameAt2: RenameAt2? = glibcFunction("renameat2", as: RenameAt2.self)
+
+/// A glibc function Swift cannot see the declaration of (it needs _GNU_SOURCE), looked up by name; nil
+/// where the C library has none.
+func glibcFunction<Function>(_ name: String, as type: Function.Type) -> Function? {
+    guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, name) else { return nil }
+    return unsafeBitCast(symbol, to: type)
+}
 private let renameNoReplaceFlag: UInt32 = 1  // RENAME_NOREPLACE
 #endif
 
@@ -202,10 +206,7 @@ enum SyncFileRange {
     #if os(Linux)
     private typealias Function = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
     /// Linux-only and declared by glibc only under _GNU_SOURCE, so looked up once by name (as renameat2).
-    private static let function: Function? = {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "sync_file_range") else { return nil }
-        return unsafeBitCast(symbol, to: Function.self)
-    }()
+    private static let function = glibcFunction("sync_file_range", as: Function.self)
     #endif
 
     /// The system's call; ENOSYS where there is none.
