@@ -1,7 +1,11 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import ImageStoreTestSupport
+import NIOCore
+import NIOEmbedded
+import NIOHTTPTypes
 import Testing
 
 @testable import ImageStoreAPI
@@ -68,5 +72,59 @@ import Testing
             }
             #expect(closedMidBody, "a client silent in the middle of its body was not cut off")
         }
+    }
+}
+
+/// The handler alone on an embedded channel with a manual clock: whose turn it is decides what counts.
+@Suite struct ClientSilenceHandlerTests {
+    let loop = EmbeddedEventLoop()
+    let channel: EmbeddedChannel
+
+    init() throws {
+        channel = EmbeddedChannel(handler: ClientSilenceHandler(timeout: .milliseconds(500)), loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    }
+
+    func advance(_ milliseconds: Int64) { loop.advanceTime(by: .milliseconds(milliseconds)) }
+    func request(_ part: HTTPRequestPart) throws { try channel.writeInbound(part) }
+    static let head = HTTPRequestPart.head(HTTPRequest(method: .put, scheme: "http", authority: "localhost", path: "/x"))
+
+    @Test func silentBeforeTheFirstRequest_isClosed() {
+        advance(499)
+        #expect(channel.isActive)
+        advance(2)
+        #expect(!channel.isActive)
+    }
+
+    @Test func serverNotReadingMidBody_doesNotCount_thenTheClientsSilenceDoes() throws {
+        try request(Self.head)
+        try request(.body(ByteBuffer(bytes: [1, 2, 3])))
+        // Backpressure: no read asked for, however long.
+        advance(10_000)
+        #expect(channel.isActive)
+        channel.read()
+        advance(499)
+        #expect(channel.isActive)
+        try request(.body(ByteBuffer(bytes: [4])))
+        channel.read()
+        advance(499)
+        #expect(channel.isActive)
+        advance(2)
+        #expect(!channel.isActive)
+    }
+
+    @Test func slowResponse_isTheServersTurn_thenTheClientHasTheWholeTimeout() throws {
+        try request(Self.head)
+        try request(.end(nil))
+        channel.read()  // the server already asks for the next request
+        advance(2200)
+        #expect(channel.isActive)
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        // Counted from the response's end (2200 ms), not from the read (0 ms): open at 2600 ms.
+        advance(400)
+        #expect(channel.isActive)
+        advance(101)
+        #expect(!channel.isActive)
     }
 }

@@ -44,8 +44,8 @@ final class ClientSilenceHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func startWaiting(_ context: ChannelHandlerContext) {
         if waitingSince == nil {
-            waitingSince = .now()
-            schedule(context, at: .now() + timeout)
+            waitingSince = context.eventLoop.now
+            schedule(context, at: context.eventLoop.now + timeout)
         }
     }
 
@@ -64,7 +64,11 @@ final class ClientSilenceHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { responsesPending = max(0, responsesPending - 1) }
+        if case .end = unwrapOutboundIn(data) {
+            responsesPending = max(0, responsesPending - 1)
+            // The client's turn starts when the response ends, not when the server asked for the next request.
+            if responsesPending == 0, waitingSince != nil { waitingSince = context.eventLoop.now }
+        }
         context.write(data, promise: promise)
     }
 
@@ -91,10 +95,10 @@ final class ClientSilenceHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard let waitingSince, context.channel.isActive else { return }
         let serversTurn = !requestBeingRead && responsesPending > 0
         let due = waitingSince + timeout
-        if !serversTurn, NIODeadline.now() >= due {
+        if !serversTurn, context.eventLoop.now >= due {
             context.close(promise: nil)
         } else {
-            schedule(context, at: serversTurn ? .now() + timeout : due)
+            schedule(context, at: serversTurn ? context.eventLoop.now + timeout : due)
         }
     }
 
