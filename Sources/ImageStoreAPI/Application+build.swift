@@ -310,6 +310,7 @@ public func buildApplication(
         logger.info("metrics: /metrics on a listener of its own", metadata: ["port": "\(port)"])
     }
 
+    let clientSocketTimeout = configuration.clientSocketTimeout
     let bringUp = StoreBringUp(
         stores: service.stores.all.map(\.store), service: service, tasks: dependencies.tasks, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
         logger: logger)
@@ -317,9 +318,7 @@ public func buildApplication(
         router: router,
         server: .http1(
             configuration: .init(
-                additionalChannelHandlers: [ExpectContinueHandler()],
-                idleTimeout: configuration.clientSocketTimeout > 0
-                    ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
+                additionalChannelHandlers: serverChannelHandlers(clientSocketTimeout: clientSocketTimeout))),
         configuration: .init(
             address: .hostname(configuration.bindHost, port: configuration.bindPort), serverName: "imagestore"),
         services: services + [bringUp],
@@ -639,4 +638,12 @@ extension PostgresImageRepository.Settings {
             password: url.password, database: url.database, tls: tls, rootCertificatePath: url.rootCertificatePath,
             maxConnections: options.maxPoolSize, timeout: options.postgresTimeout)
     }
+}
+
+/// The HTTP/1 pipeline's own handlers: 100-continue, and `client_socket_timeout` (0: none) counted while the
+/// server waits for the client (Hummingbird's `idleTimeout` stays off: it also counts while the server
+/// itself is not reading).
+func serverChannelHandlers(clientSocketTimeout: Double) -> [any RemovableChannelHandler] {
+    guard clientSocketTimeout > 0 else { return [ExpectContinueHandler()] }
+    return [ExpectContinueHandler(), ClientSilenceHandler(timeout: .milliseconds(Int64(clientSocketTimeout * 1000)))]
 }

@@ -131,9 +131,7 @@ public final class DeadlineTimers: Sendable {
                 continue
             }
             if let next {
-                let wait = next - now
-                let nanoseconds = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
-                _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: max(0, nanoseconds))))
+                _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: (next - now).wholeNanoseconds)))
             } else {
                 wake.wait()
             }

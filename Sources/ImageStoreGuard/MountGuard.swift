@@ -32,6 +32,13 @@ public final class MountGuard: WriteGuard, Service {
     private let identity: StoreIdentityRecord?
     /// The recorded identity once known: the database is asked once per process, not per write.
     private let expectedStoreID = Mutex<String?>(nil)
+    /// When the database last answered "nothing recorded". With Glance's empty marker no id is ever
+    /// known, so that answer is reused for `identityMaxAge` instead of reading the database on every
+    /// check, and stands in for up to `identityStaleLimit` when a read fails: a database slow under load
+    /// must not disable a healthy share.
+    private let nothingRecordedAt = Mutex<ContinuousClock.Instant?>(nil)
+    /// Warn once per run of failed identity reads that an earlier answer stands in, not on every check.
+    private let warnedStaleIdentity = Atomic<Bool>(false)
     /// Warn once per process about a Glance-style marker without a store id, not on every check.
     private let warnedUnidentified = Atomic<Bool>(false)
 
@@ -206,7 +213,7 @@ public final class MountGuard: WriteGuard, Service {
 
     /// The right share, not just a share: the marker's store id must be the one recorded in the metadata
     /// (recorded by the first check that sees an id). A marker without an id (Glance's empty `.glance`)
-    /// passes with a warning while nothing is recorded.
+    /// passes with a warning while nothing is recorded; that answer is reused for `identityMaxAge`.
     private func checkIdentity(_ marker: StoreMarker, start: ContinuousClock.Instant) async -> GuardCheckResult {
         let path = settings.markerPath
         func result(_ verdict: GuardCheckResult.Verdict, _ detail: String) -> GuardCheckResult {
@@ -216,7 +223,10 @@ public final class MountGuard: WriteGuard, Service {
             return result(.pass, "marker \(path) present" + (marker.storeID.map { ", store id \($0)" } ?? ""))
         }
         var expected = expectedStoreID.withLock { $0 }
-        if expected == nil {
+        // How long ago the database said "nothing recorded" (only a marker without an id relies on it:
+        // one with an id is claimed, which records it).
+        let nothingRecordedAge = marker.storeID == nil ? nothingRecordedAt.withLock { $0 }.map { ContinuousClock.now - $0 } : nil
+        if expected == nil, nothingRecordedAge.map({ $0 > settings.identityMaxAge }) ?? true {
             // Bounded like every other check: a slow database must not hold a write past the guard's timeout.
             let answer = await value(within: settings.timeout) { () -> Result<String?, any Error> in
                 do {
@@ -226,19 +236,33 @@ public final class MountGuard: WriteGuard, Service {
                     return .failure(error)
                 }
             }
+            let failure: String?
             switch answer {
             case nil:
-                return result(
-                    .fail, "timed out: the recorded store id was not read within \(settings.timeout.wholeMilliseconds) ms")
+                failure = "timed out: the recorded store id was not read within \(settings.timeout.wholeMilliseconds) ms"
             case .failure(let error)?:
-                return result(.fail, "store id check failed: cannot read the recorded store id: \(error)")
+                failure = "store id check failed: cannot read the recorded store id: \(error)"
             case .success(let recorded)?:
+                failure = nil
                 expected = recorded
+                warnedStaleIdentity.store(false, ordering: .relaxed)
                 if let recorded {
                     expectedStoreID.withLock { $0 = recorded }
                     if recorded == marker.storeID {
                         logger.info("store id recorded", metadata: ["store_id": "\(recorded)", "marker": "\(path)"])
                     }
+                } else {
+                    nothingRecordedAt.withLock { $0 = ContinuousClock.now }
+                }
+            }
+            if let failure {
+                // The database not answering says nothing about the share: a recent "nothing recorded"
+                // still holds (bounded by `identityStaleLimit`), so the marker's other checks decide.
+                guard let age = nothingRecordedAge, age <= settings.identityStaleLimit else { return result(.fail, failure) }
+                if !warnedStaleIdentity.exchange(true, ordering: .relaxed) {
+                    logger.warning(
+                        "the recorded store id could not be read; the database's answer from \(age.wholeMilliseconds) ms ago (nothing recorded) stands in",
+                        metadata: ["reason": "\(failure)", "marker": "\(path)"])
                 }
             }
         }
@@ -407,7 +431,8 @@ public struct StoreIdentityRecord: Sendable {
         recorded = { try await repository.storeIdentity(of: store) }
     }
 
-    private init(claim: @escaping @Sendable (String) async throws -> String, recorded: @escaping @Sendable () async throws -> String?) {
+    /// From the two calls themselves (tests: a database that stops answering).
+    init(claim: @escaping @Sendable (String) async throws -> String, recorded: @escaping @Sendable () async throws -> String?) {
         self.claim = claim
         self.recorded = recorded
     }

@@ -20,11 +20,21 @@ public struct MountGuardSettings: Sendable {
     public var interval: Duration
     public var timeout: Duration
     public var maxAge: Duration
+    /// How long the metadata's answer to "which store id is recorded?" is reused for a marker without an
+    /// id (Glance's empty one), "nothing recorded" included, before the database is asked again.
+    public var identityMaxAge: Duration
+    /// How old that answer may be and still stand in when the database does not answer (error or past
+    /// `timeout`): one slow read must not disable a healthy share, but an answer is not trusted forever.
+    public var identityStaleLimit: Duration
+
+    public static let defaultIdentityMaxAge: Duration = .seconds(30)
+    public static let defaultIdentityStaleLimit: Duration = .seconds(300)
 
     public init(
         datadir: String, markerPath: String, requireMountpoint: Bool = false, mountpoint: String? = nil,
         mountTypes: [String] = ["nfs", "nfs4"], nfsTarget: NFSServerTarget? = nil, misconfiguration: String? = nil,
-        interval: Duration = .seconds(5), timeout: Duration = .seconds(2), maxAge: Duration = .seconds(1)
+        interval: Duration = .seconds(5), timeout: Duration = .seconds(2), maxAge: Duration = .seconds(1),
+        identityMaxAge: Duration = Self.defaultIdentityMaxAge, identityStaleLimit: Duration = Self.defaultIdentityStaleLimit
     ) {
         self.datadir = Self.normalized(datadir)
         self.markerPath = markerPath
@@ -36,6 +46,8 @@ public struct MountGuardSettings: Sendable {
         self.interval = interval
         self.timeout = timeout
         self.maxAge = maxAge
+        self.identityMaxAge = identityMaxAge
+        self.identityStaleLimit = max(identityStaleLimit, identityMaxAge)
         self.nfsMarkerPath = Self.relative(markerPath, to: self.mountpoint)
     }
 

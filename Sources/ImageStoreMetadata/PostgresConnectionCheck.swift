@@ -29,8 +29,7 @@ extension PostgresImageRepository {
         } catch {
             return .tlsFailed("\(error)")
         }
-        configuration.options.connectTimeout = .nanoseconds(
-            settings.timeout.components.seconds * 1_000_000_000 + settings.timeout.components.attoseconds / 1_000_000_000)
+        configuration.options.connectTimeout = .nanoseconds(settings.timeout.wholeNanoseconds)
         let outcome: ConnectionCheck? = await ImageStoreCore.value(within: settings.timeout, cancelAtDeadline: true) { [configuration] in
             do {
                 let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)

@@ -301,8 +301,8 @@ import Testing
                 // A byte every 500 ms (inside the 1 s timeout) until the upload's handler has claimed the
                 // image: on a loaded machine the handler can start after a cut-off that came first, and then
                 // still holds the image while the test goes on; a cut-off before the claim tests nothing.
-                // (Not more often: the server stops reading at 4 unread body parts, and its idle timer counts
-                // from its last read, so each byte buys a handler that is slow to start 0.5 s more.)
+                // (Not more often: after 4 unread body parts the server stops reading, and while it does not
+                // read, its silence timer does not count: ClientSilenceHandler.)
                 let claimed = TestFlag()
                 let giveUp = Date().addingTimeInterval(20)  // past waitFor's 10 s: never a thread left spinning
                 async let trickle: Bool = offPool {

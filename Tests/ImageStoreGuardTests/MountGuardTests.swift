@@ -19,7 +19,9 @@ struct GuardFixture {
     init(
         maxAge: Duration = .seconds(60), timeout: Duration = .seconds(2), interval: Duration = .seconds(5),
         requireMountpoint: Bool = false, mountTypes: [String] = ["nfs", "nfs4"], withMarker: Bool = true,
-        probe: FakeNFSProbe = FakeNFSProbe(), identity: StoreIdentityRecord? = nil
+        probe: FakeNFSProbe = FakeNFSProbe(), identity: StoreIdentityRecord? = nil,
+        identityMaxAge: Duration = MountGuardSettings.defaultIdentityMaxAge,
+        identityStaleLimit: Duration = MountGuardSettings.defaultIdentityStaleLimit
     ) throws {
         temp = try TemporaryDirectory(prefix: "imagestore-guard")
         datadir = try temp.makeDirectory("images")
@@ -27,7 +29,8 @@ struct GuardFixture {
         let settings = MountGuardSettings(
             datadir: datadir, markerPath: datadir + "/.glance", requireMountpoint: requireMountpoint,
             mountTypes: mountTypes, nfsTarget: NFSServerTarget(host: "127.0.0.1", sharePath: "/images"),
-            interval: interval, timeout: timeout, maxAge: maxAge)
+            interval: interval, timeout: timeout, maxAge: maxAge, identityMaxAge: identityMaxAge,
+            identityStaleLimit: identityStaleLimit)
         mountGuard = MountGuard(settings: settings, probe: probe, identity: identity, logger: Logger(label: "test.guard"))
         if withMarker { try putMarker() }
     }

@@ -2,6 +2,7 @@ import Foundation
 import ImageStoreCore
 import ImageStoreMetadata
 import ImageStoreTestSupport
+import Synchronization
 import Testing
 
 @testable import ImageStoreGuard
@@ -112,5 +113,93 @@ import Testing
         try f.putMarker(storeID: Self.idB)
         try await f.mountGuard.checkWritable()
         #expect(f.mountGuard.state.results[.marker]?.detail == "marker \(f.markerPath) present, store id \(Self.idB)")
+    }
+
+    // MARK: A database that stops answering (Glance's empty marker asks it again and again)
+
+    /// The metadata's store-id read: answers "nothing recorded" `answers` times, then fails (throws or
+    /// blocks past the guard's timeout) on every later read; counts the reads.
+    final class FlakyIdentity: Sendable {
+        enum Failure: Sendable { case throwing, blocking }
+        struct DatabaseDown: Error {}
+        let answers: Int
+        let failure: Failure
+        let reads = Mutex(0)
+
+        init(answers: Int = 1, then failure: Failure = .throwing) {
+            self.answers = answers
+            self.failure = failure
+        }
+
+        var record: StoreIdentityRecord {
+            StoreIdentityRecord(
+                claim: { $0 },
+                recorded: {
+                    let read = self.reads.withLock { reads in
+                        reads += 1
+                        return reads
+                    }
+                    if read <= self.answers { return nil }
+                    if self.failure == .blocking { try await Task.sleep(for: .seconds(5)) }
+                    throw DatabaseDown()
+                })
+        }
+    }
+
+    @Test func emptyMarker_nothingRecorded_isRemembered_notReadOnEveryCheck() async throws {
+        let database = FlakyIdentity()
+        let f = try GuardFixture(identity: database.record)
+        defer { f.temp.remove() }
+        for _ in 0..<3 {
+            try await f.mountGuard.checkWritable()
+        }
+        #expect(f.mountGuard.state.enabled)
+        #expect(database.reads.withLock { $0 } == 1)
+    }
+
+    @Test(arguments: [FlakyIdentity.Failure.throwing, .blocking])
+    func emptyMarker_aFailedRead_afterARecentAnswer_doesNotDisableTheShare(failure: FlakyIdentity.Failure) async throws {
+        let database = FlakyIdentity(then: failure)
+        // Every check asks the database (nothing is reused), and each later read fails or times out.
+        let f = try GuardFixture(timeout: .milliseconds(200), identity: database.record, identityMaxAge: .zero)
+        defer { f.temp.remove() }
+        try await f.mountGuard.checkWritable()
+        try await f.mountGuard.checkWritable()
+        try await f.mountGuard.checkWritable()
+        #expect(f.mountGuard.state.enabled)
+        #expect(database.reads.withLock { $0 } == 3)
+        #expect(f.mountGuard.state.results[.marker]?.detail.contains("without a store id") == true)
+    }
+
+    @Test func emptyMarker_aFailedRead_withoutARecentAnswer_stillFails() async throws {
+        // Never answered: nothing stands in.
+        let never = FlakyIdentity(answers: 0)
+        let f = try GuardFixture(identity: never.record)
+        defer { f.temp.remove() }
+        let error = await imageStoreError { try await f.mountGuard.checkWritable() }
+        #expect(error?.message.hasPrefix("store disabled: store id check failed: cannot read the recorded store id") == true)
+
+        // Answered, but longer ago than the limit.
+        let once = FlakyIdentity()
+        let g = try GuardFixture(identity: once.record, identityMaxAge: .zero, identityStaleLimit: .zero)
+        defer { g.temp.remove() }
+        try await g.mountGuard.checkWritable()
+        #expect(await imageStoreError { try await g.mountGuard.checkWritable() }?.code == .storeUnavailable)
+        #expect(!g.mountGuard.state.enabled)
+    }
+
+    @Test func emptyMarker_rememberedAnswer_stillNoticesAMissingMarkerAtOnce_andALaterRecordedID() async throws {
+        let repository = InMemoryImageRepository()
+        let f = try GuardFixture(identity: StoreIdentityRecord(repository: repository, store: "file"), identityMaxAge: .zero)
+        defer { f.temp.remove() }
+        try await f.mountGuard.checkWritable()
+        try f.removeMarker()
+        #expect(await imageStoreError { try await f.mountGuard.checkWritable() }?.message == "store disabled: marker missing: \(f.markerPath) not found")
+        try f.putMarker()
+        try await f.mountGuard.checkWritable()
+        // Another process records an id: once the remembered answer is old, the empty marker is the wrong share.
+        _ = await repository.claimStoreIdentity(Self.idA, of: "file")
+        let error = await imageStoreError { try await f.mountGuard.checkWritable() }
+        #expect(error?.message == "store disabled: wrong share: marker \(f.markerPath) has no store id, expected \(Self.idA)")
     }
 }

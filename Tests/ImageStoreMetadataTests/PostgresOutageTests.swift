@@ -72,4 +72,44 @@ import Testing
         #expect(error?.code == .dependencyUnavailable)
         #expect(clock.now - start < .seconds(5))
     }
+
+    /// A full pool when PostgreSQL restarts: a fast shutdown closes every session, the pool drops each
+    /// connection as its socket closes, and afterwards no call is handed a connection from before the
+    /// restart (it would fail at once, "connection closed": a 503 right after recovery). No call is made
+    /// during the outage, so no reconnect backoff is involved: the calls after the restart connect afresh,
+    /// and every one must succeed.
+    @Test func restartWithAFullPool_noConnectionFromBeforeIsHandedOutAfterwards() async throws {
+        let server = try await PostgresServer.start()
+        defer { server.stopNow() }
+        let url = try await server.createDatabase()
+        let repository = try PostgresImageRepository(settings: PostgresImageRepositoryTests.settings(server, url), logger: testLogger)
+        defer { repository.close() }
+        try await repository.migrate()
+        // Every connection of the pool open (4 calls at once, each holding its connection a moment).
+        try await Self.holdEveryConnection(repository)
+        let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'imagestore'"
+        #expect(try await server.psql(sessions) == "\(repository.settings.maxConnections)")
+
+        try await server.restart()
+        #expect(try await server.psql(sessions) == "0")
+        for _ in 0..<3 {
+            try await Self.holdEveryConnection(repository)
+        }
+        try await repository.ping()
+        #expect(try await server.psql(sessions) == "\(repository.settings.maxConnections)")
+    }
+
+    /// `maxConnections` calls at once, each holding its connection 0.3 s: every connection of the pool is used.
+    static func holdEveryConnection(_ repository: PostgresImageRepository) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<repository.settings.maxConnections {
+                group.addTask {
+                    try await repository.perform("hold", migrating: false) { connection in
+                        _ = try await repository.rows(connection, "SELECT pg_sleep(0.3)", [])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
 }
