@@ -17,15 +17,17 @@ import Synchronization
 /// may lose on a power loss is no more than before (it was up to 1000 pages; now about `interval`).
 ///
 /// PASSIVE checkpoints alone cannot bound the WAL: it rewinds only when a write starts with every frame
-/// copied, which a steady stream of writes never allows. Past `truncateFrames` the checkpointer queues a
-/// TRUNCATE checkpoint on the writer's own queue (between two writes, so it cannot be starved), with a
-/// short busy timeout so a long reader delays it (until the next round) rather than the writes behind it.
+/// copied, which a steady stream of writes never allows. Past `restartFrames` the checkpointer queues a
+/// RESTART checkpoint on the writer's own queue (between two writes, so it cannot be starved; the next write
+/// rewinds the WAL), with a short busy timeout so a long reader delays it (until the next round) rather than
+/// the writes behind it. RESTART, not TRUNCATE: the WAL file keeps its size (bounded by `restartFrames` and one
+/// round's writes) and is overwritten in place, cheaper to fsync than a file that grows again.
 final class SQLiteCheckpointer: Sendable {
     struct Counts: Sendable, Equatable {
         var passive = 0
-        var truncate = 0
+        var restart = 0
         var failed = 0
-        /// The WAL's frames after the last checkpoint (0 after a TRUNCATE).
+        /// The WAL's frames after the last checkpoint (0 after a RESTART).
         var walFrames = 0
     }
 
@@ -41,7 +43,7 @@ final class SQLiteCheckpointer: Sendable {
     private let connection: DatabaseQueue
     private let writer: any DatabaseWriter
     private let interval: Duration
-    private let truncateFrames: Int
+    private let restartFrames: Int
     private let logger: Logger
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
@@ -49,7 +51,7 @@ final class SQLiteCheckpointer: Sendable {
     private let finished = ResumeOnce<Void?>()
 
     /// Opens a connection of its own to `path` (a database already in WAL mode) and starts the thread.
-    init(path: String, writer: any DatabaseWriter, interval: Duration = .milliseconds(100), truncateFrames: Int = 16384, logger: Logger) throws {
+    init(path: String, writer: any DatabaseWriter, interval: Duration = .milliseconds(100), restartFrames: Int = 16384, logger: Logger) throws {
         var config = Configuration()
         config.label = "imagestore.metadata.checkpointer"
         // PASSIVE checkpoints never wait on a lock: no busy handler needed.
@@ -58,7 +60,7 @@ final class SQLiteCheckpointer: Sendable {
         try connection.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         self.writer = writer
         self.interval = interval
-        self.truncateFrames = truncateFrames
+        self.restartFrames = restartFrames
         self.logger = logger
         let thread = Thread { [self] in run() }
         thread.name = "imagestore.checkpointer"
@@ -137,7 +139,7 @@ final class SQLiteCheckpointer: Sendable {
         }
     }
 
-    /// One round: PASSIVE on this connection, then TRUNCATE on the writer's queue if the WAL grew too long.
+    /// One round: PASSIVE on this connection, then RESTART on the writer's queue if the WAL grew too long.
     func checkpoint() {
         do {
             let passive = try connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
@@ -145,26 +147,26 @@ final class SQLiteCheckpointer: Sendable {
                 $0.counts.passive += 1
                 $0.counts.walFrames = passive.walFrameCount
             }
-            guard passive.walFrameCount >= truncateFrames else { return }
-            let truncated: Bool = try writer.writeWithoutTransaction { db in
-                // A reader holding an old snapshot makes TRUNCATE wait: not the writes queued behind it.
+            guard passive.walFrameCount >= restartFrames else { return }
+            let restarted: Bool = try writer.writeWithoutTransaction { db in
+                // A reader holding an old snapshot makes RESTART wait: not the writes queued behind it.
                 let busy = try Int.fetchOne(db, sql: "PRAGMA busy_timeout") ?? 0
                 try db.execute(sql: "PRAGMA busy_timeout = 50")
                 defer { try? db.execute(sql: "PRAGMA busy_timeout = \(busy)") }
                 do {
-                    try db.checkpoint(.truncate)
+                    try db.checkpoint(.restart)
                     return true
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
                     return false
                 }
             }
             state.withLock {
-                if truncated {
-                    $0.counts.truncate += 1
+                if restarted {
+                    $0.counts.restart += 1
                     $0.counts.walFrames = 0
                 }
             }
-            if !truncated { logger.debug("WAL truncate deferred: a reader holds it", metadata: ["frames": "\(passive.walFrameCount)"]) }
+            if !restarted { logger.debug("WAL restart deferred: a reader holds it", metadata: ["frames": "\(passive.walFrameCount)"]) }
         } catch {
             state.withLock { $0.counts.failed += 1 }
             logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])

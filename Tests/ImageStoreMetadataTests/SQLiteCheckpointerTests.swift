@@ -42,8 +42,8 @@ import ImageStoreTestSupport
         #expect(repo.checkpoints == nil)
     }
 
-    /// A steady stream of writes never lets PASSIVE checkpoints rewind the WAL: past `truncateFrames` the
-    /// writer's queue truncates it, so the file stays near the bound instead of growing with every write.
+    /// A steady stream of writes never lets PASSIVE checkpoints rewind the WAL: past `restartFrames` the
+    /// writer's queue restarts it, so the file stays near the bound instead of growing with every write.
     @Test func steadyWrites_walStaysBounded() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -54,7 +54,7 @@ import ImageStoreTestSupport
             try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v)")
         }
         let checkpointer = try SQLiteCheckpointer(
-            path: path, writer: pool, interval: .milliseconds(5), truncateFrames: 200, logger: testLogger)
+            path: path, writer: pool, interval: .milliseconds(5), restartFrames: 200, logger: testLogger)
         defer { checkpointer.stop(within: .seconds(5)) }
         let pageSize = try await pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_size") } ?? 4096
         var largest = 0
@@ -68,7 +68,7 @@ import ImageStoreTestSupport
         // Without the checkpointer (autocheckpoint off) the WAL would hold every frame written: far more.
         let written = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } ?? 0
         #expect(written == 4000)
-        #expect(try await Self.eventually { checkpointer.counts.truncate > 0 })
+        #expect(try await Self.eventually { checkpointer.counts.restart > 0 })
         #expect(largest < 2000 * pageSize, "WAL peaked at \(largest / pageSize) pages")
         #expect(checkpointer.counts.failed == 0)
     }
