@@ -51,9 +51,11 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
             // lets POST /v2/images run at hundreds per second instead of ~50.
             try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             if migrate { try MetadataSchema.migrator.migrate(writer) }
-            if path != ":memory:" {
+            if path != ":memory:" && ProcessInfo.processInfo.environment["IMAGESTORE_BENCH_AUTOCHECKPOINT"] == nil {
                 // Checkpoints run on a thread of their own, not inside the commit that crosses 1000 WAL pages
                 // (SQLiteCheckpointer says why). Only the writer commits, so only it checkpointed.
+                // IMAGESTORE_BENCH_AUTOCHECKPOINT (scripts/bench-create-ab only, not an option) keeps SQLite's own
+                // checkpoints, for a same-binary A/B.
                 try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
                 checkpointer = try SQLiteCheckpointer(path: path, writer: writer, logger: logger)
             }
