@@ -62,9 +62,11 @@ final class SQLiteCheckpointer: Sendable {
         self.interval = interval
         self.restartFrames = restartFrames
         self.logger = logger
-        let thread = Thread { [self] in run() }
-        thread.name = "imagestore.checkpointer"
-        thread.start()
+        // Named from inside: on Linux a thread otherwise keeps its creator's name (the start-up executor's).
+        Thread { [self] in
+            Thread.current.name = "imagestore.ckpt"
+            run()
+        }.start()
     }
 
     var counts: Counts { state.withLock { $0.counts } }
