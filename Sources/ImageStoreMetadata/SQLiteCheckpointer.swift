@@ -29,6 +29,8 @@ final class SQLiteCheckpointer: Sendable {
         var failed = 0
         /// The WAL's frames after the last checkpoint (0 after a RESTART).
         var walFrames = 0
+        /// Of those, the frames copied into the database.
+        var copiedFrames = 0
     }
 
     private struct State {
@@ -148,6 +150,7 @@ final class SQLiteCheckpointer: Sendable {
             state.withLock {
                 $0.counts.passive += 1
                 $0.counts.walFrames = passive.walFrameCount
+                $0.counts.copiedFrames = passive.checkpointedFrameCount
             }
             guard passive.walFrameCount >= restartFrames else { return }
             let restarted: Bool = try writer.writeWithoutTransaction { db in
@@ -166,6 +169,7 @@ final class SQLiteCheckpointer: Sendable {
                 if restarted {
                     $0.counts.restart += 1
                     $0.counts.walFrames = 0
+                    $0.counts.copiedFrames = 0
                 }
             }
             if !restarted { logger.debug("WAL restart deferred: a reader holds it", metadata: ["frames": "\(passive.walFrameCount)"]) }
