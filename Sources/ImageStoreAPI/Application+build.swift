@@ -107,6 +107,7 @@ public struct ApplicationDependencies: Sendable {
         let store = stores.default.store
         let mountGuard = guards[configuration.defaultBackend]
         var services: [any Service] = configuration.enabledBackends.compactMap { guards[$0.id] }
+        if let sqlite = repository as? SQLiteImageRepository { services.append(SQLiteCheckpointerShutdown(repository: sqlite)) }
         let staging: StagingArea
         if let stagingOptions = configuration.stagingStore, stagingOptions.isNFSConfigured || stagingOptions.requireMountpoint {
             // A staging store on a share of its own: its own guard, like any store (reads and writes refused
@@ -394,6 +395,16 @@ struct ImportShutdown: Service {
         try? await gracefulShutdown()
         await importer.cancelAll()
         await fetcher?.shutdown()
+    }
+}
+
+/// Stops SQLite's WAL checkpointer thread on shutdown (a write after it is recovered from the WAL at the next
+/// open, as after any exit).
+struct SQLiteCheckpointerShutdown: Service {
+    let repository: SQLiteImageRepository
+    func run() async throws {
+        try? await gracefulShutdown()
+        await repository.stopCheckpointer()
     }
 }
 

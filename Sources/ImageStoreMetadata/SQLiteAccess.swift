@@ -15,13 +15,16 @@ import Synchronization
 final class SQLiteAccess: Sendable {
     let writer: any DatabaseWriter
     let timeout: Duration
+    /// Checkpoints the WAL off the commit path (nil in memory); told of every commit made here.
+    let checkpointer: SQLiteCheckpointer?
     private let logger: Logger
     /// Latency and accesses in progress, for `/metrics`.
     let instrumentation = MetadataInstrumentation(engine: "sqlite")
 
-    init(writer: any DatabaseWriter, timeout: Duration, logger: Logger) {
+    init(writer: any DatabaseWriter, timeout: Duration, checkpointer: SQLiteCheckpointer? = nil, logger: Logger) {
         self.writer = writer
         self.timeout = timeout
+        self.checkpointer = checkpointer
         self.logger = logger
     }
 
@@ -89,6 +92,7 @@ final class SQLiteAccess: Sendable {
     ) async throws -> T {
         try await instrumentation.measure(operation) {
             let job = WriteJob()
+            let checkpointer = self.checkpointer
             let delivered = ResumeOnce<Result<T, any Error>?>()
             writer.asyncWriteWithoutTransaction { db in
                 guard job.start() else { return }  // the caller gave up before its turn
@@ -102,6 +106,7 @@ final class SQLiteAccess: Sendable {
                         return job.commitIfWanted() ? .commit : .rollback
                     }
                     outcome = job.committed ? .success(value!) : .failure(CancellationError())
+                    if job.committed { checkpointer?.noteCommit() }
                 } catch {
                     outcome = .failure(error)
                 }

@@ -36,6 +36,7 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
         // after its caller gave up).
         config.busyMode = .timeout(max(0.1, timeout.fractionalSeconds))
         let writer: any DatabaseWriter
+        var checkpointer: SQLiteCheckpointer?
         do {
             if path == ":memory:" {
                 writer = try DatabaseQueue(configuration: config)
@@ -50,16 +51,36 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
             // lets POST /v2/images run at hundreds per second instead of ~50.
             try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             if migrate { try MetadataSchema.migrator.migrate(writer) }
+            if path != ":memory:" && ProcessInfo.processInfo.environment["IMAGESTORE_BENCH_AUTOCHECKPOINT"] == nil {
+                // Checkpoints run on a thread of their own, not inside the commit that crosses 1000 WAL pages
+                // (SQLiteCheckpointer says why). Only the writer commits, so only it checkpointed.
+                // IMAGESTORE_BENCH_AUTOCHECKPOINT (scripts/bench-create-ab only, not an option) keeps SQLite's own
+                // checkpoints, for a same-binary A/B.
+                try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+                checkpointer = try SQLiteCheckpointer(path: path, writer: writer, logger: logger)
+            }
         } catch {
             logger.error("cannot open the metadata database", metadata: ["path": "\(path)", "error": "\(error)"])
             throw SQLiteAccess.mapped(error, "opening the metadata database at \(path)")
         }
-        access = SQLiteAccess(writer: writer, timeout: timeout, logger: logger)
+        access = SQLiteAccess(writer: writer, timeout: timeout, checkpointer: checkpointer, logger: logger)
         logger.debug("metadata database ready", metadata: ["path": "\(path)"])
     }
 
+    deinit { access.checkpointer?.requestStop() }
+
+    /// Stops the WAL checkpointer (at shutdown; SQLite checkpoints the WAL when the last connection closes,
+    /// or recovers it at the next open). Writes still work, their WAL is no longer checkpointed.
+    public func stopCheckpointer() async {
+        await access.checkpointer?.stop(within: access.timeout)
+    }
+
+    /// WAL checkpoints made so far (tests).
+    var checkpoints: SQLiteCheckpointer.Counts? { access.checkpointer?.counts }
+
     /// Closes the database connections (they also close on deinit). Later calls fail with `.internal`.
     public func close() throws {
+        access.checkpointer?.stop(within: access.timeout)
         do { try writer.close() } catch { throw SQLiteAccess.mapped(error, "closing the metadata database") }
     }
 

@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+import ImageStoreCore
+import Testing
+
+@testable import ImageStoreMetadata
+import ImageStoreTestSupport
+
+/// WAL checkpoints off the commit path: the writer never checkpoints, a thread of its own does, the WAL stays
+/// bounded under a steady stream of writes, and the thread stops when asked.
+@Suite struct SQLiteCheckpointerTests {
+    private static func walSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0
+    }
+
+    private static func eventually(_ condition: () throws -> Bool) async throws -> Bool {
+        let end = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < end {
+            if try condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return try condition()
+    }
+
+    @Test func repository_onFile_writerDoesNotCheckpoint_theCheckpointerDoes() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
+        defer { try? repo.close() }
+        let autocheckpoint = try await repo.writer.write { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+        #expect(autocheckpoint == 0)
+        for index in 0..<50 { try await repo.create(Image(name: "image \(index)")) }
+        // Every commit was copied into the database by the checkpointer's own PASSIVE checkpoints.
+        #expect(
+            try await Self.eventually {
+                guard let counts = repo.checkpoints else { return false }
+                return counts.walFrames > 0 && counts.copiedFrames == counts.walFrames
+            })
+    }
+
+    @Test func repository_inMemory_hasNoCheckpointer() async throws {
+        let repo = try SQLiteImageRepository(path: ":memory:", logger: testLogger)
+        defer { try? repo.close() }
+        #expect(repo.checkpoints == nil)
+    }
+
+    /// A steady stream of writes never lets PASSIVE checkpoints rewind the WAL: past `restartFrames` the
+    /// writer's queue restarts it, so the file stays near the bound instead of growing with every write.
+    @Test func steadyWrites_walStaysBounded() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.appending("wal.sqlite")
+        let pool = try DatabasePool(path: path)
+        try await pool.write { db in
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v)")
+        }
+        let checkpointer = try SQLiteCheckpointer(
+            path: path, writer: pool, interval: .milliseconds(5), restartFrames: 200, logger: testLogger)
+        defer { checkpointer.stop(within: .seconds(5)) }
+        let pageSize = try await pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_size") } ?? 4096
+        var largest = 0
+        for index in 0..<4000 {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO t (v) VALUES (?)", arguments: [String(repeating: "\(index)", count: 40)])
+            }
+            checkpointer.noteCommit()
+            largest = max(largest, Self.walSize(path))
+        }
+        // Without the checkpointer (autocheckpoint off) the WAL would hold every frame written: far more.
+        let written = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } ?? 0
+        #expect(written == 4000)
+        #expect(try await Self.eventually { checkpointer.counts.restart > 0 })
+        #expect(largest < 2000 * pageSize, "WAL peaked at \(largest / pageSize) pages")
+        #expect(checkpointer.counts.failed == 0)
+    }
+
+    @Test func stop_endsTheThread_laterCommitsAreNotCheckpointed() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.appending("images.sqlite")
+        let repo = try SQLiteImageRepository(path: path, logger: testLogger)
+        defer { try? repo.close() }
+        try await repo.create(Image(name: "before"))
+        #expect(try await Self.eventually { (repo.checkpoints?.passive ?? 0) > 0 })
+        await repo.stopCheckpointer()
+        let after = repo.checkpoints
+        for index in 0..<20 { try await repo.create(Image(name: "after \(index)")) }
+        try await Task.sleep(for: .milliseconds(1300))  // past the idle round a running thread would make
+        #expect(repo.checkpoints == after, "no checkpoint after stop")
+        #expect(try await repo.list(ImageListQuery(limit: 100)).count == 21, "writes still work")
+        await repo.stopCheckpointer()  // a second stop returns at once
+    }
+
+    /// What a process crash leaves (the database and its WAL as the page cache holds them, no close) opens
+    /// with every acknowledged create, whether the checkpointer had copied it into the database or not.
+    @Test func crash_leftFilesOpenWithEveryAcknowledgedWrite() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.appending("images.sqlite")
+        let repo = try SQLiteImageRepository(path: path, logger: testLogger)
+        defer { try? repo.close() }
+        var ids: [ImageID] = []
+        for index in 0..<300 {
+            let image = Image(name: "image \(index)")
+            try await repo.create(image)
+            ids.append(image.id)
+        }
+        // Copy while the server still runs: the WAL (and the shared-memory index, which recovery ignores).
+        let crashed = directory.appending("crashed")
+        try FileManager.default.createDirectory(atPath: crashed, withIntermediateDirectories: true)
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: path + suffix, toPath: crashed + "/images.sqlite" + suffix)
+        }
+        let recovered = try SQLiteImageRepository(path: crashed + "/images.sqlite", logger: testLogger)
+        defer { try? recovered.close() }
+        for id in ids { #expect(try await recovered.get(id) != nil) }
+    }
+}
