@@ -317,7 +317,7 @@ public func buildApplication(
         router: router,
         server: .http1(
             configuration: .init(
-                additionalChannelHandlers: [ReceiveBufferSizing(), ExpectContinueHandler()],
+                additionalChannelHandlers: [ExpectContinueHandler()],
                 idleTimeout: configuration.clientSocketTimeout > 0
                     ? .milliseconds(Int64(configuration.clientSocketTimeout * 1000)) : nil)),
         configuration: .init(

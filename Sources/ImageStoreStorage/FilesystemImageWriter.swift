@@ -63,18 +63,6 @@ final class TemporaryFile: @unchecked Sendable {
         self.flushWindow = direct ? 0 : writeBehind.window
     }
 
-    /// Writes one batch: buffered, all its buffers in one writev; direct, buffer by buffer (a direct
-    /// upload's batches are single pool blocks).
-    func write(_ batch: UploadBatch) throws {
-        guard !isDirect else {
-            for part in batch.parts { try write(part) }
-            return
-        }
-        guard fd >= 0 else { throw ImageStoreError.internal("write to a closed temporary file \(tempPath)") }
-        written += try writeAll(fd, batch.parts, "write \(tempPath)")
-        if flushWindow > 0 { try flushBehind() }
-    }
-
     func write(_ buffer: ByteBuffer) throws {
         guard fd >= 0 else { throw ImageStoreError.internal("write to a closed temporary file \(tempPath)") }
         try buffer.withUnsafeReadableBytes { bytes in
@@ -271,7 +259,7 @@ final class UploadPipeline: Sendable {
     }
 
     /// Queues one batch on all three stages, waiting first while the pipeline is full.
-    func submit(_ batch: UploadBatch) async throws {
+    func submit(_ batch: ByteBuffer) async throws {
         try await waitWithDeadline(inFlightAtMost: Self.maxInFlight - 1)
         state.withLock { $0.inFlight += 1 }
         let completion = BatchCompletion(pipeline: self)
@@ -284,12 +272,12 @@ final class UploadPipeline: Sendable {
         }
         let md5 = self.md5
         md5Thread.submit {
-            if !self.hasFailed { for part in batch.parts { md5.digest.update(part) } }
+            if !self.hasFailed { md5.digest.update(batch) }
             completion.stageDone()
         }
         let multihash = self.multihash
         multihashThread.submit {
-            if !self.hasFailed { for part in batch.parts { multihash.digest.update(part) } }
+            if !self.hasFailed { multihash.digest.update(batch) }
             completion.stageDone()
         }
     }
@@ -330,8 +318,7 @@ final class UploadPipeline: Sendable {
     /// Waits for room in the pipeline; no progress within the deadline means the file (a write on a
     /// hung share) is stuck: the upload fails with the store-unavailable error and the store is told.
     private func waitWithDeadline(inFlightAtMost threshold: Int) async throws {
-        // Room already (the usual case while the hashes keep up): no wait, so no deadline to race —
-        // that race is two tasks and a timer per batch.
+        // Room already: no wait, so no deadline to race (the race is two tasks and a timer per batch).
         let ready = state.withLock { state -> Result<Void, any Error>? in
             if let failure = state.failure { return .failure(failure) }
             return state.inFlight <= threshold ? .success(()) : nil
@@ -454,21 +441,11 @@ private final class BatchCompletion: Sendable {
     }
 }
 
-/// What enters the pipeline at once: 1 MiB of the upload (less for the last batch), as the buffers it
-/// arrived in (shared storage, not copied), or as one page-aligned pool block for direct I/O.
-struct UploadBatch: Sendable {
-    var parts: [ByteBuffer] = []
-    var byteCount = 0
-}
-
 /// One upload into the filesystem store.
 ///
-/// Incoming buffers are grouped into 1 MiB batches before entering the pipeline, so per-batch overhead
-/// stays negligible. Buffered, a batch is the incoming buffers themselves (sliced at the 1 MiB boundary,
-/// never copied): they are hashed where they are and written with one writev — the copy into a batch
-/// block cost a memcpy of every byte. With direct I/O they are coalesced into page-aligned pool blocks,
-/// which O_DIRECT needs (large buffers are sliced, without copying). Any failure removes the temporary
-/// file at once; `abort` is still safe (and idempotent) afterwards.
+/// Small incoming buffers are coalesced into ~1 MiB batches (large ones are sliced, without copying)
+/// before entering the pipeline, so per-batch overhead stays negligible. Any failure removes the
+/// temporary file at once; `abort` is still safe (and idempotent) afterwards.
 final class FilesystemImageWriter: ImageDataWriter {
     static let batchSize = 1 << 20
 
@@ -482,7 +459,7 @@ final class FilesystemImageWriter: ImageDataWriter {
     private struct State {
         var phase = Phase.writing
         var tracker: SizeTracker
-        var pending = UploadBatch()
+        var pending: ByteBuffer?
     }
 
     private let id: ImageID
@@ -491,8 +468,6 @@ final class FilesystemImageWriter: ImageDataWriter {
     private let logger: Logger
     private let state: Mutex<State>
     private let allocator = LargeBufferPool.allocator
-    /// Coalesce into aligned blocks (the file was opened for direct I/O) rather than gather.
-    private let coalesces: Bool
 
     init(
         id: ImageID, expectedSize: Int64?, file: TemporaryFile, filePermissions: Int, hashAlgorithm: HashAlgorithm,
@@ -500,8 +475,6 @@ final class FilesystemImageWriter: ImageDataWriter {
     ) {
         self.id = id
         self.pipeline = UploadPipeline(file: file, id: id, hashAlgorithm: hashAlgorithm, io: io)
-        // Read here, before any write: later the file thread alone touches the file.
-        self.coalesces = file.isDirect
         self.filePermissions = filePermissions
         self.logger = logger
         self.state = Mutex(State(tracker: SizeTracker(expectedSize: expectedSize)))
@@ -528,14 +501,14 @@ final class FilesystemImageWriter: ImageDataWriter {
     }
 
     func write(_ buffer: ByteBuffer) async throws {
-        let batches: [UploadBatch]
+        let batches: [ByteBuffer]
         do {
             batches = try state.withLock { state in
                 guard case .writing = state.phase else {
                     throw ImageStoreError.internal("write after the upload of \(id) was finished or aborted")
                 }
                 try state.tracker.add(buffer.readableBytes)
-                return coalesces ? coalesce(buffer, into: &state.pending) : gather(buffer, into: &state.pending)
+                return coalesce(buffer, into: &state.pending)
             }
             for batch in batches {
                 try await pipeline.submit(batch)
@@ -553,10 +526,10 @@ final class FilesystemImageWriter: ImageDataWriter {
                     throw ImageStoreError.internal("finish of the upload of \(id) called twice or after abort")
                 }
                 try state.tracker.checkComplete()
-                defer { state.pending = UploadBatch() }
+                defer { state.pending = nil }
                 return (state.tracker.received, state.pending)
             }
-            if last.byteCount > 0 { try await pipeline.submit(last) }
+            if let last { try await pipeline.submit(last) }
             try await pipeline.drain()
             let permissions = filePermissions
             let fsyncTime = try await pipeline.onFileThread("fsync") { try $0.makeDurable(permissions: permissions) }
@@ -607,7 +580,7 @@ final class FilesystemImageWriter: ImageDataWriter {
             case .committed, .closed: return false
             case .writing, .finished:
                 state.phase = .closed
-                state.pending = UploadBatch()
+                state.pending = nil
                 return true
             }
         }
@@ -620,32 +593,8 @@ final class FilesystemImageWriter: ImageDataWriter {
         ActiveTemporaryFiles.remove(pipeline.file.tempPath)
     }
 
-    /// Appends `buffer` to the pending batch as it is (slices, no copy); returns the batches that are full.
-    private func gather(_ buffer: ByteBuffer, into pending: inout UploadBatch) -> [UploadBatch] {
-        var input = buffer
-        var full: [UploadBatch] = []
-        while input.readableBytes > 0 {
-            let take = min(Self.batchSize - pending.byteCount, input.readableBytes)
-            pending.parts.append(take == input.readableBytes ? input : input.getSlice(at: input.readerIndex, length: take)!)
-            input.moveReaderIndex(forwardBy: take)
-            pending.byteCount += take
-            if pending.byteCount == Self.batchSize {
-                full.append(pending)
-                pending = UploadBatch()
-            }
-        }
-        return full
-    }
-
-    /// Direct I/O: appends `buffer` to the pending block; returns the batches that are full. Large buffers
-    /// are sliced (shared storage, no copy); only the remainder of a buffer is copied.
-    private func coalesce(_ buffer: ByteBuffer, into pendingBatch: inout UploadBatch) -> [UploadBatch] {
-        var pending = pendingBatch.parts.first
-        defer { pendingBatch = pending.map { UploadBatch(parts: [$0], byteCount: $0.readableBytes) } ?? UploadBatch() }
-        let full = coalesce(buffer, into: &pending)
-        return full.map { UploadBatch(parts: [$0], byteCount: $0.readableBytes) }
-    }
-
+    /// Appends `buffer` to the pending batch; returns the batches that are full. Large buffers are
+    /// sliced (shared storage, no copy); only the remainder of a buffer is copied.
     private func coalesce(_ buffer: ByteBuffer, into pending: inout ByteBuffer?) -> [ByteBuffer] {
         var input = buffer
         var full: [ByteBuffer] = []

@@ -6,7 +6,6 @@ import Musl
 import Darwin
 #endif
 import ImageStoreCore
-import NIOCore
 
 /// Whether a failing call was reading committed data or writing/publishing it: the same errno
 /// (ENOENT) means "no such image" for the one and "the store went away" for the other.
@@ -73,44 +72,6 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ what: @autoclosure
         }
         offset += written
     }
-}
-
-/// IOV_MAX on Linux (a macro Swift does not import).
-let maxIOVectors = 1024
-
-/// Writes all of `parts` at the file position, with one writev(2) per up to IOV_MAX buffers: an upload's
-/// batch of incoming buffers goes to the file as it came, without being copied into one block first.
-/// Returns the byte count.
-func writeAll(_ fd: Int32, _ parts: [ByteBuffer], _ what: @autoclosure () -> String) throws -> Int {
-    var vectors: [iovec] = []
-    vectors.reserveCapacity(parts.count)
-    var total = 0
-    for part in parts where part.readableBytes > 0 {
-        // The pointers outlive the closure: `parts` holds the storage until this function returns.
-        part.withUnsafeReadableBytes { bytes in
-            vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
-        }
-        total += part.readableBytes
-    }
-    try withExtendedLifetime(parts) {
-        try vectors.withUnsafeMutableBufferPointer { vectors in
-            var index = 0
-            while index < vectors.count {
-                let count = Int32(min(vectors.count - index, maxIOVectors))
-                var written = try posixCall(what(), context: .write) { writev(fd, vectors.baseAddress! + index, count) }
-                // Past what was written, then into a partly written buffer (a short write).
-                while written > 0 && written >= vectors[index].iov_len {
-                    written -= vectors[index].iov_len
-                    index += 1
-                }
-                if written > 0 {
-                    vectors[index].iov_base = vectors[index].iov_base! + written
-                    vectors[index].iov_len -= written
-                }
-            }
-        }
-    }
-    return total
 }
 
 /// One write(2) at the file position: the byte count, or -1 with errno (for callers that handle errors

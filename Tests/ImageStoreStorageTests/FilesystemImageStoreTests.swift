@@ -222,21 +222,6 @@ import Testing
         }
     }
 
-    /// Buffered batches are the incoming buffers themselves, written with writev: a batch gathered from
-    /// more buffers than one writev takes (IOV_MAX, 1024), and buffers split at the batch boundary, still
-    /// store exactly the bytes, hashed in order.
-    @Test func buffered_batchOfMoreBuffersThanIOVMax_storesExactBytes() async throws {
-        try await withStore(.filesystem) { fixture in
-            let directory = try #require(fixture.directory)
-            let store = FilesystemImageStore(directory: directory, directIO: false, logger: testLogger)
-            let id = ImageID()
-            let bytes = randomBytes((2 << 20) + 777)
-            let staged = try await upload(store, id, bytes, chunkSize: 1000)
-            #expect(staged == StagedImageData(size: Int64(bytes.count), md5: md5Hex(bytes), hashValue: sha512Hex(bytes)))
-            #expect(try Array(#require(FileManager.default.contents(atPath: "\(directory)/\(id)"))) == bytes)
-        }
-    }
-
     // MARK: Write-behind (filesystem_store_flush_after)
 
     /// Buffered uploads start the writeback of each completed window and wait for the one before it; the
