@@ -318,6 +318,12 @@ final class UploadPipeline: Sendable {
     /// Waits for room in the pipeline; no progress within the deadline means the file (a write on a
     /// hung share) is stuck: the upload fails with the store-unavailable error and the store is told.
     private func waitWithDeadline(inFlightAtMost threshold: Int) async throws {
+        // Room already: no wait, so no deadline to race (the race is two tasks and a timer per batch).
+        let ready = state.withLock { state -> Result<Void, any Error>? in
+            if let failure = state.failure { return .failure(failure) }
+            return state.inFlight <= threshold ? .success(()) : nil
+        }
+        if let ready { return try ready.get() }
         // Not cancelled at the deadline: `fail` below ends the wait with the real error instead.
         let answer = await value(within: io.timeout) { () -> Result<Void, any Error> in
             do { return .success(try await self.waitUntil(inFlightAtMost: threshold)) } catch { return .failure(error) }
