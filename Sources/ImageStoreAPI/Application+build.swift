@@ -189,6 +189,11 @@ public struct ApplicationDependencies: Sendable {
         try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
     }
 
+    /// Bench switch, not an option (and not in docs/configuration.md): `IMAGESTORE_BENCH_AUTOCHECKPOINT` set
+    /// in the environment keeps SQLite's own WAL checkpoints inside the COMMIT instead of the checkpointer's
+    /// thread, for scripts/bench-create-ab's same-binary A/B. Read here, where the application is assembled.
+    static var benchAutocheckpoint: Bool { ProcessInfo.processInfo.environment["IMAGESTORE_BENCH_AUTOCHECKPOINT"] != nil }
+
     /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its
     /// directory created), or a pool to PostgreSQL (no connection opened yet: a database that is down
     /// makes requests answer 503 until it is back, it does not stop start-up).
@@ -208,7 +213,8 @@ public struct ApplicationDependencies: Sendable {
                         try FileManager.default.createDirectory(
                             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                     }
-                    return try SQLiteImageRepository(path: path, logger: logger, timeout: timeout)
+                    return try SQLiteImageRepository(
+                        path: path, logger: logger, timeout: timeout, walCheckpoints: benchAutocheckpoint ? .sqliteAutocheckpoint : .checkpointer)
                 }
             }
             switch outcome {
