@@ -91,7 +91,7 @@ public struct ApplicationDependencies: Sendable {
             let store = FilesystemImageStore(
                 directory: options.datadir, filePermissions: options.filePerm, chunkSize: options.chunkSize,
                 hashAlgorithm: configuration.hashingAlgorithm,
-                timeout: .milliseconds(options.guardTimeoutMilliseconds), threads: options.threadPoolSize,
+                timeout: options.guardTimeout, threads: options.threadPoolSize,
                 directIO: options.directIO, flushAfter: options.flushAfterMiB << 20, createDirectory: !options.isNFSConfigured && !options.requireMountpoint, replicaID: replicaID, logger: storeLogger,
                 onStuckChange: { stuck, detail in mountGuard?.storeCallsStuck(stuck, detail: detail) })
             var storeGuard: any WriteGuard = UnguardedStore()
@@ -117,7 +117,7 @@ public struct ApplicationDependencies: Sendable {
             staging = StagingArea(
                 store: FilesystemImageStore(
                     directory: stagingOptions.datadir, chunkSize: options.chunkSize, hashAlgorithm: configuration.hashingAlgorithm,
-                    timeout: .milliseconds(stagingOptions.guardTimeoutMilliseconds), directIO: stagingOptions.directIO,
+                    timeout: stagingOptions.guardTimeout, directIO: stagingOptions.directIO,
                     flushAfter: stagingOptions.flushAfterMiB << 20,
                     createDirectory: false,
                     replicaID: replicaID, logger: logger),
@@ -132,7 +132,7 @@ public struct ApplicationDependencies: Sendable {
                 store: FilesystemImageStore(
                     directory: configuration.stagingDirectory, chunkSize: options.chunkSize,
                     hashAlgorithm: configuration.hashingAlgorithm,
-                    timeout: .milliseconds(options.guardTimeoutMilliseconds),
+                    timeout: options.guardTimeout,
                     directIO: stagingOptions.directIO, flushAfter: stagingOptions.flushAfterMiB << 20, createDirectory: true,
                     replicaID: replicaID,
                     logger: logger),
@@ -189,6 +189,11 @@ public struct ApplicationDependencies: Sendable {
         try makeRepository(configuration.database, options: configuration.databaseOptions, logger: logger)
     }
 
+    /// Bench switch, not an option (and not in docs/configuration.md): `IMAGESTORE_BENCH_AUTOCHECKPOINT` set
+    /// in the environment keeps SQLite's own WAL checkpoints inside the COMMIT instead of the checkpointer's
+    /// thread, for scripts/bench-create-ab's same-binary A/B. Read here, where the application is assembled.
+    static var benchAutocheckpoint: Bool { ProcessInfo.processInfo.environment["IMAGESTORE_BENCH_AUTOCHECKPOINT"] != nil }
+
     /// The metadata repository for `[database] connection` (also used by `imagestore db`): SQLite (its
     /// directory created), or a pool to PostgreSQL (no connection opened yet: a database that is down
     /// makes requests answer 503 until it is back, it does not stop start-up).
@@ -208,7 +213,8 @@ public struct ApplicationDependencies: Sendable {
                         try FileManager.default.createDirectory(
                             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                     }
-                    return try SQLiteImageRepository(path: path, logger: logger, timeout: timeout)
+                    return try SQLiteImageRepository(
+                        path: path, logger: logger, timeout: timeout, walCheckpoints: benchAutocheckpoint ? .sqliteAutocheckpoint : .checkpointer)
                 }
             }
             switch outcome {
@@ -257,7 +263,7 @@ public func buildApplication(
         dependencies.staging ?? ApplicationDependencies.stagingArea(beside: dependencies.store, writeGuard: dependencies.writeGuard, logger: logger)
     let registry = dependencies.repository as? any ReplicaRegistry
     let lease = registry.map { _ in
-        ReplicaLease(replicaID: dependencies.replicaID, leaseTime: .milliseconds(Int64(configuration.replicaLeaseTime * 1000)))
+        ReplicaLease(replicaID: dependencies.replicaID, leaseTime: configuration.replicaLeaseTime)
     }
     let service = ImageService(
         repository: dependencies.repository, store: dependencies.store, writeGuard: dependencies.writeGuard,
@@ -313,7 +319,7 @@ public func buildApplication(
 
     let clientSocketTimeout = configuration.clientSocketTimeout
     let bringUp = StoreBringUp(
-        stores: service.stores.all.map(\.store), service: service, tasks: dependencies.tasks, interval: .milliseconds(Int64(configuration.store.guardInterval * 1000)),
+        stores: service.stores.all.map(\.store), service: service, tasks: dependencies.tasks, interval: configuration.store.guardInterval,
         logger: logger)
     var app = Application(
         router: router,
@@ -514,10 +520,10 @@ func makeAuthentication(
         let client = try KeystoneTokenValidator.makeHTTPClient(options)
         dependencies.services.append(HTTPClientService(client: client))
         let keystone = KeystoneTokenValidator(options: options, httpClient: client, logger: logger)
-        validator = CachingTokenValidator(keystone, ttl: TimeInterval(options.tokenCacheTime), capacity: options.tokenCacheSize)
+        validator = CachingTokenValidator(keystone, ttl: options.tokenCacheTime.fractionalSeconds, capacity: options.tokenCacheSize)
         dependencies.tokenValidator = validator
     }
-    logger.info("authentication: Keystone", metadata: ["auth_url": "\(options.authURL)", "token_cache_time": "\(options.tokenCacheTime)"])
+    logger.info("authentication: Keystone", metadata: ["auth_url": "\(options.authURL)", "token_cache_time": "\(options.tokenCacheTime.components.seconds)"])
     return .keystone(
         KeystoneAuthentication(
             validator: validator, serviceTokenRoles: Set(options.serviceTokenRoles),
@@ -654,7 +660,7 @@ extension PostgresImageRepository.Settings {
 /// The HTTP/1 pipeline's own handlers: 100-continue, and `client_socket_timeout` (0: none) counted while the
 /// server waits for the client (Hummingbird's `idleTimeout` stays off: it also counts while the server
 /// itself is not reading).
-func serverChannelHandlers(clientSocketTimeout: Double) -> [any RemovableChannelHandler] {
-    guard clientSocketTimeout > 0 else { return [ExpectContinueHandler()] }
-    return [ExpectContinueHandler(), ClientSilenceHandler(timeout: .milliseconds(Int64(clientSocketTimeout * 1000)))]
+func serverChannelHandlers(clientSocketTimeout: Duration) -> [any RemovableChannelHandler] {
+    guard clientSocketTimeout > .zero else { return [ExpectContinueHandler()] }
+    return [ExpectContinueHandler(), ClientSilenceHandler(timeout: .nanoseconds(clientSocketTimeout.wholeNanoseconds))]
 }

@@ -114,7 +114,7 @@ public final class ConfigurationReloader: Sendable {
         if old.disableByFilePaths != new.disableByFilePaths { changed.append("disable_by_file_paths") }
         if old.enableByFilePaths != new.enableByFilePaths { changed.append("enable_by_file_paths") }
         if old.checkInterval != new.checkInterval { changed.append("interval") }
-        if old.checkTimeoutMilliseconds != new.checkTimeoutMilliseconds { changed.append("check_timeout") }
+        if old.checkTimeout != new.checkTimeout { changed.append("check_timeout") }
         if old.failureThreshold != new.failureThreshold { changed.append("failure_threshold") }
         return changed
     }

@@ -31,14 +31,14 @@ public struct KeystoneAuthOptions: Sendable, Equatable {
     public var serviceTokenRoles: [String]
     /// `service_token_roles_required`: …to count as valid at all (otherwise only to allow expired user tokens).
     public var serviceTokenRolesRequired: Bool
-    /// `token_cache_time`: seconds a validated token is trusted without asking Keystone again (capped
+    /// `token_cache_time` (whole seconds): how long a validated token is trusted without asking Keystone (capped
     /// by the token's own expiry); -1 or 0 turns the cache off.
-    public var tokenCacheTime: Int
+    public var tokenCacheTime: Duration
     /// `token_cache_size`: the most tokens kept in the cache (ImageStore's option; the cache is in memory).
     public var tokenCacheSize: Int
-    /// `http_connect_timeout`: seconds one whole Keystone call (connect, retries and answer) may take
+    /// `http_connect_timeout` (seconds): how long one whole Keystone call (connect, retries and answer) may take
     /// before the request is answered 503. keystonemiddleware waits forever by default; we do not.
-    public var httpConnectTimeout: Double
+    public var httpConnectTimeout: Duration
     /// `http_request_max_retries`: further attempts after a failed connection.
     public var httpRequestMaxRetries: Int
     /// `cafile` / `insecure`: TLS to Keystone.
@@ -46,9 +46,9 @@ public struct KeystoneAuthOptions: Sendable, Equatable {
     public var insecure: Bool
 
     public static let defaultInterface = "internal"
-    public static let defaultTokenCacheTime = 300
+    public static let defaultTokenCacheTime: Duration = .seconds(300)
     public static let defaultTokenCacheSize = 10_000
-    public static let defaultHTTPConnectTimeout: Double = 10
+    public static let defaultHTTPConnectTimeout: Duration = .seconds(10)
     public static let defaultHTTPRequestMaxRetries = 3
     public static let defaultServiceTokenRoles = ["service"]
 
@@ -58,8 +58,8 @@ public struct KeystoneAuthOptions: Sendable, Equatable {
         userDomainName: String? = nil, userDomainID: String? = nil, projectDomainName: String? = nil,
         projectDomainID: String? = nil, regionName: String? = nil, interface: String = Self.defaultInterface,
         serviceTokenRoles: [String] = Self.defaultServiceTokenRoles, serviceTokenRolesRequired: Bool = true,
-        tokenCacheTime: Int = Self.defaultTokenCacheTime, tokenCacheSize: Int = Self.defaultTokenCacheSize,
-        httpConnectTimeout: Double = Self.defaultHTTPConnectTimeout,
+        tokenCacheTime: Duration = Self.defaultTokenCacheTime, tokenCacheSize: Int = Self.defaultTokenCacheSize,
+        httpConnectTimeout: Duration = Self.defaultHTTPConnectTimeout,
         httpRequestMaxRetries: Int = Self.defaultHTTPRequestMaxRetries, cafile: String? = nil, insecure: Bool = false
     ) {
         self.authURL = authURL

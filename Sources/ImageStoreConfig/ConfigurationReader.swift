@@ -281,22 +281,21 @@ struct ConfigurationReader {
         }
         if let v = value(section, K.nfsMountOptions) { options.nfsMountOptions = v.optionalString }
         if let v = value(section, K.guardInterval) { options.guardInterval = try v.seconds(greaterThan: 0) }
-        let guardTimeout = try value(section, K.guardTimeout).map { try $0.int(in: 1...Int.max) }
-        if let guardTimeout { options.guardTimeoutMilliseconds = guardTimeout }
+        let guardTimeout = try value(section, K.guardTimeout).map { try $0.milliseconds(in: 1...Int.max) }
+        if let guardTimeout { options.guardTimeout = guardTimeout }
         // glance_store's own name for the same deadline (whole seconds, 0 = off). Both set: the smaller
         // wins, so neither name can lengthen what the other promised.
         if let v = value(section, K.storeTimeout) {
             let seconds = try v.int(in: 0...86_400)
             if seconds > 0 {
-                let milliseconds = seconds * 1000
                 if let guardTimeout {
-                    options.guardTimeoutMilliseconds = min(guardTimeout, milliseconds)
+                    options.guardTimeout = min(guardTimeout, .seconds(seconds))
                     warn(
                         v.entry,
-                        "both \(K.storeTimeout) (\(seconds) s) and \(K.guardTimeout) (\(guardTimeout) ms) are set: "
-                            + "using the smaller, \(options.guardTimeoutMilliseconds) ms")
+                        "both \(K.storeTimeout) (\(seconds) s) and \(K.guardTimeout) (\(guardTimeout.wholeMilliseconds) ms) "
+                            + "are set: using the smaller, \(options.guardTimeout.wholeMilliseconds) ms")
                 } else {
-                    options.guardTimeoutMilliseconds = milliseconds
+                    options.guardTimeout = .seconds(seconds)
                 }
             }
         }
@@ -305,7 +304,7 @@ struct ConfigurationReader {
         if let v = value(section, K.flushAfter) {
             options.flushAfterMiB = try v.int(in: 0...FilesystemStoreOptions.maximumFlushAfterMiB)
         }
-        if let v = value(section, K.guardMaxAge) { options.guardMaxAgeMilliseconds = try v.int(in: 0...Int.max) }
+        if let v = value(section, K.guardMaxAge) { options.guardMaxAge = try v.milliseconds(in: 0...Int.max) }
         if let v = value(section, K.reservedSpace) { options.reservedSpace = try parseReservedSpace(v) }
 
         // Missing NFS host or share is not fatal: as the Glance spec says, the store starts disabled with
@@ -484,7 +483,7 @@ struct ConfigurationReader {
         }
         if let v = value(section, K.serviceTokenRoles) { options.serviceTokenRoles = v.list.map { $0.lowercased() } }
         if let v = value(section, K.serviceTokenRolesRequired) { options.serviceTokenRolesRequired = try v.bool() }
-        if let v = value(section, K.tokenCacheTime) { options.tokenCacheTime = try v.int(in: -1...Int.max) }
+        if let v = value(section, K.tokenCacheTime) { options.tokenCacheTime = .seconds(try v.int(in: -1...Int.max)) }
         if let v = value(section, K.tokenCacheSize) { options.tokenCacheSize = try v.int(in: 1...Int.max) }
         if let v = value(section, K.httpConnectTimeout) { options.httpConnectTimeout = try v.seconds(greaterThan: 0) }
         if let v = value(section, K.httpRequestMaxRetries) { options.httpRequestMaxRetries = try v.int(in: 0...100) }
@@ -593,7 +592,7 @@ struct ConfigurationReader {
         }
         if let v = lookup(K.enableByFilePaths) { options.enableByFilePaths = v.list }
         if let v = lookup(K.interval) { options.checkInterval = try v.seconds(greaterThan: 0) }
-        if let v = lookup(K.checkTimeout) { options.checkTimeoutMilliseconds = try v.int(in: 1...Int.max) }
+        if let v = lookup(K.checkTimeout) { options.checkTimeout = try v.milliseconds(in: 1...Int.max) }
         if let v = lookup(K.failureThreshold) { options.failureThreshold = try v.int(in: 1...Int.max) }
         if let v = lookup(K.path) {
             warnings.append(

@@ -199,27 +199,26 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
 public struct DatabaseOptions: Sendable, Equatable {
     /// `max_pool_size`: connections each ImageStore process keeps open at most (oslo.db's default 5).
     public var maxPoolSize: Int = 5
-    /// `pool_timeout`: seconds a request waits on the database — for a connection and for its queries —
+    /// `pool_timeout` (seconds): how long a request waits on the database — for a connection and for its queries —
     /// before it is answered 503. Bounded so a database that is down or restarting never hangs a request.
     /// nil: the engine's default (`postgresTimeout`, `sqliteTimeout`).
-    public var poolTimeout: Double?
+    public var poolTimeout: Duration?
 
     /// PostgreSQL's default: a server that is down or restarting answers 503 quickly.
-    public static let defaultPostgresTimeout = 3.0
+    public static let defaultPostgresTimeout: Duration = .seconds(3)
     /// SQLite's default: its waits are local locks and fsyncs, which a busy disk can stretch past a few
     /// seconds without anything being wrong; a hung share still ends in 503, later.
-    public static let defaultSQLiteTimeout = 30.0
+    public static let defaultSQLiteTimeout: Duration = .seconds(30)
 
-    public var postgresTimeout: Duration { Self.duration(poolTimeout ?? Self.defaultPostgresTimeout) }
-    public var sqliteTimeout: Duration { Self.duration(poolTimeout ?? Self.defaultSQLiteTimeout) }
-    private static func duration(_ seconds: Double) -> Duration { .milliseconds(Int64((seconds * 1000).rounded())) }
+    public var postgresTimeout: Duration { poolTimeout ?? Self.defaultPostgresTimeout }
+    public var sqliteTimeout: Duration { poolTimeout ?? Self.defaultSQLiteTimeout }
 
     public enum Key {
         public static let maxPoolSize = "max_pool_size"
         public static let poolTimeout = "pool_timeout"
     }
 
-    public init(maxPoolSize: Int = 5, poolTimeout: Double? = nil) {
+    public init(maxPoolSize: Int = 5, poolTimeout: Duration? = nil) {
         self.maxPoolSize = maxPoolSize
         self.poolTimeout = poolTimeout
     }

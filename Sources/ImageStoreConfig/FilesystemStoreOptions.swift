@@ -39,12 +39,13 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public var nfsSharePath: String?
     /// `filesystem_nfs_mount_options`: raw mount options text, interpreted by the NFS module.
     public var nfsMountOptions: String?
-    /// `mount_guard_interval`: seconds between background checks of the mount.
-    public var guardInterval: Double
-    /// `mount_guard_timeout`: how long one check may take before the store counts as gone.
-    public var guardTimeoutMilliseconds: Int
-    /// `mount_guard_max_age`: how old a cached check result may be and still answer a request.
-    public var guardMaxAgeMilliseconds: Int
+    /// `mount_guard_interval` (seconds): the time between background checks of the mount.
+    public var guardInterval: Duration
+    /// `mount_guard_timeout` (milliseconds; or glance_store's `filesystem_store_timeout`, whole seconds,
+    /// the smaller winning): how long one check may take before the store counts as gone.
+    public var guardTimeout: Duration
+    /// `mount_guard_max_age` (milliseconds): how old a cached check result may be and still answer a request.
+    public var guardMaxAge: Duration
     /// `filesystem_store_thread_pool_size` (glance_store's name): threads for the store's reads and
     /// metadata calls, and so the most a hung share can ever hold. Each upload has its own file thread.
     public var threadPoolSize: Int = Self.defaultThreadPoolSize
@@ -64,9 +65,9 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
     public static let defaultRequireMountpoint = false
     public static let defaultMountTypes = ["nfs", "nfs4"]
     public static let defaultIsNFSConfigured = false
-    public static let defaultGuardInterval: Double = 5
-    public static let defaultGuardTimeoutMilliseconds = 2000
-    public static let defaultGuardMaxAgeMilliseconds = 1000
+    public static let defaultGuardInterval: Duration = .seconds(5)
+    public static let defaultGuardTimeout: Duration = .milliseconds(2000)
+    public static let defaultGuardMaxAge: Duration = .milliseconds(1000)
     /// Smaller than glance_store's 10: reads stream through a thread for a moment per chunk, and fewer
     /// threads is less a hung share can hold.
     public static let defaultThreadPoolSize = 4
@@ -85,9 +86,8 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
         requireMountpoint: Bool = Self.defaultRequireMountpoint, mountpointPath: String? = nil,
         mountTypes: [String] = Self.defaultMountTypes, isNFSConfigured: Bool = Self.defaultIsNFSConfigured,
         nfsHost: String? = nil, nfsSharePath: String? = nil, nfsMountOptions: String? = nil,
-        guardInterval: Double = Self.defaultGuardInterval,
-        guardTimeoutMilliseconds: Int = Self.defaultGuardTimeoutMilliseconds,
-        guardMaxAgeMilliseconds: Int = Self.defaultGuardMaxAgeMilliseconds
+        guardInterval: Duration = Self.defaultGuardInterval, guardTimeout: Duration = Self.defaultGuardTimeout,
+        guardMaxAge: Duration = Self.defaultGuardMaxAge
     ) {
         self.datadir = datadir
         self.filePerm = filePerm
@@ -103,8 +103,8 @@ public struct FilesystemStoreOptions: Sendable, Equatable {
         self.nfsSharePath = nfsSharePath
         self.nfsMountOptions = nfsMountOptions
         self.guardInterval = guardInterval
-        self.guardTimeoutMilliseconds = guardTimeoutMilliseconds
-        self.guardMaxAgeMilliseconds = guardMaxAgeMilliseconds
+        self.guardTimeout = guardTimeout
+        self.guardMaxAge = guardMaxAge
     }
 
     /// The marker file's full path (`markerFile` inside `datadir` unless it is absolute).

@@ -15,15 +15,16 @@ public struct HealthcheckOptions: Sendable, Equatable {
     public var disableByFilePaths: [String: String]
     /// `enable_by_file_paths`: for `enable_by_files`: healthy only while every one of these exists.
     public var enableByFilePaths: [String]
-    /// `interval`: seconds between background runs of the slow checks (nfs, mountpoint, store, database).
-    public var checkInterval: Double
-    /// `check_timeout`: milliseconds one background check may take before it counts as failed.
-    public var checkTimeoutMilliseconds: Int
+    /// `interval` (seconds): the time between background runs of the slow checks (nfs, mountpoint, store,
+    /// database).
+    public var checkInterval: Duration
+    /// `check_timeout` (milliseconds): how long one background check may take before it counts as failed.
+    public var checkTimeout: Duration
     /// `failure_threshold`: consecutive failures before a check turns unhealthy.
     public var failureThreshold: Int
 
-    public static let defaultCheckInterval: Double = 5
-    public static let defaultCheckTimeoutMilliseconds = 1000
+    public static let defaultCheckInterval: Duration = .seconds(5)
+    public static let defaultCheckTimeout: Duration = .milliseconds(1000)
     public static let defaultFailureThreshold = 1
 
     /// oslo.middleware's backends plus ImageStore's own (`nfs`, `mountpoint`, `store`, `database`).
@@ -35,8 +36,7 @@ public struct HealthcheckOptions: Sendable, Equatable {
         backends: [String] = [], detailed: Bool = false, allowedSourceRanges: [IPNetwork] = [],
         ignoreProxiedRequests: Bool = false, disableByFilePath: String? = nil,
         disableByFilePaths: [String: String] = [:], enableByFilePaths: [String] = [],
-        checkInterval: Double = Self.defaultCheckInterval,
-        checkTimeoutMilliseconds: Int = Self.defaultCheckTimeoutMilliseconds,
+        checkInterval: Duration = Self.defaultCheckInterval, checkTimeout: Duration = Self.defaultCheckTimeout,
         failureThreshold: Int = Self.defaultFailureThreshold
     ) {
         self.backends = backends
@@ -47,7 +47,7 @@ public struct HealthcheckOptions: Sendable, Equatable {
         self.disableByFilePaths = disableByFilePaths
         self.enableByFilePaths = enableByFilePaths
         self.checkInterval = checkInterval
-        self.checkTimeoutMilliseconds = checkTimeoutMilliseconds
+        self.checkTimeout = checkTimeout
         self.failureThreshold = failureThreshold
     }
 

@@ -49,13 +49,27 @@ struct OptionValue {
         return value
     }
 
-    /// A number of seconds (fractions allowed), `> minimum` or `>= minimum`.
-    func seconds(greaterThan minimum: Double, orEqual: Bool = false) throws -> Double {
+    /// The one parser of options written in seconds as Glance writes them (fractions allowed, `2.5`),
+    /// `> minimum` or `>= minimum`, into the `Duration` every call site uses as it is.
+    func seconds(greaterThan minimum: Double, orEqual: Bool = false) throws -> Duration {
         let bound = orEqual ? "at least" : "greater than"
         guard let value = Double(text), value.isFinite, orEqual ? value >= minimum : value > minimum else {
             throw invalid("\(quoted(text)) is not a number of seconds \(bound) \(format(minimum))")
         }
-        return value
+        return Self.duration(seconds: value)
+    }
+
+    /// An option written in whole milliseconds (`mount_guard_timeout`, `check_timeout`…), within `range`.
+    func milliseconds(in range: ClosedRange<Int>) throws -> Duration {
+        .milliseconds(try int(in: range))
+    }
+
+    /// Seconds to a `Duration` rounded to the nanosecond, so `0.1` is exactly `.milliseconds(100)` (not
+    /// the binary double's 0.1000000000000000055 s). Past Int64 nanoseconds (~292 years) it stays there:
+    /// such a value means "never", and the nanosecond APIs downstream (NIO, Dispatch) would trap on more.
+    static func duration(seconds: Double) -> Duration {
+        let nanoseconds = (seconds * 1e9).rounded()
+        return .nanoseconds(nanoseconds >= 0x1p63 ? Int64.max : Int64(nanoseconds))
     }
 
     /// oslo.config's boolean words (case-insensitive).

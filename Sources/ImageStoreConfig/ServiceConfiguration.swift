@@ -55,14 +55,14 @@ public struct ServiceConfiguration: Sendable {
     public var logging = LoggingOptions()
     /// `[metrics]`: the Prometheus endpoint.
     public var metrics = MetricsOptions()
-    /// `[DEFAULT] shutdown_drain_timeout`: seconds in-flight requests get to finish on shutdown.
-    public var drainTimeout: Double
-    /// `[DEFAULT] client_socket_timeout` (Glance's name): seconds a connection may stay silent, also in
-    /// the middle of an upload body, before it is closed (the upload is then cleaned up); 0 disables.
-    public var clientSocketTimeout: Double = Self.defaultClientSocketTimeout
-    /// `[DEFAULT] replica_lease_time`: seconds a replica may go without a heartbeat (sent every third of
-    /// it) before another replica takes over what it was writing (docs/scaling.md).
-    public var replicaLeaseTime: Double = Self.defaultReplicaLeaseTime
+    /// `[DEFAULT] shutdown_drain_timeout` (seconds): how long in-flight requests get to finish on shutdown.
+    public var drainTimeout: Duration
+    /// `[DEFAULT] client_socket_timeout` (Glance's name, seconds): how long a connection may stay silent,
+    /// also in the middle of an upload body, before it is closed (the upload is then cleaned up); 0 disables.
+    public var clientSocketTimeout: Duration = Self.defaultClientSocketTimeout
+    /// `[DEFAULT] replica_lease_time` (seconds): how long a replica may go without a heartbeat (sent every
+    /// third of it) before another replica takes over what it was writing (docs/scaling.md).
+    public var replicaLeaseTime: Duration = Self.defaultReplicaLeaseTime
     /// `[image_format] require_image_format_match`: uploads whose data is not their `disk_format` are
     /// refused (415). Failed safety checks (a qcow2 backing file…) are refused either way.
     public var requireImageFormatMatch = true
@@ -103,7 +103,7 @@ public struct ServiceConfiguration: Sendable {
     // MARK: Defaults
 
     public static let defaultBindHost = "0.0.0.0"
-    public static let defaultReplicaLeaseTime: Double = 30
+    public static let defaultReplicaLeaseTime: Duration = .seconds(30)
     public static let defaultBindPort = 9292
     /// 1 TiB, Glance's default.
     public static let defaultImageSizeCap: Int64 = 1_099_511_627_776
@@ -112,8 +112,8 @@ public struct ServiceConfiguration: Sendable {
     /// No quota.
     public static let defaultUserStorageQuota: Int64 = 0
     public static let defaultPasteFlavor = "noauth"
-    public static let defaultDrainTimeout: Double = 30
-    public static let defaultClientSocketTimeout: Double = 900
+    public static let defaultDrainTimeout: Duration = .seconds(30)
+    public static let defaultClientSocketTimeout: Duration = .seconds(900)
     /// The flavors this server implements (`keystone+…` variants are read as `keystone`).
     public static let supportedPasteFlavors: Set<String> = ["noauth", "keystone"]
 
@@ -124,7 +124,7 @@ public struct ServiceConfiguration: Sendable {
         defaultBackend: String = StoreBackend.legacyID, store: FilesystemStoreOptions = FilesystemStoreOptions(),
         database: DatabaseLocation = .defaultLocation, pasteFlavor: String = Self.defaultPasteFlavor,
         pasteConfigFile: String? = nil, healthcheck: HealthcheckOptions = HealthcheckOptions(),
-        drainTimeout: Double = Self.defaultDrainTimeout, warnings: [String] = [], file: INIFile? = nil
+        drainTimeout: Duration = Self.defaultDrainTimeout, warnings: [String] = [], file: INIFile? = nil
     ) {
         self.sourcePath = sourcePath
         self.bindHost = bindHost

@@ -67,8 +67,8 @@ public struct MountGuardSettings: Sendable {
         self.init(
             datadir: options.datadir, markerPath: options.markerPath, requireMountpoint: options.requireMountpoint,
             mountpoint: options.effectiveMountpoint, mountTypes: options.mountTypes, nfsTarget: target,
-            misconfiguration: misconfiguration, interval: .milliseconds(Int64(options.guardInterval * 1000)),
-            timeout: .milliseconds(options.guardTimeoutMilliseconds), maxAge: .milliseconds(options.guardMaxAgeMilliseconds))
+            misconfiguration: misconfiguration, interval: options.guardInterval, timeout: options.guardTimeout,
+            maxAge: options.guardMaxAge)
     }
 
     static func normalized(_ path: String) -> String {

@@ -34,7 +34,7 @@ extension HealthMonitor {
         options: HealthcheckOptions, mountGuard: (any GuardedStore)?, repository: any ImageRepository,
         storeGuards: [(id: String, mountGuard: any GuardedStore)]
     ) -> ([HealthBackend], Settings) {
-        let timeout = Duration.milliseconds(options.checkTimeoutMilliseconds)
+        let timeout = options.checkTimeout
         let perStore: Set<String> = ["nfs", "mountpoint", "store"]
         func guardChecks(_ name: String, _ mountGuard: (any GuardedStore)?) -> any HealthCheck {
             switch name {
@@ -80,7 +80,7 @@ extension HealthMonitor {
         return (
             backends,
             Settings(
-                interval: .milliseconds(Int64(options.checkInterval * 1000)), checkTimeout: roundTimeout,
+                interval: options.checkInterval, checkTimeout: roundTimeout,
                 failureThreshold: options.failureThreshold)
         )
     }

@@ -45,7 +45,7 @@ public actor KeystoneTokenValidator: TokenValidator {
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: try KeystoneTLS.configuration(options),
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .milliseconds(Int64(options.httpConnectTimeout * 1000))))
+            timeout: .init(connect: .nanoseconds(options.httpConnectTimeout.wholeNanoseconds)))
         configuration.httpVersion = .http1Only
         // Fail a refused connection at once; `send` retries `http_request_max_retries` times itself, as
         // keystonemiddleware does (the client's own retries would last until the deadline).
@@ -56,15 +56,15 @@ public actor KeystoneTokenValidator: TokenValidator {
     // MARK: TokenValidator
 
     public nonisolated func validate(_ token: String, allowExpired: Bool) async throws -> ValidatedToken {
-        let deadline = Duration.milliseconds(Int64(options.httpConnectTimeout * 1000))
-        let outcome = await value(within: deadline, cancelAtDeadline: true) { () -> Result<ValidatedToken, any Error> in
+        let outcome = await value(within: options.httpConnectTimeout, cancelAtDeadline: true) { () -> Result<ValidatedToken, any Error> in
             do { return .success(try await self.validateNow(token, allowExpired: allowExpired)) } catch { return .failure(error) }
         }
         guard let outcome else {
-            logger.error("Keystone did not answer in time", metadata: ["timeout_s": "\(options.httpConnectTimeout)"])
+            // Seconds as a Double, as these read before the option was a Duration ("10.0 s").
+            let seconds = options.httpConnectTimeout.fractionalSeconds
+            logger.error("Keystone did not answer in time", metadata: ["timeout_s": "\(seconds)"])
             throw ImageStoreError(
-                .dependencyUnavailable,
-                "The Keystone service is temporarily unavailable: no answer within \(options.httpConnectTimeout) s.")
+                .dependencyUnavailable, "The Keystone service is temporarily unavailable: no answer within \(seconds) s.")
         }
         return try outcome.get()
     }
@@ -199,7 +199,7 @@ public actor KeystoneTokenValidator: TokenValidator {
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "User-Agent", value: "imagestore-keystone")
         if let body { request.body = .bytes(body) }
-        let timeout = TimeAmount.milliseconds(Int64(options.httpConnectTimeout * 1000))
+        let timeout = TimeAmount.nanoseconds(options.httpConnectTimeout.wholeNanoseconds)
         var attempt = 0
         while true {
             do {

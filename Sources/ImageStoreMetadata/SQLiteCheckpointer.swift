@@ -12,8 +12,9 @@ import Synchronization
 /// ~13 pages per image create, once every ~75 creates, and on a disk still writing back uploads an fsync
 /// takes tens of milliseconds (docs/performance.md, "WAL checkpoints off the commit path"). Here a thread
 /// of its own, on a connection of its own, runs PASSIVE checkpoints (which never block the writer or
-/// readers) `interval` after a commit was noted, and once a second when idle (writes that do not go
-/// through `SQLiteAccess.write`). Each checkpoint fsyncs the WAL before copying, so what synchronous=NORMAL
+/// readers) `interval` after a commit was noted, and sleeps while nothing is written: every write to the
+/// database (images, metadefs, tasks, members, replicas) commits through `SQLiteAccess.write`, which notes
+/// it, and `migrate` notes its own. Each checkpoint fsyncs the WAL before copying, so what synchronous=NORMAL
 /// may lose on a power loss is no more than before (it was up to 1000 pages; now about `interval`).
 ///
 /// PASSIVE checkpoints alone cannot bound the WAL: it rewinds only when a write starts with every frame
@@ -95,28 +96,25 @@ final class SQLiteCheckpointer: Sendable {
         }
     }
 
-    /// Stops the thread (after the checkpoint it may be running, at most `timeout`) and closes its connection.
-    /// Returns false when the thread did not finish within `timeout` (a checkpoint stuck in the filesystem).
-    /// Blocks the calling thread: for synchronous callers (`close`).
+    /// Stops the thread (after the checkpoint it may be running; it closes its connection as it ends) and
+    /// waits for that at most `timeout`. Returns false when the thread did not finish within `timeout` (a
+    /// checkpoint stuck in the filesystem). One stop, two ways to wait on the same end: this one blocks the
+    /// calling thread (`close`, which is synchronous), the `async` one suspends (server shutdown).
     @discardableResult
     func stop(within timeout: Duration) -> Bool {
-        guard let finished = stopAndWaiter() else { return state.withLock { $0.finished } }
-        guard waitForDelivery(finished, within: timeout) != nil else { return false }
-        try? connection.close()
-        return true
+        guard let end = stopAndEnd() else { return hasFinished }
+        return waitForDelivery(end, within: timeout) != nil
     }
 
-    /// `stop(within:)` for async callers (server shutdown): suspends instead of blocking a thread.
     @discardableResult
     func stop(within timeout: Duration) async -> Bool {
-        guard let finished = stopAndWaiter() else { return state.withLock { $0.finished } }
-        guard await delivery(finished, within: timeout) != nil else { return false }
-        try? connection.close()
-        return true
+        guard let end = stopAndEnd() else { return hasFinished }
+        return await delivery(end, within: timeout) != nil
     }
 
-    /// Requests the stop; returns what to wait on, unless another caller already waits or waited.
-    private func stopAndWaiter() -> ResumeOnce<Void?>? {
+    /// Requests the stop; returns the thread's end to wait on, unless another caller already waits or waited
+    /// (`ResumeOnce` has one waiter): that caller is answered whether it has finished.
+    private func stopAndEnd() -> ResumeOnce<Void?>? {
         requestStop()
         let wait = state.withLock { state in
             defer { state.awaited = true }
@@ -125,15 +123,20 @@ final class SQLiteCheckpointer: Sendable {
         return wait ? finished : nil
     }
 
+    private var hasFinished: Bool { state.withLock { $0.finished } }
+
     private var stopping: Bool { state.withLock { $0.stopping } }
 
     private func run() {
         defer {
+            // Closed here, by the one thread that uses it: also when a stop stopped waiting or none came (deinit).
+            try? connection.close()
             state.withLock { $0.finished = true }
             finished.resume(())
         }
         while !stopping {
-            _ = wake.wait(timeout: .now() + .seconds(1))
+            // No idle round: every commit is noted (`SQLiteAccess.write`), so no write waits on a timer.
+            wake.wait()
             if stopping { return }
             // Let the writes of `interval` gather: one checkpoint (two fsyncs) for all of them.
             _ = stopped.wait(timeout: .now() + .milliseconds(Int(interval.wholeMilliseconds)))

@@ -23,10 +23,25 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
     /// The deadline of every access when none is given (`[database] pool_timeout`'s default for SQLite).
     public static let defaultTimeout = Duration.seconds(30)
 
+    /// Who checkpoints the WAL of a database file.
+    public enum WALCheckpoints: Sendable {
+        /// `SQLiteCheckpointer`'s thread, off the commit path: the server's way, always.
+        case checkpointer
+        /// SQLite's own automatic checkpoint inside the COMMIT that crosses 1000 pages, as before the
+        /// checkpointer: a bench switch for a same-binary A/B (`IMAGESTORE_BENCH_AUTOCHECKPOINT`, read where
+        /// the application is assembled; scripts/bench-create-ab), not an option.
+        case sqliteAutocheckpoint
+    }
+
     /// Opens (creating if needed) the database at `path` and, unless `migrate` is false (`imagestore db
     /// version` only looks), migrates it to the current schema.
-    /// - Parameter timeout: the deadline of every access afterwards (a request answers 503 past it).
-    public init(path: String, logger: Logger, migrate: Bool = true, timeout: Duration = SQLiteImageRepository.defaultTimeout) throws {
+    /// - Parameters:
+    ///   - timeout: the deadline of every access afterwards (a request answers 503 past it).
+    ///   - walCheckpoints: `.sqliteAutocheckpoint` only for benches (see `WALCheckpoints`).
+    public init(
+        path: String, logger: Logger, migrate: Bool = true, timeout: Duration = SQLiteImageRepository.defaultTimeout,
+        walCheckpoints: WALCheckpoints = .checkpointer
+    ) throws {
         self.logger = logger
         var config = Configuration()
         config.label = "imagestore.metadata"
@@ -51,11 +66,9 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
             // lets POST /v2/images run at hundreds per second instead of ~50.
             try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             if migrate { try MetadataSchema.migrator.migrate(writer) }
-            if path != ":memory:" && ProcessInfo.processInfo.environment["IMAGESTORE_BENCH_AUTOCHECKPOINT"] == nil {
+            if path != ":memory:" && walCheckpoints == .checkpointer {
                 // Checkpoints run on a thread of their own, not inside the commit that crosses 1000 WAL pages
                 // (SQLiteCheckpointer says why). Only the writer commits, so only it checkpointed.
-                // IMAGESTORE_BENCH_AUTOCHECKPOINT (scripts/bench-create-ab only, not an option) keeps SQLite's own
-                // checkpoints, for a same-binary A/B.
                 try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
                 checkpointer = try SQLiteCheckpointer(path: path, writer: writer, logger: logger)
             }
@@ -92,6 +105,8 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
         try await access.perform("migrate", deadline: false) {
             let before = try await self.writer.read { db in try MetadataSchema.migrator.appliedMigrations(db) }
             try MetadataSchema.migrator.migrate(self.writer)
+            // The one write not made through `access.write`: the checkpointer has no idle round to find it.
+            self.access.checkpointer?.noteCommit()
             return Self.knownMigrations.filter { !before.contains($0) }
         }
     }
@@ -211,15 +226,13 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
     }
 
     public func claimStoreIdentity(_ markerID: String, of store: String) async throws -> String {
-        try await access.perform("claimStoreIdentity") {
+        try await access.write("claimStoreIdentity") { db in
             // One write transaction: two first checks racing record one id, and both read it back.
-            try await self.writer.write { db in
-                try db.execute(
-                    sql: "INSERT INTO store_identity (store, marker_id, recorded_at) VALUES (?, ?, ?) ON CONFLICT(store) DO NOTHING",
-                    arguments: [store, markerID, Date().timeIntervalSince1970])
-                return try String.fetchOne(db, sql: "SELECT marker_id FROM store_identity WHERE store = ?", arguments: [store])
-                    ?? markerID
-            }
+            try db.execute(
+                sql: "INSERT INTO store_identity (store, marker_id, recorded_at) VALUES (?, ?, ?) ON CONFLICT(store) DO NOTHING",
+                arguments: [store, markerID, Date().timeIntervalSince1970])
+            return try String.fetchOne(db, sql: "SELECT marker_id FROM store_identity WHERE store = ?", arguments: [store])
+                ?? markerID
         }
     }
 
@@ -227,22 +240,20 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
 
     public func addMember(_ member: ImageMember, limit: Int?) async throws {
         let member = member.normalizedForStorage
-        try await access.perform("addMember") {
+        try await access.write("addMember") { db in
             // One write transaction: the count and the insert cannot interleave with another add.
-            try await self.writer.write { db in
-                guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?)", arguments: [member.imageID.description]) == true
-                else { throw ImageStoreError.notFound("No image found with ID \(member.imageID)") }
-                let ids = try String.fetchAll(
-                    db, sql: "SELECT member_id FROM image_members WHERE image_id = ?", arguments: [member.imageID.description])
-                guard !ids.contains(member.memberID) else { throw MemberErrors.duplicate(member) }
-                if let limit, ids.count >= limit { throw MemberErrors.limit(attempted: ids.count + 1, maximum: limit) }
-                try db.execute(
-                    sql: "INSERT INTO image_members (image_id, member_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [
-                        member.imageID.description, member.memberID, member.status.rawValue,
-                        member.createdAt.timeIntervalSince1970, member.updatedAt.timeIntervalSince1970,
-                    ])
-            }
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?)", arguments: [member.imageID.description]) == true
+            else { throw ImageStoreError.notFound("No image found with ID \(member.imageID)") }
+            let ids = try String.fetchAll(
+                db, sql: "SELECT member_id FROM image_members WHERE image_id = ?", arguments: [member.imageID.description])
+            guard !ids.contains(member.memberID) else { throw MemberErrors.duplicate(member) }
+            if let limit, ids.count >= limit { throw MemberErrors.limit(attempted: ids.count + 1, maximum: limit) }
+            try db.execute(
+                sql: "INSERT INTO image_members (image_id, member_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    member.imageID.description, member.memberID, member.status.rawValue,
+                    member.createdAt.timeIntervalSince1970, member.updatedAt.timeIntervalSince1970,
+                ])
         }
     }
 
@@ -262,28 +273,24 @@ public final class SQLiteImageRepository: ImageRepository, MetadataInstrumented 
 
     @discardableResult
     public func updateMember(_ memberID: String, of image: ImageID, status: MemberStatus) async throws -> ImageMember {
-        try await access.perform("updateMember") {
-            try await self.writer.write { db in
-                let now = StoredDate.normalized(Date()).timeIntervalSince1970
-                try db.execute(
-                    sql: "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member_id = ?",
-                    arguments: [status.rawValue, now, image.description, memberID])
-                guard db.changesCount > 0,
-                    let member = try Self.fetchMembers(db, where: "image_id = ? AND member_id = ?", [image.description, memberID]).first
-                else { throw MemberErrors.notFound(memberID, image) }
-                return member
-            }
+        try await access.write("updateMember") { db in
+            let now = StoredDate.normalized(Date()).timeIntervalSince1970
+            try db.execute(
+                sql: "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member_id = ?",
+                arguments: [status.rawValue, now, image.description, memberID])
+            guard db.changesCount > 0,
+                let member = try Self.fetchMembers(db, where: "image_id = ? AND member_id = ?", [image.description, memberID]).first
+            else { throw MemberErrors.notFound(memberID, image) }
+            return member
         }
     }
 
     @discardableResult
     public func removeMember(_ memberID: String, of image: ImageID) async throws -> Bool {
-        try await access.perform("removeMember") {
-            try await self.writer.write { db in
-                try db.execute(
-                    sql: "DELETE FROM image_members WHERE image_id = ? AND member_id = ?", arguments: [image.description, memberID])
-                return db.changesCount > 0
-            }
+        try await access.write("removeMember") { db in
+            try db.execute(
+                sql: "DELETE FROM image_members WHERE image_id = ? AND member_id = ?", arguments: [image.description, memberID])
+            return db.changesCount > 0
         }
     }
 
@@ -468,26 +475,22 @@ extension SQLiteImageRepository: ReplicaRegistry {
     public var isShared: Bool { false }
 
     public func registerReplica(_ id: String, host: String) async throws {
-        try await access.perform("registerReplica") {
-            try await self.writer.write { db in
-                let now = Date().timeIntervalSince1970
-                try db.execute(
-                    sql: """
-                        INSERT INTO replicas (id, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
-                        ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
-                        """,
-                    arguments: [id, host, now, now])
-            }
+        try await access.write("registerReplica") { db in
+            let now = Date().timeIntervalSince1970
+            try db.execute(
+                sql: """
+                    INSERT INTO replicas (id, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+                    """,
+                arguments: [id, host, now, now])
         }
     }
 
     public func heartbeatReplica(_ id: String) async throws -> Bool {
-        try await access.perform("heartbeatReplica") {
-            try await self.writer.write { db in
-                try db.execute(
-                    sql: "UPDATE replicas SET heartbeat_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, id])
-                return db.changesCount > 0
-            }
+        try await access.write("heartbeatReplica") { db in
+            try db.execute(
+                sql: "UPDATE replicas SET heartbeat_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, id])
+            return db.changesCount > 0
         }
     }
 
@@ -507,13 +510,11 @@ extension SQLiteImageRepository: ReplicaRegistry {
 
     @discardableResult
     public func removeReplica(_ id: String, ifExpired lease: Duration) async throws -> Bool {
-        try await access.perform("removeReplica") {
-            try await self.writer.write { db in
-                try db.execute(
-                    sql: "DELETE FROM replicas WHERE id = ? AND heartbeat_at < ?",
-                    arguments: [id, Date().timeIntervalSince1970 - lease.fractionalSeconds])
-                return db.changesCount > 0
-            }
+        try await access.write("removeReplica") { db in
+            try db.execute(
+                sql: "DELETE FROM replicas WHERE id = ? AND heartbeat_at < ?",
+                arguments: [id, Date().timeIntervalSince1970 - lease.fractionalSeconds])
+            return db.changesCount > 0
         }
     }
 

@@ -19,19 +19,17 @@ public final class SQLiteMetadefRepository: MetadefRepository {
         _ namespace: MetadefNamespace, items: [MetadefItem], associations: [MetadefAssociation]
     ) async throws {
         let namespace = namespace.normalizedForStorage
-        try await access.perform("createNamespace") {
-            try await self.writer.write { db in
-                if try Self.exists(db, namespace.namespace) { throw MetadefErrors.duplicateNamespace(namespace.namespace) }
-                try db.execute(
-                    sql: """
-                        INSERT INTO metadef_namespaces
-                            (namespace, display_name, description, visibility, protected, owner, created_at, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: Self.namespaceRow(namespace))
-                try Self.insert(items, into: namespace.namespace, db)
-                for association in associations { try Self.insert(association, into: namespace.namespace, db) }
-            }
+        try await access.write("createNamespace") { db in
+            if try Self.exists(db, namespace.namespace) { throw MetadefErrors.duplicateNamespace(namespace.namespace) }
+            try db.execute(
+                sql: """
+                    INSERT INTO metadef_namespaces
+                        (namespace, display_name, description, visibility, protected, owner, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: Self.namespaceRow(namespace))
+            try Self.insert(items, into: namespace.namespace, db)
+            for association in associations { try Self.insert(association, into: namespace.namespace, db) }
         }
     }
 
@@ -56,32 +54,28 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     @discardableResult
     public func updateNamespace(_ name: String, to namespace: MetadefNamespace) async throws -> MetadefNamespace {
         let namespace = namespace.normalizedForStorage
-        return try await access.perform("updateNamespace") {
-            try await self.writer.write { db in
-                guard try Self.exists(db, name) else { throw MetadefErrors.namespaceNotFound(name) }
-                if namespace.namespace != name, try Self.exists(db, namespace.namespace) {
-                    throw MetadefErrors.duplicateNamespace(namespace.namespace)
-                }
-                // The children's rows follow the new name (ON UPDATE CASCADE).
-                try db.execute(
-                    sql: """
-                        UPDATE metadef_namespaces SET namespace = ?, display_name = ?, description = ?, visibility = ?,
-                            protected = ?, owner = ?, created_at = ?, updated_at = ?
-                        WHERE namespace = ?
-                        """,
-                    arguments: Self.namespaceRow(namespace) + [name])
-                return namespace
+        return try await access.write("updateNamespace") { db in
+            guard try Self.exists(db, name) else { throw MetadefErrors.namespaceNotFound(name) }
+            if namespace.namespace != name, try Self.exists(db, namespace.namespace) {
+                throw MetadefErrors.duplicateNamespace(namespace.namespace)
             }
+            // The children's rows follow the new name (ON UPDATE CASCADE).
+            try db.execute(
+                sql: """
+                    UPDATE metadef_namespaces SET namespace = ?, display_name = ?, description = ?, visibility = ?,
+                        protected = ?, owner = ?, created_at = ?, updated_at = ?
+                    WHERE namespace = ?
+                    """,
+                arguments: Self.namespaceRow(namespace) + [name])
+            return namespace
         }
     }
 
     @discardableResult
     public func deleteNamespace(_ name: String) async throws -> Bool {
-        try await access.perform("deleteNamespace") {
-            try await self.writer.write { db in
-                try db.execute(sql: "DELETE FROM metadef_namespaces WHERE namespace = ?", arguments: [name])
-                return db.changesCount > 0
-            }
+        try await access.write("deleteNamespace") { db in
+            try db.execute(sql: "DELETE FROM metadef_namespaces WHERE namespace = ?", arguments: [name])
+            return db.changesCount > 0
         }
     }
 
@@ -109,15 +103,13 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func addItems(_ items: [MetadefItem], to namespace: String, replacing: MetadefKind?) async throws {
-        try await access.perform("addItems") {
-            try await self.writer.write { db in
-                guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
-                if let replacing {
-                    try db.execute(
-                        sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ?", arguments: [namespace, replacing.rawValue])
-                }
-                try Self.insert(items, into: namespace, db)
+        try await access.write("addItems") { db in
+            guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
+            if let replacing {
+                try db.execute(
+                    sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ?", arguments: [namespace, replacing.rawValue])
             }
+            try Self.insert(items, into: namespace, db)
         }
     }
 
@@ -129,46 +121,42 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     {
         var stored = item.normalizedForStorage
         stored.kind = kind
-        return try await access.perform("updateItem") { [stored] in
-            try await self.writer.write { db in
-                let old = try Row.fetchOne(
-                    db, sql: "SELECT 1 FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
-                    arguments: [namespace, kind.rawValue, name])
-                guard old != nil else {
-                    throw ImageStoreError.notFound("Metadata definition \(kind.rawValue)=\(name) not found in namespace=\(namespace).")
-                }
-                do {
-                    try db.execute(
-                        sql: """
-                            UPDATE metadef_items SET name = ?, document = ?, created_at = ?, updated_at = ?
-                            WHERE namespace = ? AND kind = ? AND name = ?
-                            """,
-                        arguments: [
-                            stored.name, stored.document, stored.createdAt.timeIntervalSince1970,
-                            stored.updatedAt.timeIntervalSince1970, namespace, kind.rawValue, name,
-                        ])
-                } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
-                    throw MetadefErrors.duplicate(kind, stored.name, namespace)
-                }
-                return stored
+        return try await access.write("updateItem") { [stored] db in
+            let old = try Row.fetchOne(
+                db, sql: "SELECT 1 FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
+                arguments: [namespace, kind.rawValue, name])
+            guard old != nil else {
+                throw ImageStoreError.notFound("Metadata definition \(kind.rawValue)=\(name) not found in namespace=\(namespace).")
             }
+            do {
+                try db.execute(
+                    sql: """
+                        UPDATE metadef_items SET name = ?, document = ?, created_at = ?, updated_at = ?
+                        WHERE namespace = ? AND kind = ? AND name = ?
+                        """,
+                    arguments: [
+                        stored.name, stored.document, stored.createdAt.timeIntervalSince1970,
+                        stored.updatedAt.timeIntervalSince1970, namespace, kind.rawValue, name,
+                    ])
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw MetadefErrors.duplicate(kind, stored.name, namespace)
+            }
+            return stored
         }
     }
 
     @discardableResult
     public func removeItems(_ kind: MetadefKind, named name: String?, in namespace: String) async throws -> Int {
-        try await access.perform("removeItems") {
-            try await self.writer.write { db in
-                if let name {
-                    try db.execute(
-                        sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
-                        arguments: [namespace, kind.rawValue, name])
-                } else {
-                    try db.execute(
-                        sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ?", arguments: [namespace, kind.rawValue])
-                }
-                return db.changesCount
+        try await access.write("removeItems") { db in
+            if let name {
+                try db.execute(
+                    sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ? AND name = ?",
+                    arguments: [namespace, kind.rawValue, name])
+            } else {
+                try db.execute(
+                    sql: "DELETE FROM metadef_items WHERE namespace = ? AND kind = ?", arguments: [namespace, kind.rawValue])
             }
+            return db.changesCount
         }
     }
 
@@ -203,23 +191,19 @@ public final class SQLiteMetadefRepository: MetadefRepository {
     }
 
     public func associate(_ association: MetadefAssociation, with namespace: String) async throws {
-        try await access.perform("associate") {
-            try await self.writer.write { db in
-                guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
-                try Self.insert(association, into: namespace, db)
-            }
+        try await access.write("associate") { db in
+            guard try Self.exists(db, namespace) else { throw MetadefErrors.namespaceNotFound(namespace) }
+            try Self.insert(association, into: namespace, db)
         }
     }
 
     @discardableResult
     public func dissociate(_ resourceType: String, from namespace: String) async throws -> Bool {
-        try await access.perform("dissociate") {
-            try await self.writer.write { db in
-                try db.execute(
-                    sql: "DELETE FROM metadef_associations WHERE namespace = ? AND resource_type = ?",
-                    arguments: [namespace, resourceType])
-                return db.changesCount > 0
-            }
+        try await access.write("dissociate") { db in
+            try db.execute(
+                sql: "DELETE FROM metadef_associations WHERE namespace = ? AND resource_type = ?",
+                arguments: [namespace, resourceType])
+            return db.changesCount > 0
         }
     }
 

@@ -44,19 +44,17 @@ public final class SQLiteTaskRepository: TaskRepository {
     public func createTask(_ task: ImageTask) async throws {
         var task = task.normalizedForStorage
         if let expiresAt = task.expiresAt { task.expiresAt = StoredDate.normalized(expiresAt) }
-        try await access.perform("createTask") { [task] in
-            try await self.writer.write { db in
-                do {
-                    try db.execute(
-                        sql: """
-                            INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
-                                expires_at, created_at, updated_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                            """,
-                        arguments: Self.row(task))
-                } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
-                    throw ImageStoreError.conflict("Task with identifier \(task.id) already exists.")
-                }
+        try await access.write("createTask") { [task] db in
+            do {
+                try db.execute(
+                    sql: """
+                        INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
+                            expires_at, created_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: Self.row(task))
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw ImageStoreError.conflict("Task with identifier \(task.id) already exists.")
             }
         }
     }
@@ -87,25 +85,23 @@ public final class SQLiteTaskRepository: TaskRepository {
 
     @discardableResult
     public func updateTask(_ id: String, _ change: @escaping @Sendable (inout ImageTask) -> Void) async throws -> ImageTask {
-        try await access.perform("updateTask") {
-            try await self.writer.write { db in
-                guard let current = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task(from:))
-                else { throw ImageStoreError.notFound("Task with identifier \(id) not found") }
-                var task = current
-                change(&task)
-                task.id = id
-                task.updatedAt = Date()
-                task = task.normalizedForStorage
-                if let expiresAt = task.expiresAt { task.expiresAt = StoredDate.normalized(expiresAt) }
-                try db.execute(
-                    sql: """
-                        UPDATE tasks SET id = ?, type = ?, status = ?, input = ?, result = ?, message = ?, owner = ?, image_id = ?,
-                            user_id = ?, request_id = ?, expires_at = ?, created_at = ?, updated_at = ?
-                        WHERE id = ?
-                        """,
-                    arguments: Self.row(task) + [id])
-                return task
-            }
+        try await access.write("updateTask") { db in
+            guard let current = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task(from:))
+            else { throw ImageStoreError.notFound("Task with identifier \(id) not found") }
+            var task = current
+            change(&task)
+            task.id = id
+            task.updatedAt = Date()
+            task = task.normalizedForStorage
+            if let expiresAt = task.expiresAt { task.expiresAt = StoredDate.normalized(expiresAt) }
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET id = ?, type = ?, status = ?, input = ?, result = ?, message = ?, owner = ?, image_id = ?,
+                        user_id = ?, request_id = ?, expires_at = ?, created_at = ?, updated_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: Self.row(task) + [id])
+            return task
         }
     }
 

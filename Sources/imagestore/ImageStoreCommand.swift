@@ -140,7 +140,7 @@ struct Serve: AsyncParsableCommand {
         // and put their image back to `queued` before the process exits.
         var group = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: reload, successTerminationBehavior: .ignore)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        group.maximumGracefulShutdownDuration = .milliseconds(Int64(configuration.drainTimeout * 1000))
+        group.maximumGracefulShutdownDuration = configuration.drainTimeout
         do {
             try await ServiceGroup(configuration: group).run()
         } catch is CancellationError {
@@ -528,7 +528,7 @@ struct Database: AsyncParsableCommand {
             if case .sqlite(let path) = source, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("no SQLite database at \(path)")
             }
-            let options = DatabaseOptions(maxPoolSize: 2, poolTimeout: 60)
+            let options = DatabaseOptions(maxPoolSize: 2, poolTimeout: .seconds(60))
             let sourceRepository = try ApplicationDependencies.makeRepository(source, options: options, logger: logger)
             let destination = try PostgresImageRepository(settings: .init(destinationURL, options: options), logger: logger)
             try await Database.checkConnection(sourceRepository, role: "source (--from)")

@@ -25,7 +25,7 @@ import Testing
         }
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: serverChannelHandlers(clientSocketTimeout: 0.5))),
+            server: .http1(configuration: .init(additionalChannelHandlers: serverChannelHandlers(clientSocketTimeout: .milliseconds(500)))),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         // The framework's own test client idles too and is closed after 0.5 s: its error after the body
         // finished is not a failure (as in stalledClient_isCutOff_uploadCleanedUp_serverHealthy).

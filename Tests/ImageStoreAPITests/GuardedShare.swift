@@ -78,7 +78,7 @@ final class GuardedShare: Sendable {
         FilesystemStoreOptions(
             datadir: datadir, mountTypes: ["nfs", "nfs4", fsType], isNFSConfigured: true, nfsHost: host,
             nfsSharePath: ganesha.pseudoPath, nfsMountOptions: "vers=4,port=\(ganesha.port),timeo=5",
-            guardInterval: 0.2, guardTimeoutMilliseconds: 500, guardMaxAgeMilliseconds: 100)
+            guardInterval: .milliseconds(200), guardTimeout: .milliseconds(500), guardMaxAge: .milliseconds(100))
     }
 
     /// As if read from a file (so the guard is on), SQLite beside the store, a free port.
@@ -108,7 +108,7 @@ final class GuardedShare: Sendable {
             \(host.map { "filesystem_nfs_host = \($0)" } ?? "")
             filesystem_nfs_share_path = \(options.nfsSharePath ?? "")
             filesystem_nfs_mount_options = \(options.nfsMountOptions ?? "")
-            mount_guard_timeout = \(options.guardTimeoutMilliseconds)
+            mount_guard_timeout = \(options.guardTimeout.wholeMilliseconds)
 
             [database]
             connection = sqlite:///\(temp.appending("imagestore.db"))

@@ -279,7 +279,7 @@ import Testing
     }
 
     @Test func stalledClient_isCutOff_uploadCleanedUp_serverHealthy() async throws {
-        let harness = try APITestHarness { $0.clientSocketTimeout = 1 }
+        let harness = try APITestHarness { $0.clientSocketTimeout = .seconds(1) }
         // The server also closes the test client's own keep-alive connection whenever it idles 1 s (that
         // is the feature), so this test talks only through fresh connections, and an error from the
         // framework closing its idle client after the test body finished is not a failure.

@@ -15,9 +15,9 @@ import Testing
 @Suite(.serialized, GaneshaServer.requiredTrait)
 struct MountGuardStressTests {
     static let restarts = 20
-    static let interval = 0.5
+    static let interval = Duration.milliseconds(500)
     /// Two intervals is the contract; the extra half second is room for a loaded 2-core machine.
-    static let greenBound = Duration.milliseconds(Int64(2 * interval * 1000) + 500)
+    static let greenBound = interval * 2 + .milliseconds(500)
 
     @Test func twentyGaneshaRestarts_probeGreenWithinTwoIntervalsEachTime() async throws {
         let share = try await GuardedShare.make()
@@ -30,7 +30,7 @@ struct MountGuardStressTests {
         var configuration = share.configuration()
         configuration.store.guardInterval = Self.interval
         configuration.healthcheck.backends = ["nfs", "store"]
-        configuration.healthcheck.checkInterval = 0.2
+        configuration.healthcheck.checkInterval = .milliseconds(200)
         try await share.run(configuration) { client in
             try await client.waitForGuard("enabled")
             let shared = Shared()

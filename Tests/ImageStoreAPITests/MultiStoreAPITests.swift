@@ -23,10 +23,10 @@ import Testing
             config.defaultBackend = "fast"
             let base = (config.store.datadir as NSString).deletingLastPathComponent
             var fast = FilesystemStoreOptions(datadir: base + "/fast", chunkSize: 8192, description: "local disks", weight: 10)
-            fast.guardInterval = 0.1
+            fast.guardInterval = .milliseconds(100)
             config.store = fast
             var nfs = FilesystemStoreOptions(datadir: base + "/nfs", chunkSize: 4096, weight: 50)
-            nfs.guardInterval = 0.1
+            nfs.guardInterval = .milliseconds(100)
             config.storeOptions["nfs"] = nfs
         }
         for store in ["fast", "nfs"] {
@@ -250,7 +250,7 @@ import Testing
         var harness = try Self.harness()
         harness.configuration.healthcheck.backends = ["store"]
         harness.configuration.healthcheck.detailed = true
-        harness.configuration.healthcheck.checkInterval = 0.1
+        harness.configuration.healthcheck.checkInterval = .milliseconds(100)
         let nfsMarker = harness.storeDirectory("nfs") + "/.glance"
         try await harness.run { client in
             func health() async throws -> (HTTPResponse.Status, [JSONValue]) {
@@ -388,7 +388,7 @@ import Testing
         var harness = try Self.harness()
         harness.configuration.enabledBackends.append(StoreBackend(id: "slow", type: "file"))
         var slow = FilesystemStoreOptions(datadir: harness.storeDirectory("slow"))
-        slow.guardInterval = 0.1
+        slow.guardInterval = .milliseconds(100)
         harness.configuration.storeOptions["slow"] = slow
         // slow has no marker: it is gone from the start.
         try FileManager.default.createDirectory(atPath: harness.storeDirectory("slow"), withIntermediateDirectories: true)

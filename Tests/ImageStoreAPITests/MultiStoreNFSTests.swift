@@ -20,7 +20,7 @@ struct MultiStoreNFSTests {
         let fastDir = try share.temp.makeDirectory("fast")
         try Data().write(to: URL(fileURLWithPath: fastDir + "/.glance"))
         var fast = FilesystemStoreOptions(datadir: fastDir, weight: 1)
-        fast.guardInterval = 0.2
+        fast.guardInterval = .milliseconds(200)
         configuration.store = fast
         var nfs = share.storeOptions()
         nfs.weight = 10

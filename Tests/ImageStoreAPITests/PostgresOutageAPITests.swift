@@ -31,10 +31,10 @@ import Testing
         let harness = try APITestHarness { configuration in
             guard case .success(let location) = DatabaseLocation.parse(url) else { return }
             configuration.database = location
-            configuration.databaseOptions.poolTimeout = 1
+            configuration.databaseOptions.poolTimeout = .seconds(1)
             configuration.healthcheck.backends = ["database"]
-            configuration.healthcheck.checkInterval = 0.2
-            configuration.healthcheck.checkTimeoutMilliseconds = 3000
+            configuration.healthcheck.checkInterval = .milliseconds(200)
+            configuration.healthcheck.checkTimeout = .milliseconds(3000)
         }
         #expect(harness.configuration.database != .defaultLocation)
         try await harness.run { client in

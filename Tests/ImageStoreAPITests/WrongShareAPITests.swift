@@ -37,7 +37,7 @@ struct WrongShareAPITests {
         try Self.putMarker(Self.idA, share)
         var configuration = share.configuration()
         configuration.healthcheck.backends = ["store"]
-        configuration.healthcheck.checkInterval = 0.2
+        configuration.healthcheck.checkInterval = .milliseconds(200)
         try await share.run(configuration) { client in
             try await client.waitForGuard("enabled")
             let kept = try await client.createImage()

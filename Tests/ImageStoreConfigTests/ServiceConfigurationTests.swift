@@ -68,15 +68,15 @@ import Testing
         #expect(config.userStorageQuota == 10 << 30)
         #expect(config.enabledBackends == [StoreBackend(id: "fast", type: "file")])
         #expect(config.defaultBackend == "fast")
-        #expect(config.drainTimeout == 12.5)
+        #expect(config.drainTimeout == .milliseconds(12_500))
         #expect(
             config.store
                 == FilesystemStoreOptions(
                     datadir: "/mnt/share/images", filePerm: 0o640, chunkSize: 1_048_576, description: "NFS share",
                     weight: 3, markerFile: "/mnt/share/.imagestore", requireMountpoint: true, mountpointPath: "/mnt/share",
                     mountTypes: ["nfs4", "fuse.sshfs"], isNFSConfigured: true, nfsHost: "nfs.example.org",
-                    nfsSharePath: "/exports/glance", nfsMountOptions: "vers=4.1,timeo=50", guardInterval: 2.5,
-                    guardTimeoutMilliseconds: 1500, guardMaxAgeMilliseconds: 0))
+                    nfsSharePath: "/exports/glance", nfsMountOptions: "vers=4.1,timeo=50", guardInterval: .milliseconds(2500),
+                    guardTimeout: .milliseconds(1500), guardMaxAge: .zero))
         #expect(config.store.markerPath == "/mnt/share/.imagestore")
         #expect(config.store.effectiveMountpoint == "/mnt/share")
         #expect(config.database == .sqlite(path: "/var/lib/imagestore/meta.db"))
@@ -89,7 +89,7 @@ import Testing
                     allowedSourceRanges: ["10.0.0.0/8", "fd00::/8", "192.0.2.1"].map { IPNetwork($0)! }, ignoreProxiedRequests: true,
                     disableByFilePath: "/etc/imagestore/disabled",
                     disableByFilePaths: ["9292": "/etc/imagestore/d9292", "9293": "/x:y"],
-                    enableByFilePaths: ["/mnt/share/images/.glance"], checkInterval: 3, checkTimeoutMilliseconds: 700,
+                    enableByFilePaths: ["/mnt/share/images/.glance"], checkInterval: .seconds(3), checkTimeout: .milliseconds(700),
                     failureThreshold: 2))
         #expect(config.warnings == [])
         #expect(config.file?.value(section: "fast", key: "weight") == "3")
@@ -116,14 +116,14 @@ import Testing
     /// `mount_guard_timeout`; with both, the smaller wins and a warning names both.
     @Test(arguments: [
         ("filesystem_store_timeout = 3", 3000, false),
-        ("filesystem_store_timeout = 0", FilesystemStoreOptions.defaultGuardTimeoutMilliseconds, false),
+        ("filesystem_store_timeout = 0", 2000, false),
         ("filesystem_store_timeout = 3\nmount_guard_timeout = 1500", 1500, true),
         ("mount_guard_timeout = 9000\nfilesystem_store_timeout = 4", 4000, true),
         ("filesystem_store_timeout = 0\nmount_guard_timeout = 9000", 9000, false),
     ])
     func storeTimeout_isMountGuardTimeout_smallerWins(lines: String, milliseconds: Int, warns: Bool) throws {
         let config = try parse("[glance_store]\n" + lines)
-        #expect(config.store.guardTimeoutMilliseconds == milliseconds)
+        #expect(config.store.guardTimeout == .milliseconds(milliseconds))
         let warning = config.warnings.first { $0.contains("filesystem_store_timeout") }
         #expect((warning != nil) == warns, "\(config.warnings)")
         if warns { #expect(warning?.contains("using the smaller, \(milliseconds) ms") == true, "\(warning ?? "")") }
@@ -170,7 +170,7 @@ import Testing
         #expect(config.userStorageQuota == 0)
         #expect(config.enabledBackends == [StoreBackend(id: "file", type: "file")])
         #expect(config.defaultBackend == "file")
-        #expect(config.drainTimeout == 30)
+        #expect(config.drainTimeout == .seconds(30))
         #expect(config.database == .sqlite(path: "/var/lib/glance/glance.sqlite"))
         #expect(config.pasteFlavor == "noauth")
         #expect(config.pasteConfigFile == nil)
@@ -192,9 +192,9 @@ import Testing
         #expect(store.nfsHost == nil)
         #expect(store.nfsSharePath == nil)
         #expect(store.nfsMountOptions == nil)
-        #expect(store.guardInterval == 5)
-        #expect(store.guardTimeoutMilliseconds == 2000)
-        #expect(store.guardMaxAgeMilliseconds == 1000)
+        #expect(store.guardInterval == .seconds(5))
+        #expect(store.guardTimeout == .milliseconds(2000))
+        #expect(store.guardMaxAge == .milliseconds(1000))
 
         let health = config.healthcheck
         #expect(health.backends == [])
@@ -204,8 +204,8 @@ import Testing
         #expect(health.disableByFilePath == nil)
         #expect(health.disableByFilePaths == [:])
         #expect(health.enableByFilePaths == [])
-        #expect(health.checkInterval == 5)
-        #expect(health.checkTimeoutMilliseconds == 1000)
+        #expect(health.checkInterval == .seconds(5))
+        #expect(health.checkTimeout == .milliseconds(1000))
         #expect(health.failureThreshold == 1)
     }
 
@@ -511,7 +511,7 @@ import Testing
             username: "gl@nce", password: "p:ss", host: "::1", port: 6543, database: "images", tlsMode: .verifyFull,
             rootCertificatePath: "/etc/ca.pem")
         #expect(config.database == .postgresql(url))
-        #expect(config.databaseOptions == DatabaseOptions(maxPoolSize: 12, poolTimeout: 2.5))
+        #expect(config.databaseOptions == DatabaseOptions(maxPoolSize: 12, poolTimeout: .milliseconds(2500)))
         #expect(config.warnings == [])
         #expect(!url.description.contains("p:ss"))
     }
@@ -692,7 +692,7 @@ import Testing
         #expect(keystone.userDomainName == "Default" && keystone.projectDomainID == "default")
         #expect(keystone.regionName == "RegionTwo" && keystone.interface == "public")
         #expect(keystone.serviceTokenRoles == ["service", "admin"] && !keystone.serviceTokenRolesRequired)
-        #expect(keystone.tokenCacheTime == 60 && keystone.httpConnectTimeout == 2.5 && keystone.httpRequestMaxRetries == 0)
+        #expect(keystone.tokenCacheTime == .seconds(60) && keystone.httpConnectTimeout == .milliseconds(2500) && keystone.httpRequestMaxRetries == 0)
         #expect(config.imageLimits == ImageLimits(properties: -1, tags: 128, members: 5, locations: 10))
         #expect(config.policy.policyFile == "/etc/imagestore/policies/custom.yaml" && config.policy.policyFileIsExplicit)
         let warnings = config.warnings.joined(separator: "\n")

@@ -231,8 +231,8 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
     @Test func settingsFromOptions_carryIntervalTimeoutMaxAgeAndRelativeMarker() throws {
         let options = FilesystemStoreOptions(
             datadir: "/srv/images/", mountpointPath: "/srv", isNFSConfigured: true, nfsHost: "10.0.0.1",
-            nfsSharePath: "/exports/glance", nfsMountOptions: "vers=4,port=2049,timeo=5", guardInterval: 0.25,
-            guardTimeoutMilliseconds: 500, guardMaxAgeMilliseconds: 100)
+            nfsSharePath: "/exports/glance", nfsMountOptions: "vers=4,port=2049,timeo=5", guardInterval: .milliseconds(250),
+            guardTimeout: .milliseconds(500), guardMaxAge: .milliseconds(100))
         let settings = try MountGuardSettings(options: options)
         #expect(settings.interval == .milliseconds(250))
         #expect(settings.timeout == .milliseconds(500))

@@ -74,7 +74,7 @@ import Testing
     }
 
     @Test func healthcheck_markerAppears_turns200WithinAFewIntervals() async throws {
-        let (harness, marker) = try enableByFiles(present: false) { $0.checkInterval = 0.05 }
+        let (harness, marker) = try enableByFiles(present: false) { $0.checkInterval = .milliseconds(50) }
         try await harness.run { client in
             #expect(try await client.get("/healthcheck").status == .serviceUnavailable)
             try Data().write(to: URL(fileURLWithPath: marker))

@@ -20,7 +20,7 @@ import Glibc
 @Suite(.serialized) struct HungShareTests {
     /// `mount_guard_timeout` in these tests, and the guard's interval.
     static let timeout = Duration.milliseconds(500)
-    static let interval = 0.3
+    static let interval = Duration.milliseconds(300)
     /// Any answer while the share hangs: the deadline plus room for a loaded 2-core machine.
     static let answerBound = Duration.seconds(5)
     /// A write that hangs mid-upload ends the request within timeout + interval (0.8 s); 0.4 s of room for
@@ -43,8 +43,7 @@ import Glibc
         let datadir = datadir ?? fs.mountpoint
         var store = FilesystemStoreOptions(
             datadir: datadir, markerFile: fs.mountpoint + "/.glance", guardInterval: interval,
-            guardTimeoutMilliseconds: Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000),
-            guardMaxAgeMilliseconds: 100)
+            guardTimeout: timeout, guardMaxAge: .milliseconds(100))
         // 1 MiB write-behind windows: the uploads here (up to 8 MiB) go through the sync_file_range calls,
         // which must give 410 within the deadline like the writes and the fsync when the share hangs.
         store.flushAfterMiB = 1
@@ -68,8 +67,8 @@ import Glibc
         configuration.store = store
         configuration.healthcheck.backends = ["enable_by_files", "store"]
         configuration.healthcheck.enableByFilePaths = [fs.mountpoint + "/.glance"]
-        configuration.healthcheck.checkInterval = 0.1
-        configuration.healthcheck.checkTimeoutMilliseconds = 500
+        configuration.healthcheck.checkInterval = .milliseconds(100)
+        configuration.healthcheck.checkTimeout = .milliseconds(500)
         configuration.healthcheck.detailed = true
         return configuration
     }
@@ -380,8 +379,8 @@ extension HungShareTests {
     @Test func health_soak_afterRelease_zero503() async throws {
         try await Self.withShare { fs in
             var configuration = Self.configuration(fs)
-            configuration.healthcheck.checkInterval = 0.2
-            configuration.healthcheck.checkTimeoutMilliseconds = 1000
+            configuration.healthcheck.checkInterval = .milliseconds(200)
+            configuration.healthcheck.checkTimeout = .milliseconds(1000)
             try await Self.run(configuration) { client in
                 let id = try await client.newImage()
                 let data = randomBytes(1 << 20)
@@ -435,7 +434,7 @@ extension HungShareTests {
             var configuration = Self.configuration(fs)
             let databasePath = fs.mountpoint + "/db/imagestore.db"
             configuration.database = .sqlite(path: databasePath)
-            configuration.databaseOptions.poolTimeout = 0.5
+            configuration.databaseOptions.poolTimeout = .milliseconds(500)
             try await Self.run(configuration) { client in
                 let id = try await client.newImage()
                 try fs.hang(.all)

@@ -27,8 +27,8 @@ import Glibc
         let harness = try HealthTestHarness { config, _ in
             config.healthcheck.backends = ["enable_by_files"]
             config.healthcheck.enableByFilePaths = [marker]
-            config.healthcheck.checkInterval = 0.1
-            config.healthcheck.checkTimeoutMilliseconds = 200
+            config.healthcheck.checkInterval = .milliseconds(100)
+            config.healthcheck.checkTimeout = .milliseconds(200)
         }
         try await harness.run { client in
             #expect(try await client.get("/healthcheck").text == "OK")
@@ -77,10 +77,10 @@ import Glibc
             config.store.nfsSharePath = server.pseudoPath
             config.store.nfsMountOptions = "vers=4,port=\(server.port),timeo=5"
             // The probe mounts the export afresh each time; on a busy machine that can take a while.
-            config.store.guardTimeoutMilliseconds = 1000
+            config.store.guardTimeout = .milliseconds(1000)
             config.healthcheck.backends = ["nfs"]
-            config.healthcheck.checkInterval = 0.1
-            config.healthcheck.checkTimeoutMilliseconds = 2000
+            config.healthcheck.checkInterval = .milliseconds(100)
+            config.healthcheck.checkTimeout = .milliseconds(2000)
         }
         try await harness.run { client in
             #expect(try await waitForStatus(client, "/healthcheck", .ok, within: .seconds(10)) == .ok)

@@ -12,7 +12,7 @@ import Testing
 /// The API with `flavor = keystone` against the suite's real Keystone: what needs a token, the 401
 /// Glance's clients expect, policy on Keystone's roles, and 503 — never a hang — when Keystone stops answering.
 extension KeystoneTests {
-    func withKeystoneAPI(timeout: Double = 15, _ body: @Sendable (any TestClientProtocol, KeystoneFixture) async throws -> Void) async throws {
+    func withKeystoneAPI(timeout: Duration = .seconds(15), _ body: @Sendable (any TestClientProtocol, KeystoneFixture) async throws -> Void) async throws {
         let fixture = try KeystoneFixture.get()
         let harness = try AppTestHarness { configuration in
             configuration.authFlavor = .keystone
@@ -79,7 +79,7 @@ extension KeystoneTests {
     }
 
     @Test func api_keystoneHung_knownTokensServed_newTokens503WithinTheDeadline() async throws {
-        try await withKeystoneAPI(timeout: 6) { client, fixture in
+        try await withKeystoneAPI(timeout: .seconds(6)) { client, fixture in
             let alice = try await fixture.keystone.token(for: fixture.alice)
             let bob = try await fixture.keystone.token(for: fixture.bob)
             // Validated once (a busy machine's Keystone may need a second try within the 6 s deadline).

@@ -38,7 +38,7 @@ struct KeystoneFixture: Sendable {
 
     static func get() throws -> KeystoneFixture { try #require(current, "the suite's Keystone did not start") }
 
-    func options(timeout: Double = 15, retries: Int = 1, authURL: String? = nil) -> KeystoneAuthOptions {
+    func options(timeout: Duration = .seconds(15), retries: Int = 1, authURL: String? = nil) -> KeystoneAuthOptions {
         KeystoneAuthOptions(
             authURL: authURL ?? keystone.url, username: glance.user_name, password: glance.password, projectName: "service",
             userDomainName: "Default", projectDomainName: "Default", regionName: "RegionOne", interface: "public",
@@ -173,7 +173,7 @@ struct KeystoneTests {
     @Test func keystoneNotListening_is503Fast() async throws {
         let fixture = try KeystoneFixture.get()
         let closedPort = try freeTCPPort()
-        let options = fixture.options(timeout: 5, retries: 3, authURL: "http://127.0.0.1:\(closedPort)")
+        let options = fixture.options(timeout: .seconds(5), retries: 3, authURL: "http://127.0.0.1:\(closedPort)")
         try await withKeystoneValidator(options) { validator in
             let start = ContinuousClock.now
             await expectError(.dependencyUnavailable) { try await validator.validate("some-token", allowExpired: false) }
@@ -185,7 +185,7 @@ struct KeystoneTests {
     @Test func keystoneHung_cachedTokensStillServed_newOnes503WithinTheDeadline() async throws {
         let fixture = try KeystoneFixture.get()
         // 6 s: a Keystone on a loaded 2-core machine can take seconds for one validation.
-        try await withKeystoneValidator(fixture.options(timeout: 6)) { keystone in
+        try await withKeystoneValidator(fixture.options(timeout: .seconds(6))) { keystone in
             let validator = CachingTokenValidator(keystone, ttl: 300, capacity: 100)
             _ = try await keystone.currentSession()  // the service's login, outside the deadline measured below
             let known = try await fixture.keystone.token(for: fixture.alice)

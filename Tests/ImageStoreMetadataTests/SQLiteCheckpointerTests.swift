@@ -38,6 +38,51 @@ import ImageStoreTestSupport
             })
     }
 
+    /// The checkpointer has no idle round: metadef, task, member and replica writes share the images' database
+    /// and writer, and commit through `SQLiteAccess.write` like images do, so each is checkpointed too.
+    @Test func metadefTaskMemberAndReplicaWrites_areCheckpointed() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let repo = try SQLiteImageRepository(path: directory.appending("images.sqlite"), logger: testLogger)
+        defer { try? repo.close() }
+        let image = Image(name: "shared")
+        try await repo.create(image)
+        let writes: [(String, @Sendable () async throws -> Void)] = [
+            (
+                "metadef",
+                {
+                    try await SQLiteMetadefRepository(sharing: repo, logger: testLogger).createNamespace(
+                        MetadefNamespace(
+                            namespace: "OS::Ckpt", displayName: nil, description: nil, visibility: "public",
+                            isProtected: false, owner: "p1", createdAt: Date()),
+                        items: [MetadefItem(kind: .tag, name: "fast", createdAt: Date())], associations: [])
+                }
+            ),
+            ("task", { try await SQLiteTaskRepository(sharing: repo, logger: testLogger).createTask(ImageTask(type: "import")) }),
+            (
+                "member",
+                {
+                    try await repo.addMember(
+                        ImageMember(imageID: image.id, memberID: "p2", status: .pending, createdAt: Date(), updatedAt: Date()), limit: nil)
+                }
+            ),
+            ("replica", { try await repo.registerReplica("r1", host: "h1") }),
+        ]
+        for (name, write) in writes {
+            // Settled: the last write copied and no round pending (a round runs 100 ms after a noted commit),
+            // so only a commit this write notes can start the next one.
+            #expect(try await Self.eventually { repo.checkpoints.map { $0.walFrames > 0 && $0.copiedFrames == $0.walFrames } ?? false })
+            try await Task.sleep(for: .milliseconds(300))
+            let before = try #require(repo.checkpoints)
+            try await write()
+            #expect(
+                try await Self.eventually {
+                    guard let counts = repo.checkpoints else { return false }
+                    return counts.passive > before.passive && counts.copiedFrames == counts.walFrames
+                }, "\(name) write not checkpointed: \(String(describing: repo.checkpoints)) after \(before)")
+        }
+    }
+
     @Test func repository_inMemory_hasNoCheckpointer() async throws {
         let repo = try SQLiteImageRepository(path: ":memory:", logger: testLogger)
         defer { try? repo.close() }
@@ -86,7 +131,7 @@ import ImageStoreTestSupport
         await repo.stopCheckpointer()
         let after = repo.checkpoints
         for index in 0..<20 { try await repo.create(Image(name: "after \(index)")) }
-        try await Task.sleep(for: .milliseconds(1300))  // past the idle round a running thread would make
+        try await Task.sleep(for: .milliseconds(500))  // past the 100 ms after which a running thread checkpoints
         #expect(repo.checkpoints == after, "no checkpoint after stop")
         #expect(try await repo.list(ImageListQuery(limit: 100)).count == 21, "writes still work")
         await repo.stopCheckpointer()  // a second stop returns at once
