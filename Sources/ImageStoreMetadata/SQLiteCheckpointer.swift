@@ -28,6 +28,8 @@ final class SQLiteCheckpointer: Sendable {
         var passive = 0
         var restart = 0
         var failed = 0
+        /// PASSIVE rounds that found the checkpoint lock held (another connection checkpointing), retried.
+        var busy = 0
         /// The WAL's frames after the last checkpoint (0 after a RESTART).
         var walFrames = 0
         /// Of those, the frames copied into the database.
@@ -149,7 +151,17 @@ final class SQLiteCheckpointer: Sendable {
     /// One round: PASSIVE on this connection, then RESTART on the writer's queue if the WAL grew too long.
     func checkpoint() {
         do {
-            let passive = try connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            let passive: (walFrameCount: Int, checkpointedFrameCount: Int)
+            do {
+                passive = try connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+                // PASSIVE never waits for a lock. With no idle round, a lost round would leave the last
+                // commits un-fsynced until the next write: try again after `interval`.
+                state.withLock { $0.counts.busy += 1 }
+                logger.debug("WAL checkpoint busy, retrying", metadata: ["error": "\(error)"])
+                noteCommit()
+                return
+            }
             state.withLock {
                 $0.counts.passive += 1
                 $0.counts.walFrames = passive.walFrameCount

@@ -120,6 +120,50 @@ import ImageStoreTestSupport
         #expect(checkpointer.counts.failed == 0)
     }
 
+    /// A PASSIVE round that finds another connection's checkpoint holding the lock is tried again without
+    /// waiting for another write: otherwise the last commits would stay un-fsynced in the WAL.
+    @Test func busyRound_isRetriedWithoutAnotherWrite() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.appending("busy.sqlite")
+        let pool = try DatabasePool(path: path)
+        try await pool.write { db in
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            try db.execute(sql: "CREATE TABLE t (v TEXT)")
+        }
+        let checkpointer = try SQLiteCheckpointer(
+            path: path, writer: pool, interval: .milliseconds(20), restartFrames: 1_000_000, logger: testLogger)
+        defer { checkpointer.stop(within: .seconds(5)) }
+        // A reader on an old snapshot makes a TRUNCATE checkpoint on another connection wait in its busy
+        // handler, holding the checkpoint lock meanwhile: the checkpointer's PASSIVE round gets SQLITE_BUSY.
+        var readerConfig = Configuration()
+        readerConfig.allowsUnsafeTransactions = true  // the snapshot stays open across accesses
+        let reader = try DatabaseQueue(path: path, configuration: readerConfig)
+        try await reader.writeWithoutTransaction { db in
+            try db.execute(sql: "BEGIN")
+            _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM t")
+        }
+        try await pool.write { db in try db.execute(sql: "INSERT INTO t VALUES ('after the snapshot')") }
+        let blocker = try DatabaseQueue(path: path)
+        let blocking = Thread {
+            try? blocker.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA busy_timeout = 3000")
+                _ = try? db.checkpoint(.truncate)
+            }
+        }
+        blocking.start()
+        try await Task.sleep(for: .milliseconds(300))
+        checkpointer.noteCommit()
+        #expect(try await Self.eventually { checkpointer.counts.busy > 0 }, "the round met the held lock")
+        let passiveBefore = checkpointer.counts.passive
+        try await reader.writeWithoutTransaction { db in try db.execute(sql: "COMMIT") }
+        // No write and no noteCommit from here on: only the retry can checkpoint.
+        #expect(try await Self.eventually { checkpointer.counts.passive > passiveBefore }, "retried after the lock was freed")
+        #expect(checkpointer.counts.failed == 0)
+        try blocker.close()
+        try reader.close()
+    }
+
     @Test func stop_endsTheThread_laterCommitsAreNotCheckpointed() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
