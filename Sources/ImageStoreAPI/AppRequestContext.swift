@@ -20,6 +20,8 @@ public struct AppRequestContext: RequestContext {
     public let remoteAddress: SocketAddress?
     /// The server port the request arrived on (oslo's `req.server_port`, for `disable_by_files_ports`).
     public let localPort: Int?
+    /// The connection, for a download sent with `sendfile` past the response writer.
+    let channel: any Channel
     /// Who the caller turned out to be, for the request's one log line: the request middleware logs after
     /// the inner middleware returned, and a context's changes do not travel back up the chain.
     public let logFacts = RequestLogFacts()
@@ -31,6 +33,7 @@ public struct AppRequestContext: RequestContext {
         self.policy = .glanceDefaults
         self.remoteAddress = source.channel.remoteAddress
         self.localPort = source.channel.localAddress?.port
+        self.channel = source.channel
     }
 
     /// The caller's project: owner of the images it creates.

@@ -97,6 +97,30 @@ public protocol ImageDataReader: Sendable {
     func close() async
 }
 
+/// A connected, non-blocking socket that a reader may send file bytes into with `sendfile`, past the HTTP
+/// writer: the kernel passes page-cache pages to the socket, so the server copies no byte of the body.
+public protocol FileSendSocket: Sendable {
+    /// A descriptor of the socket that this value keeps open until the send is over.
+    var descriptor: Int32 { get }
+    /// Returns once the socket may take more bytes; throws once the connection is gone.
+    func waitUntilWritable() async throws
+    /// `count` more bytes went into the socket with `sendfile` (for the byte counters).
+    func sent(_ count: Int)
+}
+
+/// A reader whose bytes are a range of a local file, which `sendfile` can send.
+public protocol FileSendingReader: ImageDataReader {
+    /// False when the first chunk is the whole body: nothing would go out with `sendfile`.
+    var sendsPastFirstChunk: Bool { get }
+    /// Sends all the bytes, then closes: the chunk read before the response started through `writeFirst`
+    /// (the HTTP writer, after the headers), and once the socket has taken it, the rest with `sendfile`
+    /// into `socket`, each call on the store's threads under its deadline (a call may read the file).
+    /// Call once, instead of `forEachChunk`.
+    func send(
+        writingFirstChunk writeFirst: @Sendable (ByteBuffer) async throws -> Void, into socket: any FileSendSocket
+    ) async throws
+}
+
 extension ImageDataReader {
     /// Readers that hold nothing between chunks need no bound.
     public func forEachChunk(heldAtMost limit: Int, _ body: @Sendable (ByteBuffer) async throws -> Void) async throws {

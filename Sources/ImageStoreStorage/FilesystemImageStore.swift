@@ -450,6 +450,101 @@ final class FilesystemImageReader: ImageDataReader {
     }
 }
 
+extension FilesystemImageReader: FileSendingReader {
+    var sendsPastFirstChunk: Bool { length > Int64(chunkSize) }
+
+    func send(
+        writingFirstChunk writeFirst: @Sendable (ByteBuffer) async throws -> Void, into socket: any FileSendSocket
+    ) async throws {
+        if descriptor.isClosed { throw ImageStoreError.internal("read of \(path) after close") }
+        do {
+            let end = start + length
+            var offset = start
+            var first = prefetched.withLock { buffer in
+                defer { buffer = nil }
+                return buffer
+            }
+            if first == nil, offset < end {
+                first = try await readChunk(at: offset, count: Int(min(Int64(chunkSize), end - offset)))
+            }
+            if let size = first?.readableBytes {
+                offset += Int64(size)
+                // The socket is shared with NIO: sendfile may start only once NIO has written everything
+                // queued before it (headers, this chunk). NIO frees a buffer when the socket took all of it,
+                // so the freeing of this one, reported through a one-slot credit, says exactly that.
+                let written = BufferCredits(1)
+                await written.acquire()
+                LargeBufferPool.attach(written, to: first!)
+                try await Self.hand(&first, to: writeFirst)
+                await written.acquire()
+            }
+            let socketFD = socket.descriptor
+            let perCall = Int64(Self.sendfileBytes ?? chunkSize)
+            while offset < end {
+                let count = Int(min(perCall, end - offset))
+                let sent = try await sendChunk(at: offset, count: count, to: socketFD)
+                if sent == 0 {
+                    try await socket.waitUntilWritable()
+                } else {
+                    offset += Int64(sent)
+                    socket.sent(sent)
+                }
+            }
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    /// Bytes per `sendfile` call: the read size (`chunkSize`), so a call on a slow share reads no more
+    /// under its deadline than a `pread` did; `IMAGESTORE_BENCH_SENDFILE_MIB` overrides it for A/Bs.
+    static let sendfileBytes: Int? = getenv("IMAGESTORE_BENCH_SENDFILE_MIB").flatMap { Int(String(cString: $0)) }
+        .map { max(1, $0) << 20 }
+
+    /// Passes the buffer on and keeps no reference to it (a local one would keep it from being freed).
+    private static func hand(
+        _ buffer: inout ByteBuffer?, to write: @Sendable (ByteBuffer) async throws -> Void
+    ) async throws {
+        let chunk = buffer!
+        buffer = nil
+        try await write(chunk)
+    }
+
+    /// One `sendfile` on a store thread: the socket is non-blocking (0 when it is full), the file read may
+    /// block (a hung share), hence the deadline.
+    private func sendChunk(at offset: Int64, count: Int, to socketFD: Int32) async throws -> Int {
+        let path = self.path
+        let descriptor = self.descriptor
+        return try await io.run("read \(path)", context: .read) {
+            try descriptor.withOpen { fd -> Int in
+                guard let fd else { throw ImageStoreError.internal("read of \(path) after close") }
+                var position = off_t(offset)
+                while true {
+                    let n = sendfile(socketFD, fd, &position, count)
+                    if n > 0 { return n }
+                    if n == 0 {
+                        // The file shrank under us: it is not the image it was when opened.
+                        throw ImageStoreError.internal("unexpected end of \(path) at \(offset)")
+                    }
+                    switch errno {
+                    case EINTR: continue
+                    case EAGAIN: return 0
+                    case EPIPE, ECONNRESET, ENOTCONN, ESHUTDOWN:
+                        throw ClientConnectionClosed()
+                    case let code: throw imageStoreError(errno: code, "sendfile \(path)", context: .read)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The client went away during a download sent with `sendfile`.
+struct ClientConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the client closed the connection during the download" }
+}
+
 /// A read descriptor shared by a reader and its queued clean-up. The lock is held across `pread`, so a
 /// concurrent close cannot free the descriptor (and let it be reused) under a read; only store threads
 /// ever take it.

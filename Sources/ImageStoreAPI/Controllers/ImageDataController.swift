@@ -68,10 +68,22 @@ struct ImageDataController {
             status = .partialContent
             headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"
         }
+        let channel = context.channel
         let body = ResponseBody(contentLength: Int(reader.length)) { writer in
             let sink = BodySink(writer)
             defer { writer = sink.writer }
             do {
+                // A file's bytes go from the page cache to the socket with sendfile (no copy by the server),
+                // each call on a store thread under the deadline; anything else is copied in chunks.
+                let count = (sink.writer as? any CountsBytesSentElsewhere)?.countSentElsewhere
+                if let fileReader = reader as? any FileSendingReader, fileReader.sendsPastFirstChunk,
+                    let socket = await SendfileSocket.open(channel, onSent: { count?($0) })
+                {
+                    defer { socket.close() }
+                    try await fileReader.send(writingFirstChunk: { chunk in try await sink.write(chunk) }, into: socket)
+                    try await sink.writer.finish(nil)
+                    return
+                }
                 // A few MiB per download, however fast the store reads and however busy the event loop.
                 try await reader.forEachChunk(heldAtMost: Self.chunksInFlight) { chunk in try await sink.write(chunk) }
             } catch {

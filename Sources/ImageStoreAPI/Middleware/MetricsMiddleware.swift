@@ -91,8 +91,13 @@ struct CountingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), counter: counter) }
 }
 
+/// A body writer that counts bytes: also those a download sent into the socket past it (sendfile).
+protocol CountsBytesSentElsewhere {
+    var countSentElsewhere: (@Sendable (Int) -> Void)? { get }
+}
+
 /// A response body writer that counts what it passes on.
-struct CountingWriter: ResponseBodyWriter {
+struct CountingWriter: ResponseBodyWriter, CountsBytesSentElsewhere {
     var base: any ResponseBodyWriter
     let counter: Counter?
 
@@ -103,6 +108,10 @@ struct CountingWriter: ResponseBodyWriter {
 
     mutating func write(contentsOf buffers: some Sequence<ByteBuffer>) async throws {
         for buffer in buffers { try await write(buffer) }
+    }
+
+    var countSentElsewhere: (@Sendable (Int) -> Void)? {
+        counter.map { counter in { counter.increment(by: Int64($0)) } }
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
