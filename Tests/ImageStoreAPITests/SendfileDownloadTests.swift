@@ -1,7 +1,9 @@
 import HTTPTypes
 import HummingbirdTesting
 @testable import ImageStoreAPI
+import ImageStoreTestSupport
 import NIOCore
+import Synchronization
 import Testing
 
 /// Downloads from the filesystem store go out with sendfile (docs/performance.md): the same bytes and

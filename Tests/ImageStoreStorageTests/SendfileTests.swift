@@ -118,8 +118,7 @@ private final class SocketPair: FileSendSocket, @unchecked Sendable {
         var size: Int32 = 64 << 10
         setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
-        let (peer, bytes, done) = (peer, bytes, done)
-        let thread = Thread {
+        let thread = Thread { [self] in
             var block = [UInt8](repeating: 0, count: 1 << 16)
             while true {
                 let n = read(peer, &block, block.count)

@@ -111,7 +111,8 @@ struct CountingWriter: ResponseBodyWriter, CountsBytesSentElsewhere {
     }
 
     var countSentElsewhere: (@Sendable (Int) -> Void)? {
-        counter.map { counter in { counter.increment(by: Int64($0)) } }
+        guard let counter else { return nil }
+        return { (bytes: Int) in counter.increment(by: Int64(bytes)) }
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {

@@ -122,40 +122,41 @@ final class SendfileSocket: FileSendSocket {
     }
 }
 
-/// One thread waiting in its own epoll for the sockets of `sendfile` downloads to take more bytes (NIO's
-/// readiness is about its own queue, which these bytes bypass). Waking only resumes a task.
+/// One thread waiting in `poll` for the sockets of `sendfile` downloads to take more bytes (NIO's readiness
+/// is about its own queue, which these bytes bypass). Waking only resumes a task; a pipe tells the thread
+/// that the set of sockets changed.
 final class WritableWaiter: Sendable {
-    /// nil when the system gives no epoll descriptor (then downloads copy).
+    /// nil when the system gives no pipe (then downloads copy).
     static let shared: WritableWaiter? = {
-        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epoll >= 0 else { return nil }
-        let waiter = WritableWaiter(epoll: epoll)
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return nil }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        let waiter = WritableWaiter(wakeRead: fds[0], wakeWrite: fds[1])
         let thread = Thread { waiter.run() }
         thread.name = "imagestore.sendfile-wait"
         thread.start()
         return waiter
     }()
 
-    private let epoll: Int32
-    /// Per socket: whether epoll knows it, and the task waiting for it.
-    private let state = Mutex<[Int32: (registered: Bool, waiting: CheckedContinuation<Void, Never>?)]>([:])
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    /// The tasks waiting, by socket.
+    private let waiting = Mutex<[Int32: CheckedContinuation<Void, Never>]>([:])
 
-    private init(epoll: Int32) { self.epoll = epoll }
+    private init(wakeRead: Int32, wakeWrite: Int32) {
+        self.wakeRead = wakeRead
+        self.wakeWrite = wakeWrite
+    }
 
     /// Returns when `fd` is writable, in error or hung up, or woken (`wake`: the channel closed).
     func wait(_ fd: Int32, while isOpen: () -> Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let registered = state.withLock { state -> Bool in
-                let known = state[fd]?.registered ?? false
-                state[fd] = (true, continuation)
-                return known
-            }
-            var event = epoll_event()
-            event.events = EPOLLOUT.rawValue | EPOLLONESHOT.rawValue
-            event.data.fd = fd
-            if epoll_ctl(epoll, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event) != 0 {
-                wake(fd)  // the caller's sendfile will tell what is wrong
-            }
+            waiting.withLock { $0[fd] = continuation }
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)  // a full pipe already says "look again"
             if !isOpen() { wake(fd) }  // closed before the wait was stored
         }
     }
@@ -163,27 +164,20 @@ final class WritableWaiter: Sendable {
     /// A spurious wake (a descriptor number reused) only costs the sender one `sendfile` that finds the
     /// socket full.
     func wake(_ fd: Int32) {
-        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let entry = state[fd] else { return nil }
-            state[fd] = (entry.registered, nil)
-            return entry.waiting
-        }
-        continuation?.resume()
+        waiting.withLock { $0.removeValue(forKey: fd) }?.resume()
     }
 
-    /// Before the descriptor is closed: epoll keys on the open socket, not the number.
-    func forget(_ fd: Int32) {
-        let entry = state.withLock { $0.removeValue(forKey: fd) }
-        if entry?.registered == true { epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
-        entry?.waiting?.resume()
-    }
+    /// Before the descriptor is closed.
+    func forget(_ fd: Int32) { wake(fd) }
 
     private func run() {
-        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        var drain = [UInt8](repeating: 0, count: 512)
         while true {
-            let count = epoll_wait(epoll, &events, Int32(events.count), -1)
-            guard count > 0 else { continue }
-            for event in events[0..<Int(count)] { wake(event.data.fd) }
+            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            fds += waiting.withLock { $0.keys.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) } }
+            guard poll(&fds, nfds_t(fds.count), -1) > 0 else { continue }
+            if fds[0].revents != 0 { _ = read(wakeRead, &drain, drain.count) }
+            for entry in fds.dropFirst() where entry.revents != 0 { wake(entry.fd) }
         }
     }
 }
