@@ -11,7 +11,8 @@ import Testing
 /// Downloads sent with `sendfile` (`FileSendingReader`): the first chunk through the HTTP writer, the rest
 /// from the file straight into the socket once the writer has sent the first. Here the socket is one end
 /// of a Unix socket pair with a small send buffer (so `sendfile` often finds it full), drained by a thread.
-@Suite struct SendfileTests {
+/// Serialized: the helpers block a thread (semaphore, poll), and the cooperative pool may have only two.
+@Suite(.serialized) struct SendfileTests {
     @Test(
         arguments: [
             nil, 0..<1, 0..<(1 << 20), (1 << 20) - 1..<(1 << 20) + 1, 3000..<(5 << 20) + 123, (5 << 20) + 122..<(5 << 20) + 123,
