@@ -100,8 +100,10 @@ public protocol ImageDataReader: Sendable {
 /// A connected, non-blocking socket that a reader may send file bytes into with `sendfile`, past the HTTP
 /// writer: the kernel passes page-cache pages to the socket, so the server copies no byte of the body.
 public protocol FileSendSocket: Sendable {
-    /// A descriptor of the socket that this value keeps open until the send is over.
-    var descriptor: Int32 { get }
+    /// Runs `body` (a store call's `sendfile`) with the socket's descriptor, which stays open until `body`
+    /// returns even if the download closed the socket meanwhile (a call that outlived its deadline); `body`
+    /// gets nil once the socket was closed, never a number that may belong to another file by then.
+    func withDescriptor<T>(_ body: (Int32?) throws -> T) rethrows -> T
     /// Returns once the socket may take more bytes; throws once the connection is gone.
     func waitUntilWritable() async throws
     /// `count` more bytes went into the socket with `sendfile` (for the byte counters).

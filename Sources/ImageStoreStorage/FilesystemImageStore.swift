@@ -478,11 +478,10 @@ extension FilesystemImageReader: FileSendingReader {
                 try await Self.hand(&first, to: writeFirst)
                 await written.acquire()
             }
-            let socketFD = socket.descriptor
             let perCall = Int64(Self.sendfileBytes ?? Self.sendfileChunks * chunkSize)
             while offset < end {
                 let count = Int(min(perCall, end - offset))
-                let sent = try await sendChunk(at: offset, count: count, to: socketFD)
+                let sent = try await sendChunk(at: offset, count: count, to: socket)
                 if sent == 0 {
                     try await socket.waitUntilWritable()
                 } else {
@@ -514,29 +513,39 @@ extension FilesystemImageReader: FileSendingReader {
     }
 
     /// One `sendfile` on a store thread: the socket is non-blocking (0 when it is full), the file read may
-    /// block (a hung share), hence the deadline.
-    private func sendChunk(at offset: Int64, count: Int, to socketFD: Int32) async throws -> Int {
+    /// block (a hung share), hence the deadline. Both descriptors are held open by the call itself: past
+    /// its deadline the caller closes them, and their numbers may be reused meanwhile.
+    private func sendChunk(at offset: Int64, count: Int, to socket: any FileSendSocket) async throws -> Int {
         let path = self.path
         let descriptor = self.descriptor
         return try await io.run("read \(path)", context: .read) {
             try descriptor.withOpen { fd -> Int in
                 guard let fd else { throw ImageStoreError.internal("read of \(path) after close") }
-                var position = off_t(offset)
-                while true {
-                    let n = sendfile(socketFD, fd, &position, count)
-                    if n > 0 { return n }
-                    if n == 0 {
-                        // The file shrank under us: it is not the image it was when opened.
-                        throw ImageStoreError.internal("unexpected end of \(path) at \(offset)")
-                    }
-                    switch errno {
-                    case EINTR: continue
-                    case EAGAIN: return 0
-                    case EPIPE, ECONNRESET, ENOTCONN, ESHUTDOWN:
-                        throw ClientConnectionClosed()
-                    case let code: throw imageStoreError(errno: code, "sendfile \(path)", context: .read)
-                    }
+                return try socket.withDescriptor { socketFD in
+                    // Closed by the download: it ended (the client left, or this call was given up).
+                    guard let socketFD else { throw ClientConnectionClosed() }
+                    return try Self.sendOnce(from: fd, at: offset, count: count, to: socketFD, path: path)
                 }
+            }
+        }
+    }
+
+    /// One `sendfile` call (retried on EINTR): the bytes sent, 0 when the socket is full.
+    private static func sendOnce(from fd: Int32, at offset: Int64, count: Int, to socketFD: Int32, path: String) throws -> Int {
+        var position = off_t(offset)
+        while true {
+            let n = sendfile(socketFD, fd, &position, count)
+            if n > 0 { return n }
+            if n == 0 {
+                // The file shrank under us: it is not the image it was when opened.
+                throw ImageStoreError.internal("unexpected end of \(path) at \(offset)")
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return 0
+            case EPIPE, ECONNRESET, ENOTCONN, ESHUTDOWN:
+                throw ClientConnectionClosed()
+            case let code: throw imageStoreError(errno: code, "sendfile \(path)", context: .read)
             }
         }
     }

@@ -10,9 +10,11 @@ import Testing
 
 /// Downloads sent with `sendfile` (`FileSendingReader`): the first chunk through the HTTP writer, the rest
 /// from the file straight into the socket once the writer has sent the first. Here the socket is one end
-/// of a Unix socket pair with a small send buffer (so `sendfile` often finds it full), drained by a thread.
-/// Serialized: the helpers block a thread (semaphore, poll), and the cooperative pool may have only two.
-@Suite(.serialized) struct SendfileTests {
+/// of a Unix socket pair with a small send buffer (so `sendfile` often finds it full), drained by a thread
+/// of its own. Nothing here blocks a cooperative-pool thread (the pool may have two: a blocked one starved
+/// the reader's own tasks), and every wait is bounded, so a broken send fails its test instead of hanging
+/// the test process.
+@Suite struct SendfileTests {
     @Test(
         arguments: [
             nil, 0..<1, 0..<(1 << 20), (1 << 20) - 1..<(1 << 20) + 1, 3000..<(5 << 20) + 123, (5 << 20) + 122..<(5 << 20) + 123,
@@ -22,13 +24,21 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let reader = try #require(try await store.read(id, range: range) as? any FileSendingReader)
         let pair = try SocketPair()
-        try await reader.send(writingFirstChunk: { chunk in try pair.writeAll(chunk) }, into: pair)
+        defer { pair.closeSender() }
+        try await bounded("the send") {
+            try await reader.send(writingFirstChunk: { chunk in try await pair.writeAll(chunk) }, into: pair)
+        }
         pair.closeSender()
         let expected = range.map { Array(data[Int($0.lowerBound)..<Int($0.upperBound)]) } ?? data
-        #expect(pair.received() == expected)
+        let received = try await pair.received()
+        #expect(received.count == expected.count)
+        #expect(received == expected)
         #expect(reader.length == Int64(expected.count))
         // Everything but the first chunk (1 MiB at most) went with sendfile, and was reported.
-        #expect(pair.reported.withLock { $0 } == max(0, expected.count - (1 << 20)))
+        let past = max(0, expected.count - (1 << 20))
+        #expect(pair.reported.withLock { $0 } == past)
+        // Over 64 KiB of send buffer, sendfile found the socket full and waited for it.
+        if past > 1 << 20 { #expect(pair.waits.load(ordering: .relaxed) > 0) }
     }
 
     /// The socket is shared with NIO: no byte may go out with sendfile before the first chunk (and the
@@ -38,22 +48,27 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let reader = try #require(try await store.read(id, range: nil) as? any FileSendingReader)
         let pair = try SocketPair()
+        defer { pair.closeSender() }
         let held = Mutex<ByteBuffer?>(nil)
         let sending = Task {
             try await reader.send(writingFirstChunk: { chunk in held.withLock { $0 = chunk } }, into: pair)
         }
-        while held.withLock({ $0 == nil }) { try await Task.sleep(for: .milliseconds(10)) }
+        defer { sending.cancel() }
+        try await bounded("the first chunk") {
+            while held.withLock({ $0 == nil }) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        // Not a timing check: if the send did not wait for the buffer, it had this long to show it.
         try await Task.sleep(for: .milliseconds(300))
         #expect(pair.receivedCount() == 0, "sendfile ran while the first chunk was still queued")
-        // The writer sends it and lets go.
-        let first = held.withLock { buffer in
-            defer { buffer = nil }
-            return buffer!
-        }
-        try pair.writeAll(first)
-        try await sending.value
+        // The writer sends it and lets go (the buffer lives only for this call).
+        try await pair.writeAll(
+            held.withLock { buffer in
+                defer { buffer = nil }
+                return buffer!
+            })
+        try await bounded("the send") { try await sending.value }
         pair.closeSender()
-        #expect(pair.received() == data)
+        #expect(try await pair.received() == data)
     }
 
     /// Images are immutable; a file that shrank after it was opened is not the image any more: the send
@@ -64,11 +79,18 @@ import Testing
         let reader = try #require(try await store.read(id, range: nil) as? any FileSendingReader)
         #expect(truncate(directory + "/" + id.description, 2 << 20) == 0)
         let pair = try SocketPair()
-        await #expect(throws: ImageStoreError.self) {
-            try await reader.send(writingFirstChunk: { chunk in try pair.writeAll(chunk) }, into: pair)
+        defer { pair.closeSender() }
+        let outcome = try await bounded("the send") { () -> (any Error)? in
+            do {
+                try await reader.send(writingFirstChunk: { chunk in try await pair.writeAll(chunk) }, into: pair)
+                return nil
+            } catch {
+                return error
+            }
         }
+        #expect(outcome is ImageStoreError, "\(String(describing: outcome))")
         pair.closeSender()
-        let received = pair.received()
+        let received = try await pair.received()
         #expect(received.count == 2 << 20)
         #expect(received == Array(data[0..<received.count]))
     }
@@ -79,15 +101,49 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let reader = try #require(try await store.read(id, range: nil) as? any FileSendingReader)
         let pair = try SocketPair()
-        pair.closeReceiver()
-        await #expect(throws: ClientConnectionClosed.self) {
-            try await reader.send(writingFirstChunk: { _ in }, into: pair)
+        defer { pair.closeSender() }
+        try await pair.closeReceiver()
+        let first = try await bounded("the send") { () -> (any Error)? in
+            do {
+                try await reader.send(writingFirstChunk: { _ in }, into: pair)
+                return nil
+            } catch {
+                return error
+            }
         }
+        #expect(first is ClientConnectionClosed, "\(String(describing: first))")
         // Closed: a second use is refused, not a read of a closed descriptor.
-        await #expect(throws: ImageStoreError.self) {
-            try await reader.send(writingFirstChunk: { _ in }, into: pair)
+        let second = try await bounded("the second send") { () -> (any Error)? in
+            do {
+                try await reader.send(writingFirstChunk: { _ in }, into: pair)
+                return nil
+            } catch {
+                return error
+            }
         }
+        #expect(second is ImageStoreError, "\(String(describing: second))")
+    }
+
+    /// The socket's descriptor is only used while the socket holds it open: a store call that starts after
+    /// the download closed the socket (its deadline passed while the call was queued) gets nil, never a
+    /// number that another connection may have by then.
+    @Test func send_afterTheSocketClosed_neverUsesItsDescriptor() async throws {
+        let (store, directory, id, _) = try await storeWithImage(size: 3 << 20)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let reader = try #require(try await store.read(id, range: nil) as? any FileSendingReader)
+        let pair = try SocketPair()
         pair.closeSender()
+        let outcome = try await bounded("the send") { () -> (any Error)? in
+            do {
+                try await reader.send(writingFirstChunk: { _ in }, into: pair)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(outcome is ClientConnectionClosed, "\(String(describing: outcome))")
+        #expect(pair.reported.withLock { $0 } == 0)
+        try await pair.closeReceiver()
     }
 
     private func storeWithImage(size: Int) async throws -> (FilesystemImageStore, String, ImageID, [UInt8]) {
@@ -103,51 +159,101 @@ import Testing
     }
 }
 
-/// A non-blocking socket with a 64 KiB send buffer, and a thread reading everything from its peer.
-private final class SocketPair: FileSendSocket, @unchecked Sendable {
-    let descriptor: Int32
-    private let peer: Int32
-    private let bytes = Mutex<[UInt8]>([])
-    private let done = DispatchSemaphore(value: 0)
-    private var drainer: Thread?
+/// A wait in these tests that did not end: the test fails instead of hanging.
+private struct NotWithin: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "\(what) did not finish within the test's bound" }
+}
+
+/// Runs `operation` and throws once `timeout` passed first (through `value(within:)`, the project's
+/// deadline primitive). The bound is generous: it turns a hang into a failure, it measures nothing.
+private func bounded<T: Sendable>(
+    _ what: String, within timeout: Duration = .seconds(60), _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let outcome = await value(within: timeout, cancelAtDeadline: true) { () -> Result<T, any Error> in
+        do { return .success(try await operation()) } catch { return .failure(error) }
+    }
+    guard let outcome else { throw NotWithin(what: what) }
+    return try outcome.get()
+}
+
+/// A non-blocking socket with a 64 KiB send buffer, and a thread of its own reading everything from its
+/// peer (polling with a timeout, so it ends however the test does).
+private final class SocketPair: FileSendSocket, Sendable {
+    private let descriptor: Int32
+    private let drain: Drain
+    private let senderOpen = Mutex(true)
+    /// What the reader reported as sent with sendfile.
+    let reported = Mutex(0)
+    /// How often the reader waited for the socket to take more.
+    let waits = Atomic(0)
+
+    /// The peer's side: what its thread read, and the end of it.
+    private final class Drain: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+        /// The bytes read, once the peer saw the end (or was told to stop).
+        let done = ResumeOnce<[UInt8]?>()
+        let stop = Atomic(false)
+    }
 
     init() throws {
+        // The server's process ignores SIGPIPE (NIO does on Linux); a test process with no NIO socket must
+        // too, or a send into a closed pair kills it instead of failing with EPIPE.
+        _ = signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { throw POSIXError(.EIO) }
         descriptor = fds[0]
-        peer = fds[1]
+        let peer = fds[1]
         var size: Int32 = 64 << 10
         setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
-        let thread = Thread { [self] in
+        let drain = Drain()
+        self.drain = drain
+        Thread {
             var block = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
+            let end = Date().addingTimeInterval(120)
+            while !drain.stop.load(ordering: .acquiring), Date() < end {
+                var entry = pollfd(fd: peer, events: Int16(POLLIN), revents: 0)
+                guard poll(&entry, 1, 100) != 0 else { continue }
                 let n = read(peer, &block, block.count)
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 if n <= 0 { break }
-                bytes.withLock { $0 += block[0..<n] }
+                drain.bytes.withLock { $0 += block[0..<n] }
             }
-            done.signal()
-        }
-        thread.start()
-        drainer = thread
+            close(peer)
+            drain.done.resume(drain.bytes.withLock { $0 })
+        }.start()
+    }
+
+    deinit { closeSender() }
+
+    func withDescriptor<T>(_ body: (Int32?) throws -> T) rethrows -> T {
+        try senderOpen.withLock { open in try body(open ? descriptor : nil) }
     }
 
     func waitUntilWritable() async throws {
-        var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-        while poll(&entry, 1, 0) == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        waits.add(1, ordering: .relaxed)
+        let descriptor = self.descriptor
+        try await bounded("the socket's room") {
+            var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            while poll(&entry, 1, 0) == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        }
     }
 
-    /// What the HTTP writer would do with the first chunk (blocking here, for the test).
-    func writeAll(_ buffer: ByteBuffer) throws {
-        try buffer.withUnsafeReadableBytes { raw in
+    /// What the HTTP writer would do with the first chunk: the whole buffer into the socket, without
+    /// blocking a thread (a full socket is retried after a short sleep), bounded.
+    func writeAll(_ buffer: ByteBuffer) async throws {
+        let bytes = Array(buffer.readableBytesView)
+        try await bounded("the first chunk's write") { [self] in
             var done = 0
-            while done < raw.count {
-                let n = write(descriptor, raw.baseAddress! + done, raw.count - done)
+            while done < bytes.count {
+                let n = withDescriptor { fd in
+                    fd.map { fd in bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) } } ?? -1
+                }
                 if n > 0 {
                     done += n
-                } else if errno == EAGAIN {
-                    var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&entry, 1, 1000)
+                } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                    try await Task.sleep(for: .milliseconds(1))
                 } else {
                     throw POSIXError(.EPIPE)
                 }
@@ -155,24 +261,27 @@ private final class SocketPair: FileSendSocket, @unchecked Sendable {
         }
     }
 
-    /// What the reader reported as sent with sendfile.
-    let reported = Mutex(0)
     func sent(_ count: Int) { reported.withLock { $0 += count } }
 
-    func receivedCount() -> Int { bytes.withLock { $0.count } }
+    func receivedCount() -> Int { drain.bytes.withLock { $0.count } }
 
-    func closeSender() { close(descriptor) }
-
-    func closeReceiver() {
-        shutdown(peer, Int32(SHUT_RDWR))
-        done.wait()
-        close(peer)
+    /// Idempotent; the peer then sees the end.
+    func closeSender() {
+        senderOpen.withLock { open in
+            if open { close(descriptor) }
+            open = false
+        }
     }
 
-    /// Everything the peer got, once the sender closed.
-    func received() -> [UInt8] {
-        done.wait()
-        close(peer)
-        return bytes.withLock { $0 }
+    /// Closes the peer (its thread does, and stops).
+    func closeReceiver() async throws {
+        drain.stop.store(true, ordering: .releasing)
+        _ = try await received()
+    }
+
+    /// Everything the peer got, once the sender closed. Once per pair.
+    func received() async throws -> [UInt8] {
+        guard let bytes = await delivery(drain.done, within: .seconds(60)) else { throw NotWithin(what: "the peer's reading") }
+        return bytes
     }
 }

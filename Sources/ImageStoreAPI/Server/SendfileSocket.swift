@@ -17,10 +17,14 @@ import Synchronization
 /// The duplicate keeps the socket open while a store thread sends; NIO's writes are idle meanwhile, since
 /// Hummingbird waits for the response body. SIGPIPE is ignored process-wide by NIO on Linux.
 final class SendfileSocket: FileSendSocket {
-    let descriptor: Int32
+    private let descriptor: Int32
     private let channel: any Channel
     private let waiter: WritableWaiter
     private let onSent: @Sendable (Int) -> Void
+    /// Store calls inside `withDescriptor`, and whether the download closed the socket: the last of them
+    /// closes the duplicate, so a call that outlived its deadline (a hung share) or started after it was
+    /// given up never reaches a number that another connection may have by then.
+    private let use = Mutex<(users: Int, closed: Bool)>((0, false))
 
     private init(descriptor: Int32, channel: any Channel, waiter: WritableWaiter, onSent: @escaping @Sendable (Int) -> Void) {
         self.descriptor = descriptor
@@ -108,6 +112,23 @@ final class SendfileSocket: FileSendSocket {
 
     func sent(_ count: Int) { onSent(count) }
 
+    func withDescriptor<T>(_ body: (Int32?) throws -> T) rethrows -> T {
+        let open = use.withLock { state in
+            guard !state.closed else { return false }
+            state.users += 1
+            return true
+        }
+        guard open else { return try body(nil) }
+        defer {
+            let last = use.withLock { state in
+                state.users -= 1
+                return state.closed && state.users == 0
+            }
+            if last { Glibc.close(descriptor) }
+        }
+        return try body(descriptor)
+    }
+
     func waitUntilWritable() async throws {
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
         let channel = self.channel
@@ -115,16 +136,27 @@ final class SendfileSocket: FileSendSocket {
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
     }
 
-    /// Ends the send: forgets the socket in the waiter, closes the duplicate (NIO's descriptor stays).
+    /// Ends the send: forgets the socket in the waiter, closes the duplicate (NIO's descriptor stays) — or,
+    /// while a store call still uses it (stuck past its deadline on a hung share), shuts the connection
+    /// down, so the client sees the end now rather than when the share answers (the socket lives as long
+    /// as any descriptor of it; the download failed anyway), and leaves the close to that call. Idempotent.
     func close() {
         waiter.forget(descriptor)
-        Glibc.close(descriptor)
+        let closeNow = use.withLock { state in
+            guard !state.closed else { return false }
+            state.closed = true
+            // Under the lock: the descriptor cannot be closed (and its number reused) meanwhile.
+            if state.users > 0 { _ = shutdown(descriptor, Int32(SHUT_RDWR)) }
+            return state.users == 0
+        }
+        if closeNow { Glibc.close(descriptor) }
     }
 }
 
 /// One thread waiting in `poll` for the sockets of `sendfile` downloads to take more bytes (NIO's readiness
 /// is about its own queue, which these bytes bypass). Waking only resumes a task; a pipe tells the thread
-/// that the set of sockets changed.
+/// that the set of sockets changed. The thread starts with the first wait and ends after a second with
+/// nothing to wait for, so its `poll` is bounded and an idle server holds no thread for it.
 final class WritableWaiter: Sendable {
     /// nil when the system gives no pipe (then downloads copy).
     static let shared: WritableWaiter? = {
@@ -134,17 +166,18 @@ final class WritableWaiter: Sendable {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
-        let waiter = WritableWaiter(wakeRead: fds[0], wakeWrite: fds[1])
-        let thread = Thread { waiter.run() }
-        thread.name = "imagestore.sendfile-wait"
-        thread.start()
-        return waiter
+        return WritableWaiter(wakeRead: fds[0], wakeWrite: fds[1])
     }()
+
+    /// The thread's name (at most 15 characters, Linux's limit), which the tests look for.
+    static let threadName = "sendfile-wait"
+    /// How long the thread stays with nothing to wait for.
+    private static let idleMilliseconds: Int32 = 1000
 
     private let wakeRead: Int32
     private let wakeWrite: Int32
-    /// The tasks waiting, by socket.
-    private let waiting = Mutex<[Int32: CheckedContinuation<Void, Never>]>([:])
+    /// The tasks waiting, by socket, and whether the thread runs.
+    private let state = Mutex<(waiting: [Int32: CheckedContinuation<Void, Never>], running: Bool)>(([:], false))
 
     private init(wakeRead: Int32, wakeWrite: Int32) {
         self.wakeRead = wakeRead
@@ -154,9 +187,19 @@ final class WritableWaiter: Sendable {
     /// Returns when `fd` is writable, in error or hung up, or woken (`wake`: the channel closed).
     func wait(_ fd: Int32, while isOpen: () -> Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            waiting.withLock { $0[fd] = continuation }
-            var byte: UInt8 = 1
-            _ = write(wakeWrite, &byte, 1)  // a full pipe already says "look again"
+            let start = state.withLock { state in
+                state.waiting[fd] = continuation
+                defer { state.running = true }
+                return !state.running
+            }
+            if start {
+                let thread = Thread { self.run() }
+                thread.name = Self.threadName
+                thread.start()
+            } else {
+                var byte: UInt8 = 1
+                _ = write(wakeWrite, &byte, 1)  // a full pipe already says "look again"
+            }
             if !isOpen() { wake(fd) }  // closed before the wait was stored
         }
     }
@@ -164,18 +207,31 @@ final class WritableWaiter: Sendable {
     /// A spurious wake (a descriptor number reused) only costs the sender one `sendfile` that finds the
     /// socket full.
     func wake(_ fd: Int32) {
-        waiting.withLock { $0.removeValue(forKey: fd) }?.resume()
+        state.withLock { $0.waiting.removeValue(forKey: fd) }?.resume()
     }
 
     /// Before the descriptor is closed.
     func forget(_ fd: Int32) { wake(fd) }
 
+    /// Whether the thread runs (for the tests).
+    var isRunning: Bool { state.withLock { $0.running } }
+
     private func run() {
         var drain = [UInt8](repeating: 0, count: 512)
         while true {
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-            fds += waiting.withLock { $0.keys.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) } }
-            guard poll(&fds, nfds_t(fds.count), -1) > 0 else { continue }
+            fds += state.withLock { $0.waiting.keys.map { pollfd(fd: $0, events: Int16(POLLOUT), revents: 0) } }
+            let ready = poll(&fds, nfds_t(fds.count), Self.idleMilliseconds)
+            if ready == 0 {
+                // Decided under the lock: a wait stored after this starts a new thread.
+                let idle = state.withLock { state in
+                    if state.waiting.isEmpty { state.running = false }
+                    return !state.running
+                }
+                if idle { return }
+                continue
+            }
+            guard ready > 0 else { continue }  // EINTR
             if fds[0].revents != 0 { _ = read(wakeRead, &drain, drain.count) }
             for entry in fds.dropFirst() where entry.revents != 0 { wake(entry.fd) }
         }
