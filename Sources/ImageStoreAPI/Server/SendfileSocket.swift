@@ -193,9 +193,11 @@ final class WritableWaiter: Sendable {
                 return !state.running
             }
             if start {
-                let thread = Thread { self.run() }
-                thread.name = Self.threadName
-                thread.start()
+                Thread {
+                    // Named from inside: a name set before `start` does not reach the thread on Linux.
+                    Thread.current.name = Self.threadName
+                    self.run()
+                }.start()
             } else {
                 var byte: UInt8 = 1
                 _ = write(wakeWrite, &byte, 1)  // a full pipe already says "look again"
