@@ -79,14 +79,17 @@ import Testing
             }
             // The download is under way with sendfile: NIO's descriptor and the duplicate, both open.
             try await waitFor { SendfileSocket.sends.load(ordering: .relaxed) > sendsBefore }
-            try await waitFor { serverDescriptors(port: serverPort, peerPort: clientPort) == 2 }
+            try await waitFor { serverDescriptors(port: serverPort, peerPort: clientPort).count == 2 }
+            // The socket, by inode: once reset, it has no addresses to be found by.
+            let sockets = Set(serverDescriptors(port: serverPort, peerPort: clientPort).map(\.target))
+            #expect(sockets.count == 1)
             if readBeforeLeaving > 0 {
                 // Past the first chunk, the client not reading: sendfile found the socket full and waits.
                 try await waitFor { WritableWaiter.shared?.isRunning == true }
             }
             connection.reset()
-            try await waitFor { serverDescriptors(port: serverPort, peerPort: clientPort) == 0 }
-            #expect(serverDescriptors(port: serverPort, peerPort: clientPort) == 0, "a descriptor of the connection leaked")
+            try await waitFor { descriptors(of: sockets).isEmpty }
+            #expect(descriptors(of: sockets).isEmpty, "a descriptor of the connection leaked")
             // Another download, whole, on the test client's connection.
             let again = try await client.execute(uri: "/v2/images/\(id)/file", method: .get)
             #expect(again.status == .ok)
@@ -133,14 +136,29 @@ private func addressPorts(of fd: Int32) -> (local: Int, peer: Int)? {
     return (local, peer)
 }
 
-/// How many of this process's descriptors are the server's end of the connection from `peerPort` to
-/// `port` (the test client's own end has them the other way round).
-private func serverDescriptors(port: Int, peerPort: Int) -> Int {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-    return names.compactMap { Int32($0) }.filter { fd in
+/// This process's descriptors of the server's end of the connection from `peerPort` to `port` (the test
+/// client's own end has them the other way round), with what each is (`socket:[inode]`).
+private func serverDescriptors(port: Int, peerPort: Int) -> [(fd: Int32, target: String)] {
+    openDescriptors().filter { fd, _ in
         guard let ports = addressPorts(of: fd) else { return false }
         return ports.local == port && ports.peer == peerPort
-    }.count
+    }
+}
+
+/// This process's descriptors of any of `sockets`.
+private func descriptors(of sockets: Set<String>) -> [Int32] {
+    openDescriptors().filter { sockets.contains($0.target) }.map(\.fd)
+}
+
+/// This process's descriptors and what each is (`/proc/self/fd`'s links).
+private func openDescriptors() -> [(fd: Int32, target: String)] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return names.compactMap { name in
+        guard let fd = Int32(name),
+            let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")
+        else { return nil }
+        return (fd, target)
+    }
 }
 
 /// The names of this process's threads.
