@@ -13,6 +13,16 @@ import ImageStoreTestSupport
         ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0
     }
 
+    /// A WAL database whose writer leaves checkpoints to the checkpointer, as the repository's does.
+    private static func writerWithoutAutocheckpoint(_ path: String, schema: String) async throws -> DatabasePool {
+        let pool = try DatabasePool(path: path)
+        try await pool.write { db in
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            try db.execute(sql: schema)
+        }
+        return pool
+    }
+
     private static func eventually(_ condition: () throws -> Bool) async throws -> Bool {
         let end = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < end {
@@ -95,11 +105,8 @@ import ImageStoreTestSupport
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.appending("wal.sqlite")
-        let pool = try DatabasePool(path: path)
-        try await pool.write { db in
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
-            try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v)")
-        }
+        let pool = try await Self.writerWithoutAutocheckpoint(
+            path, schema: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v)")
         let checkpointer = try SQLiteCheckpointer(
             path: path, writer: pool, interval: .milliseconds(5), restartFrames: 200, logger: testLogger)
         defer { checkpointer.stop(within: .seconds(5)) }
@@ -126,11 +133,7 @@ import ImageStoreTestSupport
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.appending("busy.sqlite")
-        let pool = try DatabasePool(path: path)
-        try await pool.write { db in
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
-            try db.execute(sql: "CREATE TABLE t (v TEXT)")
-        }
+        let pool = try await Self.writerWithoutAutocheckpoint(path, schema: "CREATE TABLE t (v TEXT)")
         let checkpointer = try SQLiteCheckpointer(
             path: path, writer: pool, interval: .milliseconds(20), restartFrames: 1_000_000, logger: testLogger)
         defer { checkpointer.stop(within: .seconds(5)) }
