@@ -186,6 +186,12 @@ enum MetadataSchema {
                     CREATE INDEX images_by_upload_owner ON images(upload_owner) WHERE upload_owner IS NOT NULL;
                     """)
         }
+        migrator.registerMigration("v7-owner-pages") { db in
+            // A project's own images in the default order (the `owner` filter, Horizon's project tab). Without
+            // it SQLite seeks images_by_owner and sorts all the owner's images before LIMIT: 80 ms a page for
+            // an owner of 20k images. images_by_owner stays for sort_key=owner.
+            try db.execute(sql: "CREATE INDEX images_by_owner_created_at ON images(owner, created_at, id)")
+        }
         return migrator
     }()
 }

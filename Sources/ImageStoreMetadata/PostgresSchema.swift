@@ -163,6 +163,11 @@ enum PostgresSchema {
                 );
                 CREATE INDEX images_by_upload_owner ON images(upload_owner) WHERE upload_owner IS NOT NULL;
                 """),
+        Migration(
+            name: "v7-owner-pages",
+            sql: """
+                CREATE INDEX images_by_owner_created_at ON images(owner NULLS FIRST, created_at NULLS FIRST, id NULLS FIRST);
+                """),
     ]
 
     /// Any fixed number: every ImageStore process migrating the same database takes this advisory lock,

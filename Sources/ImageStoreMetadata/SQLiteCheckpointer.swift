@@ -22,7 +22,10 @@ import Synchronization
 /// RESTART checkpoint on the writer's own queue (between two writes, so it cannot be starved; the next write
 /// rewinds the WAL), with a short busy timeout so a long reader delays it (until the next round) rather than
 /// the writes behind it. RESTART, not TRUNCATE: the WAL file keeps its size (bounded by `restartFrames` and one
-/// round's writes) and is overwritten in place, cheaper to fsync than a file that grows again.
+/// round's writes) and is overwritten in place, cheaper to fsync than a file that grows again — and cheaper to
+/// write: while the file grows, ext4 zeroes each new page-cache folio in the commit (216–429 µs of kernel CPU per
+/// insert against 78–113 µs once pages are reused, docs/performance.md). 4096 frames (16 MiB, ~230 image
+/// creates) keeps that to the first fraction of a second of writes after a start, not the first 1000 creates.
 final class SQLiteCheckpointer: Sendable {
     struct Counts: Sendable, Equatable {
         var passive = 0
@@ -56,7 +59,7 @@ final class SQLiteCheckpointer: Sendable {
     private let finished = ResumeOnce<Void?>()
 
     /// Opens a connection of its own to `path` (a database already in WAL mode) and starts the thread.
-    init(path: String, writer: any DatabaseWriter, interval: Duration = .milliseconds(100), restartFrames: Int = 16384, logger: Logger) throws {
+    init(path: String, writer: any DatabaseWriter, interval: Duration = .milliseconds(100), restartFrames: Int = 4096, logger: Logger) throws {
         var config = Configuration()
         config.label = "imagestore.metadata.checkpointer"
         // PASSIVE checkpoints never wait on a lock: no busy handler needed.

@@ -377,12 +377,17 @@ final class FilesystemImageReader: ImageDataReader {
             let end = start + length
             var offset = start
             if offset < end {
-                let first = prefetched.withLock { buffer in
-                    defer { buffer = nil }
-                    return buffer
-                }
                 var current: ByteBuffer
-                if let first {
+                // Bound only inside the `if`: a binding alive for the whole loop would keep the first
+                // chunk, and its slot, until the end of the download (debug builds keep locals to the end
+                // of their scope) and the read ahead would wait for it forever.
+                if let first = prefetched.withLock({ $0.take() }) {
+                    // Read before the response started, without a slot: it takes one now, so a download
+                    // holds at most `limit` chunks in all (it held one more: 8 MiB of 8 downloads' peak).
+                    if let credits {
+                        await credits.acquire()
+                        LargeBufferPool.attach(credits, to: first)
+                    }
                     current = first
                 } else {
                     current = try await readChunk(
@@ -398,6 +403,8 @@ final class FilesystemImageReader: ImageDataReader {
                     async let ahead = readChunk(
                         at: next, count: Int(min(Int64(chunkSize), end - next)), credits: credits)
                     try await body(current)
+                    // Let the sent chunk go before waiting: its slot may be the one the read ahead needs.
+                    _ = consume current
                     current = try await ahead
                 }
             }

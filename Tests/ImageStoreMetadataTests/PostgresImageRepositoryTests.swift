@@ -50,7 +50,7 @@ import Testing
                 database: database)
 
             let upgraded = try PostgresImageRepository(settings: Self.settings(server, url), logger: testLogger)
-            #expect(try await upgraded.appliedMigrations() == ["v1-images", "v2-image-members", "v5-store-identity", "v6-replicas"])
+            #expect(try await upgraded.appliedMigrations() == ["v1-images", "v2-image-members", "v5-store-identity", "v6-replicas", "v7-owner-pages"])
             #expect(try await upgraded.migrate() == ["v3-metadefs", "v4-tasks"])
             #expect(try await upgraded.appliedMigrations() == PostgresImageRepository.knownMigrations)
             #expect(try await upgraded.get(image.id)?.name == "older")

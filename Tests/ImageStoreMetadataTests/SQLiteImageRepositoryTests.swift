@@ -126,6 +126,27 @@ import ImageStoreTestSupport
             #expect(plan.contains("images_by_created_at"), "\(name): \(plan)")
             #expect(!plan.contains("TEMP B-TREE"), "\(name): \(plan)")
         }
+        // A project's own images (owner filter, with or without a tag): the owner's slice of
+        // images_by_owner_created_at, in order, stopping at LIMIT — not all the owner's images sorted.
+        var ownerPages: [(String, ImageListQuery)] = []
+        for tags in [[], ["gold"]] {
+            var query = ImageListQuery(limit: 25)
+            query.viewer = admin
+            query.owner = "p2"
+            query.tags = tags
+            ownerPages.append(("owner=p2 tags=\(tags)", query))
+        }
+        for (name, query) in ownerPages {
+            let plan = try await queryPlan(repo, query)
+            #expect(plan.contains("images_by_owner_created_at"), "\(name): \(plan)")
+            #expect(!plan.contains("TEMP B-TREE"), "\(name): \(plan)")
+        }
+        var byOwner = ImageListQuery(limit: 25, sort: [.init(key: .owner, direction: .asc)])
+        byOwner.viewer = admin
+        let ownerSortPlan = try await queryPlan(repo, byOwner)
+        #expect(
+            ownerSortPlan.contains("images_by_owner") && !ownerSortPlan.contains("images_by_owner_created_at")
+                && !ownerSortPlan.contains("TEMP B-TREE"), "sort by owner: \(ownerSortPlan)")
         // Sorting by a few-valued column still walks its index.
         var byStatus = ImageListQuery(limit: 25, sort: [.init(key: .status, direction: .asc)])
         byStatus.viewer = member
