@@ -138,14 +138,14 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
 
     public func get(_ id: ImageID) async throws -> Image? {
         try await perform("get") { connection in
-            try await self.fetchImages(connection, "SELECT \(Self.columns) FROM images WHERE id = $1", [.text(id.description)]).first
+            try await self.fetchImages(connection, "SELECT \(Self.selectColumns) FROM images WHERE id = $1", [.text(id.description)]).first
         }
     }
 
     public func list(_ query: ImageListQuery) async throws -> [Image] {
         try await perform("list") { connection in
             let marker = try await self.markerValues(query, connection)
-            let sql = ListSQL(query, markerValues: marker, columns: Self.columns, dialect: .postgresql)
+            let sql = ListSQL(query, markerValues: marker, columns: Self.selectColumns, dialect: .postgresql)
             return try await self.fetchImages(connection, sql.text, sql.arguments)
         }
     }
@@ -160,7 +160,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
                 // then reads our result — the compare-and-set cannot interleave.
                 guard
                     let current = try await self.fetchImages(
-                        connection, "SELECT \(Self.columns) FROM images WHERE id = $1 FOR UPDATE", [.text(id.description)]
+                        connection, "SELECT \(Self.selectColumns) FROM images WHERE id = $1 FOR UPDATE", [.text(id.description)]
                     ).first
                 else { throw ImageStoreError.notFound("No image found with ID \(id)") }
                 try checkExpected(current, expected)
@@ -204,7 +204,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         let values = statuses.map(\.rawValue).sorted()
         return try await perform("images(withStatus:)") { connection in
             try await self.fetchImages(
-                connection, "SELECT \(Self.columns) FROM images WHERE status = ANY($1) ORDER BY created_at, id",
+                connection, "SELECT \(Self.selectColumns) FROM images WHERE status = ANY($1) ORDER BY created_at, id",
                 [], arrays: [values])
         }
     }
@@ -497,6 +497,16 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     /// The `images` columns, in the order `decodeImage` reads them (the same list as SQLite's).
     static let columns = SQLiteImageRepository.columns
 
+    /// `columns` plus each image's tags, property names and property values as arrays, so a page and
+    /// everything it shows arrive in one round trip (three sequential statements cost more than the
+    /// statements themselves on a busy host). PostgreSQL evaluates these sub-selects after ORDER BY and
+    /// LIMIT, so only the returned rows pay for them; both property arrays follow `name`, so they align
+    /// (byte order: deterministic under any database collation).
+    static let selectColumns =
+        columns + ", ARRAY(SELECT tag FROM image_tags t WHERE t.image_id = images.id)"
+        + ", ARRAY(SELECT name FROM image_properties p WHERE p.image_id = images.id ORDER BY name COLLATE \"C\")"
+        + ", ARRAY(SELECT value FROM image_properties p WHERE p.image_id = images.id ORDER BY name COLLATE \"C\")"
+
     func rows(
         _ connection: PostgresConnection, _ sql: String, _ arguments: [SQLValue], arrays: [[String]] = []
     ) async throws -> [PostgresRow] {
@@ -601,34 +611,20 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         return bindings
     }
 
-    /// Runs a SELECT of `columns` and assembles the images with their tags and properties (one query each
-    /// for the whole page, not per image).
+    /// Runs a SELECT of `selectColumns` and decodes each row into an image with its tags and properties.
     private func fetchImages(
         _ connection: PostgresConnection, _ sql: String, _ arguments: [SQLValue], arrays: [[String]] = []
     ) async throws -> [Image] {
-        let rows = try await self.rows(connection, sql, arguments, arrays: arrays)
-        guard !rows.isEmpty else { return [] }
-        let ids = try rows.map { try $0.makeRandomAccess()[0].decode(String.self) }
-        var tags: [String: [String]] = [:]
-        var properties: [String: [String: String]] = [:]
-        for row in try await self.rows(connection, "SELECT image_id, tag FROM image_tags WHERE image_id = ANY($1)", [], arrays: [ids]) {
-            let (id, tag) = try row.decode((String, String).self)
-            tags[id, default: []].append(tag)
-        }
-        for row in try await self.rows(
-            connection, "SELECT image_id, name, value FROM image_properties WHERE image_id = ANY($1)", [], arrays: [ids])
-        {
-            let (id, name, value) = try row.decode((String, String, String).self)
-            properties[id, default: [:]][name] = value
-        }
-        return try zip(rows, ids).map { row, id in
-            // Tags are sorted as `Image` keeps them (SQLite returns them in primary-key order).
-            try Self.decodeImage(row, tags: (tags[id] ?? []).sorted(), properties: properties[id] ?? [:])
-        }
+        try await self.rows(connection, sql, arguments, arrays: arrays).map(Self.decodeImage)
     }
 
-    private static func decodeImage(_ row: PostgresRow, tags: [String], properties: [String: String]) throws -> Image {
+    private static func decodeImage(_ row: PostgresRow) throws -> Image {
         let r = row.makeRandomAccess()
+        let names = try r[20].decode([String].self)
+        let values = try r[21].decode([String].self)
+        guard names.count == values.count else {
+            throw ImageStoreError.internal("corrupt image row: \(names.count) property names, \(values.count) values")
+        }
         let idText = try r[0].decode(String.self)
         let statusText = try r[2].decode(String.self)
         let visibilityText = try r[3].decode(String.self)
@@ -647,7 +643,9 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
             minRam: Int(try r[14].decode(Int64.self)), owner: try r[15].decode(String?.self),
             createdAt: Date(timeIntervalSince1970: try r[16].decode(Double.self)),
             updatedAt: Date(timeIntervalSince1970: try r[17].decode(Double.self)),
-            tags: tags, properties: properties, uploadOwner: try r[18].decode(String?.self))
+            // Tags are sorted as `Image` keeps them (Swift's order, not the database collation's).
+            tags: try r[19].decode([String].self).sorted(),
+            properties: Dictionary(zip(names, values), uniquingKeysWith: { _, last in last }), uploadOwner: try r[18].decode(String?.self))
     }
 
     private func fetchMembers(_ connection: PostgresConnection, _ condition: String, _ arguments: [SQLValue]) async throws -> [ImageMember] {

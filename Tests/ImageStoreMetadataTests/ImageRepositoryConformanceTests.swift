@@ -32,6 +32,27 @@ import Testing
     }
 
     @Test(arguments: RepositoryFactory.all)
+    func list_returnsEachImageWithItsOwnTagsAndProperties(factory: RepositoryFactory) async throws {
+        try await factory.with { repo in
+            let t = Date(timeIntervalSince1970: 1_700_000_000)
+            let images = [
+                Image(name: "none", createdAt: t),
+                Image(name: "one", createdAt: t.addingTimeInterval(1), tags: ["z"], properties: ["b": "2"]),
+                Image(
+                    name: "many", createdAt: t.addingTimeInterval(2), tags: ["b", "a", "B"],
+                    properties: ["z": "alpha", "a": "zulu", "M": "", "\u{e9}": "\u{1F600}"]),
+            ]
+            for image in images { try await repo.create(image) }
+            // Newest first; every image keeps exactly its own tags (sorted) and properties.
+            let listed = try await repo.list(ImageListQuery())
+            #expect(listed.map(\.id) == images.reversed().map(\.id))
+            #expect(listed.map(\.tags) == [["B", "a", "b"], ["z"], []])
+            #expect(listed.map(\.properties) == [["z": "alpha", "a": "zulu", "M": "", "\u{e9}": "\u{1F600}"], ["b": "2"], [:]])
+            #expect(listed == images.reversed())
+        }
+    }
+
+    @Test(arguments: RepositoryFactory.all)
     func createGet_whenOptionalFieldsNil_roundTripsNils(factory: RepositoryFactory) async throws {
         try await factory.with { repo in
             let image = Image(createdAt: Date(timeIntervalSince1970: 1_600_000_000.5))
