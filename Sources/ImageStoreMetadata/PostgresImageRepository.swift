@@ -129,7 +129,7 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         let image = image.normalizedForStorage
         try await perform("create") { connection in
             do {
-                try await self.transaction(connection) { try await Self.insert(image, $0, self.logger) }
+                try await Self.insert(image, connection, self.logger)
             } catch let error as PSQLError where error.sqlState == "23505" {
                 throw ImageStoreError.conflict("Image with identifier \(image.id) already exists!")
             }
@@ -524,64 +524,52 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
         return try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).collect()
     }
 
+    /// One statement writes the row, its tags and its properties (data-modifying WITH clauses): a single
+    /// statement is atomic by itself, so a create is one round trip with no BEGIN and COMMIT around it.
+    /// The foreign keys of tags and properties are checked at the end of the statement, when the row exists.
     private static func insert(_ image: Image, _ connection: PostgresConnection, _ logger: Logger) async throws {
         let values = rowValues(image)
-        let placeholders = (1...values.count).map { "$\($0)" }.joined(separator: ", ")
-        _ = try await connection.query(
-            PostgresQuery(unsafeSQL: "INSERT INTO images (\(columns)) VALUES (\(placeholders))", binds: bindings(values)),
-            logger: logger
-        ).collect()
-        try await run(insertTags, image.id, image.tags, connection, logger)
-        try await upsertProperties(image.properties, of: image.id, connection, logger)
-    }
-
-    /// Rewrites the row, and only the tags and properties that changed.
-    private static func write(_ image: Image, replacing old: Image, _ connection: PostgresConnection, _ logger: Logger) async throws {
-        let values = rowValues(image)
-        let assignments = columns.split(separator: ",").dropFirst().enumerated()
-            .map { "\($0.element.trimmingCharacters(in: .whitespacesAndNewlines)) = $\($0.offset + 2)" }.joined(separator: ", ")
-        _ = try await connection.query(
-            PostgresQuery(unsafeSQL: "UPDATE images SET \(assignments) WHERE id = $1", binds: bindings(values)), logger: logger
-        ).collect()
-        try await run(deleteTags, image.id, Set(old.tags).subtracting(image.tags).sorted(), connection, logger)
-        try await run(insertTags, image.id, Set(image.tags).subtracting(old.tags).sorted(), connection, logger)
-        let removedProperties = old.properties.keys.filter { image.properties[$0] == nil }.sorted()
-        try await run(deleteProperties, image.id, removedProperties, connection, logger)
-        try await upsertProperties(image.properties.filter { old.properties[$0.key] != $0.value }, of: image.id, connection, logger)
-    }
-
-    private static let insertTags = "INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($2::TEXT[])"
-    private static let deleteTags = "DELETE FROM image_tags WHERE image_id = $1 AND tag = ANY($2::TEXT[])"
-    private static let deleteProperties = "DELETE FROM image_properties WHERE image_id = $1 AND name = ANY($2::TEXT[])"
-
-    /// Runs `sql` (one of the three above) with the image's id and `names` as one array, unless there
-    /// are none: tags or properties added or removed in one statement.
-    private static func run(
-        _ sql: String, _ id: ImageID, _ names: [String], _ connection: PostgresConnection, _ logger: Logger
-    ) async throws {
-        guard !names.isEmpty else { return }
-        var binds = PostgresBindings()
-        binds.append(id.description)
-        binds.append(names)
+        let n = values.count
+        let placeholders = (1...n).map { "$\($0)" }.joined(separator: ", ")
+        let properties = image.properties.sorted { $0.key < $1.key }
+        var binds = bindings(values)
+        binds.append(image.tags)
+        binds.append(properties.map(\.key))
+        binds.append(properties.map(\.value))
+        let sql =
+            "WITH image AS (INSERT INTO images (\(columns)) VALUES (\(placeholders)) RETURNING id), "
+            + "tags AS (INSERT INTO image_tags (image_id, tag) SELECT image.id, unnest($\(n + 1)::TEXT[]) FROM image), "
+            + "properties AS (INSERT INTO image_properties (image_id, name, value) "
+            + "SELECT image.id, p.name, p.value FROM image, unnest($\(n + 2)::TEXT[], $\(n + 3)::TEXT[]) AS p(name, value)) "
+            + "SELECT 1"
         _ = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
     }
 
-    private static func upsertProperties(
-        _ properties: [String: String], of id: ImageID, _ connection: PostgresConnection, _ logger: Logger
-    ) async throws {
-        guard !properties.isEmpty else { return }
-        let sorted = properties.sorted { $0.key < $1.key }
-        var binds = PostgresBindings()
-        binds.append(id.description)
-        binds.append(sorted.map(\.key))
-        binds.append(sorted.map(\.value))
-        _ = try await connection.query(
-            PostgresQuery(
-                unsafeSQL: "INSERT INTO image_properties (image_id, name, value) SELECT $1, * FROM unnest($2::TEXT[], $3::TEXT[]) "
-                    + "ON CONFLICT (image_id, name) DO UPDATE SET value = excluded.value",
-                binds: binds),
-            logger: logger
-        ).collect()
+    /// Rewrites the row, and only the tags and properties that changed, in one statement (one round trip
+    /// inside the update's transaction). The sets removed and added are disjoint, so no sub-statement
+    /// touches a row another one does.
+    private static func write(_ image: Image, replacing old: Image, _ connection: PostgresConnection, _ logger: Logger) async throws {
+        let values = rowValues(image)
+        let n = values.count
+        let assignments = columns.split(separator: ",").dropFirst().enumerated()
+            .map { "\($0.element.trimmingCharacters(in: .whitespacesAndNewlines)) = $\($0.offset + 2)" }.joined(separator: ", ")
+        let changed = image.properties.filter { old.properties[$0.key] != $0.value }.sorted { $0.key < $1.key }
+        var binds = bindings(values)
+        binds.append(Set(old.tags).subtracting(image.tags).sorted())
+        binds.append(Set(image.tags).subtracting(old.tags).sorted())
+        binds.append(old.properties.keys.filter { image.properties[$0] == nil }.sorted())
+        binds.append(changed.map(\.key))
+        binds.append(changed.map(\.value))
+        let sql =
+            "WITH image AS (UPDATE images SET \(assignments) WHERE id = $1), "
+            + "removed_tags AS (DELETE FROM image_tags WHERE image_id = $1 AND tag = ANY($\(n + 1)::TEXT[])), "
+            + "added_tags AS (INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($\(n + 2)::TEXT[])), "
+            + "removed_properties AS (DELETE FROM image_properties WHERE image_id = $1 AND name = ANY($\(n + 3)::TEXT[])), "
+            + "changed_properties AS (INSERT INTO image_properties (image_id, name, value) "
+            + "SELECT $1, * FROM unnest($\(n + 4)::TEXT[], $\(n + 5)::TEXT[]) "
+            + "ON CONFLICT (image_id, name) DO UPDATE SET value = excluded.value) "
+            + "SELECT 1"
+        _ = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
     }
 
     /// Values for `columns`, in order.
