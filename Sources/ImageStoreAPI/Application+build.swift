@@ -337,7 +337,7 @@ public func buildApplication(
         // and the store's bring-up (directory, recovery) before serving — but never more than
         // `startupBudget`: on a hung share the server listens anyway (/livez 200, store disabled) and
         // what did not finish goes on in the background.
-        let finished = await value(within: startupBudget) {
+        let finished: Void? = await value(within: startupBudget) {
             async let checked: Void = withTaskGroup(of: Void.self) { group in
                 // Every store's guard at once: a hung share must not delay the others' first check.
                 for (id, mountGuard) in mountGuards {

@@ -129,7 +129,7 @@ import Testing
     /// killed if it is still running after 60 s.
     static func serve(_ connection: String, in work: TemporaryDirectory) async throws -> DatabaseCommandTests.Run {
         let datadir = try work.makeDirectory("images-\(UUID().uuidString.prefix(8))")
-        FileManager.default.createFile(atPath: datadir + "/.glance", contents: Data())
+        try #require(FileManager.default.createFile(atPath: datadir + "/.glance", contents: Data()))
         let config = work.appending("serve-\(UUID().uuidString.prefix(8)).conf")
         try """
         [DEFAULT]
