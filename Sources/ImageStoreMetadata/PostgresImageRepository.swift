@@ -528,40 +528,44 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
     /// statement is atomic by itself, so a create is one round trip with no BEGIN and COMMIT around it.
     /// The foreign keys of tags and properties are checked at the end of the statement, when the row exists.
     private static func insert(_ image: Image, _ connection: PostgresConnection, _ logger: Logger) async throws {
-        let values = rowValues(image)
-        let n = values.count
-        let placeholders = (1...n).map { "$\($0)" }.joined(separator: ", ")
-        let properties = image.properties.sorted { $0.key < $1.key }
-        var binds = bindings(values)
+        var binds = rowBindings(image)
         binds.append(image.tags)
-        binds.append(properties.map(\.key))
-        binds.append(properties.map(\.value))
-        let sql =
-            "WITH image AS (INSERT INTO images (\(columns)) VALUES (\(placeholders)) RETURNING id), "
-            + "tags AS (INSERT INTO image_tags (image_id, tag) SELECT image.id, unnest($\(n + 1)::TEXT[]) FROM image), "
-            + "properties AS (INSERT INTO image_properties (image_id, name, value) "
-            + "SELECT image.id, p.name, p.value FROM image, unnest($\(n + 2)::TEXT[], $\(n + 3)::TEXT[]) AS p(name, value)) "
-            + "SELECT 1"
-        _ = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+        appendProperties(image.properties, to: &binds)
+        _ = try await connection.query(PostgresQuery(unsafeSQL: insertStatement, binds: binds), logger: logger).collect()
     }
 
     /// Rewrites the row, and only the tags and properties that changed, in one statement (one round trip
     /// inside the update's transaction). The sets removed and added are disjoint, so no sub-statement
     /// touches a row another one does.
     private static func write(_ image: Image, replacing old: Image, _ connection: PostgresConnection, _ logger: Logger) async throws {
-        let values = rowValues(image)
-        let n = values.count
-        let assignments = columns.split(separator: ",").dropFirst().enumerated()
-            .map { "\($0.element.trimmingCharacters(in: .whitespacesAndNewlines)) = $\($0.offset + 2)" }.joined(separator: ", ")
-        let changed = image.properties.filter { old.properties[$0.key] != $0.value }.sorted { $0.key < $1.key }
-        var binds = bindings(values)
+        var binds = rowBindings(image)
         binds.append(Set(old.tags).subtracting(image.tags).sorted())
         binds.append(Set(image.tags).subtracting(old.tags).sorted())
         binds.append(old.properties.keys.filter { image.properties[$0] == nil }.sorted())
-        binds.append(changed.map(\.key))
-        binds.append(changed.map(\.value))
-        let sql =
-            "WITH image AS (UPDATE images SET \(assignments) WHERE id = $1), "
+        appendProperties(image.properties.filter { old.properties[$0.key] != $0.value }, to: &binds)
+        _ = try await connection.query(PostgresQuery(unsafeSQL: writeStatement, binds: binds), logger: logger).collect()
+    }
+
+    /// `columns` one by one, trimmed.
+    private static let columnNames = columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    /// `insert`'s statement, built once: the row's values are $1…$n, then tags, property names, property values.
+    private static let insertStatement: String = {
+        let n = columnNames.count
+        let placeholders = (1...n).map { "$\($0)" }.joined(separator: ", ")
+        return "WITH image AS (INSERT INTO images (\(columns)) VALUES (\(placeholders)) RETURNING id), "
+            + "tags AS (INSERT INTO image_tags (image_id, tag) SELECT image.id, unnest($\(n + 1)::TEXT[]) FROM image), "
+            + "properties AS (INSERT INTO image_properties (image_id, name, value) "
+            + "SELECT image.id, p.name, p.value FROM image, unnest($\(n + 2)::TEXT[], $\(n + 3)::TEXT[]) AS p(name, value)) "
+            + "SELECT 1"
+    }()
+
+    /// `write`'s statement, built once: the row's values are $1…$n ($1 the id), then tags removed, tags added,
+    /// properties removed, changed property names and their values.
+    private static let writeStatement: String = {
+        let n = columnNames.count
+        let assignments = columnNames.enumerated().dropFirst().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
+        return "WITH image AS (UPDATE images SET \(assignments) WHERE id = $1), "
             + "removed_tags AS (DELETE FROM image_tags WHERE image_id = $1 AND tag = ANY($\(n + 1)::TEXT[])), "
             + "added_tags AS (INSERT INTO image_tags (image_id, tag) SELECT $1, unnest($\(n + 2)::TEXT[])), "
             + "removed_properties AS (DELETE FROM image_properties WHERE image_id = $1 AND name = ANY($\(n + 3)::TEXT[])), "
@@ -569,7 +573,20 @@ public final class PostgresImageRepository: ImageRepository, MetadataInstrumente
             + "SELECT $1, * FROM unnest($\(n + 4)::TEXT[], $\(n + 5)::TEXT[]) "
             + "ON CONFLICT (image_id, name) DO UPDATE SET value = excluded.value) "
             + "SELECT 1"
-        _ = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+    }()
+
+    /// The row's values as `insertStatement` and `writeStatement` take them first.
+    private static func rowBindings(_ image: Image) -> PostgresBindings {
+        let values = rowValues(image)
+        assert(values.count == columnNames.count, "rowValues and columns disagree")
+        return bindings(values)
+    }
+
+    /// Properties as two aligned arrays, names in order, then values.
+    private static func appendProperties(_ properties: [String: String], to binds: inout PostgresBindings) {
+        let sorted = properties.sorted { $0.key < $1.key }
+        binds.append(sorted.map(\.key))
+        binds.append(sorted.map(\.value))
     }
 
     /// Values for `columns`, in order.
